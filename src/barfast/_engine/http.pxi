@@ -1,0 +1,3 @@
+# http.pxi — the incremental HTTP/1.1 response parser (RFC 9112 framing).
+# Never: (fill in) 
+# Invariants: (fill in)
