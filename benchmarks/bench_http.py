@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""Closed-loop HTTP/1.1 throughput and CPU per request: barfast against wrk (and ab, h2load) in one run.
+
+Method (../shared/MEASURING.md): nginx with one worker pinned to the last CPU; every generator pinned to
+CPU 0 with `taskset -c 0`; the tools run alternately A B A B ... for --pairs rounds with the same
+connections and duration, and the figure quoted is the MEDIAN of the per-pair ratios, never an absolute
+number. CPU per request = (user + sys CPU of the generator's whole process tree, from
+getrusage(RUSAGE_CHILDREN) around each run) / completed requests, so barfast pays for its Python start-up
+and its coordinator too.
+
+    python benchmarks/bench_http.py                 # 3 pairs x 5 s, writes benchmarks/results/http.json
+    python benchmarks/bench_http.py --quick         # CI: 1 pair x 1 s, checks the script still works
+    python benchmarks/bench_http.py --target serve  # against `barfast serve` instead of nginx
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+NGINX_CONF = """
+worker_processes 1;
+worker_cpu_affinity {mask};
+daemon off;
+pid {run}/nginx.pid;
+error_log {run}/error.log;
+worker_rlimit_nofile 65535;
+events {{ worker_connections 20000; use epoll; multi_accept on; }}
+http {{
+  access_log off;
+  client_body_temp_path {run}/body;
+  proxy_temp_path {run}/proxy;
+  fastcgi_temp_path {run}/fastcgi;
+  uwsgi_temp_path {run}/uwsgi;
+  scgi_temp_path {run}/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096 reuseport;
+    location / {{ return 200 "hello world\\n"; }}
+  }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"bench: nothing listens on port {port}")
+
+
+def cpus() -> tuple[str, str]:
+    """(generator CPU, target CPU): 0 and the last one; both 0 on a one-CPU machine."""
+    n = len(os.sched_getaffinity(0))
+    return "0", str(max(n - 1, 0))
+
+
+def start_target(
+    kind: str, server_cpu: str
+) -> tuple[subprocess.Popen[bytes], int, tempfile.TemporaryDirectory[str]]:
+    port = free_port()
+    tmp = tempfile.TemporaryDirectory(prefix="barfast-bench-")
+    if kind == "nginx":
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        conf = Path(tmp.name) / "nginx.conf"
+        mask = "1" + "0" * int(server_cpu)
+        conf.write_text(NGINX_CONF.format(run=tmp.name, port=port, mask=mask))
+        proc = subprocess.Popen([nginx, "-c", str(conf), "-p", tmp.name], stderr=subprocess.DEVNULL)
+    else:
+        proc = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                server_cpu,
+                sys.executable,
+                "-m",
+                "barfast",
+                "serve",
+                "--addr",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+    wait_port(port)
+    return proc, port, tmp
+
+
+def timed(cmd: list[str], timeout_s: float) -> tuple[str, float]:
+    """Run cmd; return (stdout, CPU seconds of its whole process tree)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise RuntimeError(f"{cmd[2:4]} exited {out.returncode}: {out.stderr.strip()[-400:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return out.stdout, cpu
+
+
+def _wrk_count(text: str) -> tuple[int, float]:
+    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", text)
+    if not m:
+        raise RuntimeError(f"cannot read wrk output: {text[-300:]}")
+    secs = float(m.group(2)) / (1000 if m.group(3) == "ms" else 1)
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if errs and int(errs.group(1)):
+        raise RuntimeError("wrk saw non-2xx responses")
+    return int(m.group(1)), secs
+
+
+def run_wrk(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    out, cpu_s = timed(
+        ["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{dur}s", url], dur + 30
+    )
+    n, secs = _wrk_count(out)
+    return {"requests": n, "rps": n / secs, "cpu_s": cpu_s}
+
+
+def run_barfast(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    cmd = [
+        "taskset",
+        "-c",
+        cpu,
+        sys.executable,
+        "-m",
+        "barfast",
+        "run",
+        url,
+        "-w",
+        "1",
+        "-c",
+        str(conns),
+        "-d",
+        f"{dur}s",
+        "--json",
+        "--quiet",
+    ]
+    out, cpu_s = timed(cmd, dur + 60)
+    rep = json.loads(out)
+    n = rep["requests"]["completed"]
+    if rep["requests"]["errors"]:
+        raise RuntimeError(f"barfast saw errors: {rep['errors']}")
+    gen = rep.get("generator", {})
+    engine_cpu = gen.get("cpu_user_s", 0.0) + gen.get("cpu_sys_s", 0.0)
+    return {"requests": n, "rps": rep["rps"], "cpu_s": cpu_s, "engine_cpu_s": engine_cpu}
+
+
+def run_ab(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    out, cpu_s = timed(
+        [
+            "taskset",
+            "-c",
+            cpu,
+            "ab",
+            "-k",
+            "-q",
+            "-c",
+            str(conns),
+            "-t",
+            str(dur),
+            "-n",
+            "100000000",
+            url,
+        ],
+        dur + 30,
+    )
+    n = int(re.search(r"Complete requests:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
+    secs = float(re.search(r"Time taken for tests:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"requests": n, "rps": n / secs, "cpu_s": cpu_s}
+
+
+def run_h2load(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    out, cpu_s = timed(
+        ["taskset", "-c", cpu, "h2load", "--h1", "-c", str(conns), "-D", str(dur), url], dur + 30
+    )
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    secs = re.search(r"finished in ([\d.]+)(m?s)", out)
+    if not m or not secs:
+        raise RuntimeError(f"cannot read h2load output: {out[-300:]}")
+    t = float(secs.group(1)) / (1000 if secs.group(2) == "ms" else 1)
+    return {"requests": int(m.group(2)), "rps": int(m.group(2)) / t, "cpu_s": cpu_s}
+
+
+TOOLS = {"wrk": run_wrk, "barfast": run_barfast, "ab": run_ab, "h2load": run_h2load}
+BINARIES = {"wrk": "wrk", "ab": "ab", "h2load": "h2load"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--target", choices=["nginx", "serve"], default="nginx")
+    ap.add_argument(
+        "--quick", action="store_true", help="1 pair x 1 s: only proves the script works"
+    )
+    ap.add_argument("--out", default=str(HERE / "results" / "http.json"))
+    args = ap.parse_args()
+    if args.quick:
+        args.pairs, args.duration = 1, 1.0
+    gen_cpu, srv_cpu = cpus()
+    tools = ["barfast"] + [t for t, b in BINARIES.items() if shutil.which(b)]
+    if "wrk" not in tools:
+        print(
+            "bench: wrk is not installed (apt-get install wrk); nothing to compare with",
+            file=sys.stderr,
+        )
+        return 1
+    proc, port, tmp = start_target(args.target, srv_cpu)
+    url = f"http://127.0.0.1:{port}/"
+    runs: dict[str, list[dict[str, float]]] = {t: [] for t in tools}
+    try:
+        for i in range(args.pairs):
+            order = tools if i % 2 == 0 else list(reversed(tools))
+            for t in order:
+                r = TOOLS[t](url, args.connections, args.duration, gen_cpu)
+                r["cpu_us_per_req"] = r["cpu_s"] / max(r["requests"], 1) * 1e6
+                runs[t].append(r)
+                print(
+                    f"pair {i + 1} {t:8s} {r['rps']:>10,.0f} req/s  {r['cpu_us_per_req']:5.2f} CPU us/req",
+                    flush=True,
+                )
+    finally:
+        proc.send_signal(signal.SIGTERM if args.target == "serve" else signal.SIGQUIT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        tmp.cleanup()
+
+    table = {}
+    for t in tools:
+        rps_ratio = statistics.median(b["rps"] / w["rps"] for b, w in zip(runs[t], runs["wrk"]))
+        cpu_ratio = statistics.median(
+            b["cpu_us_per_req"] / w["cpu_us_per_req"] for b, w in zip(runs[t], runs["wrk"])
+        )
+        table[t] = {
+            "median_rps": statistics.median(r["rps"] for r in runs[t]),
+            "median_cpu_us_per_req": statistics.median(r["cpu_us_per_req"] for r in runs[t]),
+            "rps_ratio_vs_wrk": rps_ratio,
+            "cpu_per_req_ratio_vs_wrk": cpu_ratio,
+        }
+    print(
+        f"\n{args.pairs} pairs x {args.duration:g}s, {args.connections} connections, target {args.target} "
+        f"on CPU {srv_cpu}, generators on CPU {gen_cpu}; ratios are medians of per-pair ratios vs wrk"
+    )
+    print(
+        f"{'tool':8s} {'req/s':>10s} {'CPU us/req':>11s} {'req/s / wrk':>12s} {'CPU/req / wrk':>14s}"
+    )
+    for t, row in table.items():
+        print(
+            f"{t:8s} {row['median_rps']:>10,.0f} {row['median_cpu_us_per_req']:>11.2f} "
+            f"{row['rps_ratio_vs_wrk']:>12.3f} {row['cpu_per_req_ratio_vs_wrk']:>14.3f}"
+        )
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "settings": vars(args),
+        "runs": runs,
+        "summary": table,
+    }
+    if not args.quick:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# CI's quick mode of every benchmark: proves each script still runs end to end (figures not judged).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python benchmarks/bench_ring.py --quick
+python benchmarks/bench_http.py --quick
+python benchmarks/bench_pacing.py --quick
+python benchmarks/bench_coordinator.py --quick
