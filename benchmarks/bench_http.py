@@ -256,9 +256,12 @@ def main() -> int:
 
     table = {}
     for t in tools:
-        rps_ratio = statistics.median(b["rps"] / w["rps"] for b, w in zip(runs[t], runs["wrk"]))
+        rps_ratio = statistics.median(
+            b["rps"] / w["rps"] for b, w in zip(runs[t], runs["wrk"], strict=True)
+        )
         cpu_ratio = statistics.median(
-            b["cpu_us_per_req"] / w["cpu_us_per_req"] for b, w in zip(runs[t], runs["wrk"])
+            b["cpu_us_per_req"] / w["cpu_us_per_req"]
+            for b, w in zip(runs[t], runs["wrk"], strict=True)
         )
         table[t] = {
             "median_rps": statistics.median(r["rps"] for r in runs[t]),
