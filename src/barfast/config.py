@@ -111,7 +111,7 @@ def parse_url(url: str) -> Target:
         except socket.gaierror as exc:
             raise NoLoadError(f"cannot resolve {host!r}: {exc.strerror}") from None
         infos.sort(key=lambda i: 0 if i[0] == socket.AF_INET else 1)
-        family, addr = infos[0][0], infos[0][4][0]
+        family, addr = infos[0][0], str(infos[0][4][0])
     default_port = port == 80
     bracket = f"[{host}]" if ":" in host else host
     host_header = bracket if default_port else f"{bracket}:{port}"
