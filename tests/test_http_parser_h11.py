@@ -40,15 +40,20 @@ class Resp:
 
 
 tokens = st.text(TCHAR, min_size=1, max_size=12).map(str.encode)
-field_values = st.lists(st.binary(min_size=1, max_size=12).map(
-    lambda b: bytes(VCHAR[x % len(VCHAR)] for x in b)), min_size=0, max_size=3).map(b" ".join)
+field_values = st.lists(
+    st.binary(min_size=1, max_size=12).map(lambda b: bytes(VCHAR[x % len(VCHAR)] for x in b)),
+    min_size=0,
+    max_size=3,
+).map(b" ".join)
 ows = st.sampled_from([b"", b" ", b"\t", b"  "])
 eol = st.sampled_from([b"\r\n"] * 6 + [b"\n"])  # bare LF is accepted in the header section (§2.2)
 
 
 def case_mix(name: bytes, draw) -> bytes:
     flips = draw(st.lists(st.booleans(), min_size=len(name), max_size=len(name)))
-    return bytes(c ^ 0x20 if f and chr(c).isalpha() else c for c, f in zip(name, flips))
+    return bytes(
+        c ^ 0x20 if f and chr(c).isalpha() else c for c, f in zip(name, flips, strict=True)
+    )
 
 
 @st.composite
@@ -69,8 +74,10 @@ def header_block(draw, status: int, version: bytes, extra: list[tuple[bytes, byt
 def response(draw, head: bool, last: bool) -> Resp:
     # only the last response of a pipelined sequence may end the connection (h11 stops there)
     version = draw(st.sampled_from([b"1.1"] * 4 + [b"1.0"])) if last else b"1.1"
-    status = draw(st.sampled_from([200, 201, 204, 206, 301, 304, 400, 404, 418, 500, 503, 599])
-                  | st.integers(200, 599))
+    status = draw(
+        st.sampled_from([200, 201, 204, 206, 301, 304, 400, 404, 418, 500, 503, 599])
+        | st.integers(200, 599)
+    )
     wire = b""
     interim = 0
     if version == b"1.1":
@@ -99,7 +106,9 @@ def response(draw, head: bool, last: bool) -> Resp:
         extra.append((case_mix(b"Transfer-Encoding", draw), b"chunked"))
         if not no_body:
             cuts = sorted(draw(st.lists(st.integers(1, max(1, len(body) - 1)), max_size=4)))
-            pieces = [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)]) if body[a:b]]
+            pieces = [
+                body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)], strict=True) if body[a:b]
+            ]
             for piece in pieces:
                 size = format(len(piece), draw(st.sampled_from(["x", "X", "04x"]))).encode()
                 ext = draw(st.sampled_from([b"", b";a", b";a=b", b';n="v"']))  # h11 rejects BWS
@@ -110,8 +119,16 @@ def response(draw, head: bool, last: bool) -> Resp:
     header_bytes += len(block)
     wire += block + payload
     close_delimited = mode == "close" and not no_body
-    return Resp(wire, header_bytes, status, interim, len(body), close_delimited, version,
-                [t.lower() for t in conn_tokens])
+    return Resp(
+        wire,
+        header_bytes,
+        status,
+        interim,
+        len(body),
+        close_delimited,
+        version,
+        [t.lower() for t in conn_tokens],
+    )
 
 
 @st.composite
@@ -167,7 +184,7 @@ def test_agrees_with_h11(conv, data):
     ours = parse_responses(wire, head=head)
     ref = h11_parse(wire, head, len(resps))
     assert len(ours) == len(resps) == len(ref), (ours, ref)
-    for mine, theirs, r in zip(ours, ref, resps):
+    for mine, theirs, r in zip(ours, ref, resps, strict=True):
         assert "error" not in mine
         assert mine["status"] == theirs["status"] == r.status
         assert mine["interim"] == theirs["interim"] == r.interim
@@ -177,8 +194,12 @@ def test_agrees_with_h11(conv, data):
         assert mine["eof_complete"] == r.close_delimited
         expected_ka = theirs["keep_alive"]
         # h11 never keeps an HTTP/1.0 connection; we honour "Connection: keep-alive" (RFC 9112 §9.3)
-        if r.version == b"1.0" and b"keep-alive" in r.conn_tokens and b"close" not in r.conn_tokens \
-                and not r.close_delimited:
+        if (
+            r.version == b"1.0"
+            and b"keep-alive" in r.conn_tokens
+            and b"close" not in r.conn_tokens
+            and not r.close_delimited
+        ):
             expected_ka = True
         assert mine["keep_alive"] == expected_ka
     # the same verdict whatever the reads were
@@ -192,8 +213,10 @@ def mutate(draw, wire: bytes) -> bytes:
         op = draw(st.sampled_from(["flip", "insert", "delete", "dup"]))
         i = draw(st.integers(0, max(0, len(b) - 1)))
         if op == "flip" and b:
-            b[i] = draw(st.sampled_from([0, 9, 10, 13, 32, 44, 48, 58, 59, 70, 127, 255])
-                        | st.integers(0, 255))
+            b[i] = draw(
+                st.sampled_from([0, 9, 10, 13, 32, 44, 48, 58, 59, 70, 127, 255])
+                | st.integers(0, 255)
+            )
         elif op == "insert":
             b[i:i] = draw(st.sampled_from([b"\r", b"\n", b"\r\n", b" ", b":", b"0", b"\x00", b"f"]))
         elif op == "delete" and b:
