@@ -466,3 +466,14 @@ def test_split_argument_validation():
         parse_responses(CL, [-1])
     # 0 and len(data) are harmless no-op cut points
     assert parse_responses(CL, [0, len(CL)]) == parse_responses(CL)
+
+
+def test_native_bench_hook_parses_every_response():
+    from barfast._core import http_parse_bench
+
+    count, ns = http_parse_bench(CL + CHUNKED + INTERIM, 10)
+    assert count == 3 and ns > 0
+    with pytest.raises(ValueError):
+        http_parse_bench(CL[:-1], 1)
+    with pytest.raises(ValueError):
+        http_parse_bench(b"HTTP/1.1 2OO OK\r\n\r\n", 1)
