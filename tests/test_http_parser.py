@@ -477,3 +477,25 @@ def test_native_bench_hook_parses_every_response():
         http_parse_bench(CL[:-1], 1)
     with pytest.raises(ValueError):
         http_parse_bench(b"HTTP/1.1 2OO OK\r\n\r\n", 1)
+
+
+@pytest.mark.parametrize("where", ["value", "reason"])
+def test_every_ctl_rejected_at_every_position(where: str):
+    """The 8-bytes-at-a-time value check must agree with the byte rule at every offset."""
+    good_extra = [0x09, 0x20, 0x21, 0x7E, 0x80, 0xFF]
+    bad = [b for b in range(0x20) if b not in (0x09, 0x0A)] + [0x7F]
+    width = 21
+    for pos in range(width):
+        for byte in good_extra + bad:
+            text = bytearray(b"v" * width)
+            text[pos] = byte
+            if where == "value":
+                data = b"HTTP/1.1 200 OK\r\nX: " + bytes(text) + b"\r\nContent-Length: 0\r\n\r\n"
+            else:
+                data = b"HTTP/1.1 200 " + bytes(text) + b"\r\nContent-Length: 0\r\n\r\n"
+            (r,) = parse_responses(data)
+            if byte in bad:  # CTLs incl. a bare CR (also right before the CRLF), and DEL
+                expected = "bad_header" if where == "value" else "bad_status_line"
+                assert r == {"error": expected}, (pos, byte)
+            else:
+                assert r["status"] == 200, (pos, byte)

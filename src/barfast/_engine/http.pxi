@@ -199,6 +199,11 @@ cdef const char *http_error_name(int code) noexcept nogil:
     return http_error_names[code]
 
 
+cdef inline int http_error_kind(int code) noexcept nogil:
+    """The sample-record error kind for an HTTP_ERR_* code: cut short -> BF_ERR_CLOSED, else parse."""
+    return BF_ERR_CLOSED if code == HTTP_ERR_CLOSED else BF_ERR_PARSE
+
+
 cdef inline Py_ssize_t http_fail(http_resp_t *p, int code) noexcept nogil:
     p.state = HTTP_ERROR
     p.error = code
