@@ -96,6 +96,25 @@ CANNED: list[tuple[str, bytes, bool, list[dict]]] = [
         [ok(200, 0), ok(200, 0)],
     ),
     (
+        "head-without-length-is-not-close-delimited",
+        b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n" + CL[:-5],
+        True,
+        [ok(200, 0), ok(200, 0)],
+    ),
+    (
+        "interim-length-ignored",
+        b"HTTP/1.1 100 Continue\r\nContent-Length: 5\r\n\r\n" + CL,
+        False,
+        [ok(200, 5, interim=1)],
+    ),
+    (
+        "gzip-then-chunked",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: , chunked\r\n\r\n"
+        b"2\r\nab\r\n0\r\n\r\n",
+        False,
+        [ok(200, 2)],
+    ),
+    (
         "head-with-chunked",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
         True,
