@@ -447,7 +447,8 @@ cdef Py_ssize_t http_feed_head(http_resp_t *p, const char *buf, size_t len) noex
     cdef size_t end
     cdef const char *nl
     cdef int err
-    http_assert(p.scan <= p.line_scan and p.line_scan <= len)
+    http_assert(p.scan <= p.line_scan)   # the caller passes the bytes it kept, then new ones
+    http_assert(p.line_scan <= len)
     while True:
         nl = <const char *>memchr(buf + p.line_scan, c'\n', len - p.line_scan)
         if nl == NULL:
