@@ -200,7 +200,7 @@ cdef const char *http_error_name(int code) noexcept nogil:
 
 
 cdef inline int http_error_kind(int code) noexcept nogil:
-    """The sample-record error kind for an HTTP_ERR_* code: cut short -> BF_ERR_CLOSED, else parse."""
+    """Sample-record error kind of an HTTP_ERR_* code: cut short -> BF_ERR_CLOSED, else parse."""
     return BF_ERR_CLOSED if code == HTTP_ERR_CLOSED else BF_ERR_PARSE
 
 
