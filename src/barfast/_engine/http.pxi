@@ -104,7 +104,7 @@ ctypedef struct http_resp_t:
     # public (read after feed returns)
     int state            # HTTP_* state above
     int error            # HTTP_ERR_* when state == HTTP_ERROR
-    int status           # status code of the final response (last parsed status line before that)
+    int status           # code of the last status line parsed (the final one once HTTP_DONE)
     int keep_alive       # 1: the connection may carry the next request after HTTP_DONE
     int minor_version    # the x of HTTP/1.x of the last status line
     int interim_count    # 1xx responses skipped before the final one
