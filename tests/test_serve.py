@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
-from serve_helpers import Client, connect, get, header, running
 
 from barfast._core import Server
+from serve_helpers import Client, connect, get, header, running
 
 
 def test_keep_alive_sequence() -> None:
@@ -123,7 +123,10 @@ def test_http10_closes_unless_keep_alive() -> None:
     ("request_bytes", "status"),
     [
         (b"GARBAGE\r\n\r\n", 400),
-        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),  # a TLS hello: rejected before CRLFCRLF
+        (
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            400,
+        ),  # a TLS hello: rejected before CRLFCRLF
         (b"GET / HTTP/1.1\r\nHost: t\r\n folded\r\n\r\n", 400),  # obs-fold (RFC 9112 §5.2)
         (b"GET / HTTP/1.1\r\nHost t\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),

@@ -74,7 +74,9 @@ def parse_addr(text: str) -> tuple[str, int]:
         if not sep:
             raise UsageError(f"bad --addr {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
         if ":" in host:
-            raise UsageError(f"bad --addr {text!r}: put an IPv6 address in brackets, e.g. [::1]:8080")
+            raise UsageError(
+                f"bad --addr {text!r}: put an IPv6 address in brackets, e.g. [::1]:8080"
+            )
         host = host or "0.0.0.0"
     if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
         raise UsageError(f"bad --addr {text!r}: port must be a number within 0..65535")
@@ -98,7 +100,9 @@ def parse_delay_dist(text: str) -> tuple[int, int, int]:
     if sep and kind == "uniform":
         lo_s, dash, hi_s = arg.partition("-")
         if not dash:
-            raise UsageError(f"bad --delay-dist {text!r}: expected uniform:LO-HI, e.g. uniform:1ms-3ms")
+            raise UsageError(
+                f"bad --delay-dist {text!r}: expected uniform:LO-HI, e.g. uniform:1ms-3ms"
+            )
         lo = parse_duration(lo_s, "--delay-dist low bound")
         hi = parse_duration(hi_s, "--delay-dist high bound")
         if lo > hi:
