@@ -249,3 +249,17 @@ def test_wrk_against_the_server() -> None:
     assert rps > 0 and done > 0
     assert "Socket errors" not in out and "Non-2xx" not in out, out
     assert k["responses"] >= done and k["bad_requests"] == 0
+
+
+def test_background_server_helper() -> None:
+    from barfast.serve import BackgroundServer
+
+    with BackgroundServer(body_size=4) as bg:
+        host, port = bg.url.split("//")[1].rstrip("/").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(get())
+            resp, body = Client(s).expect()
+        assert resp.status_code == 200 and body == b"hell"
+    bg.stop()  # idempotent
+    with pytest.raises(RuntimeError):
+        bg.server.run()

@@ -1,8 +1,8 @@
-# serve.pxi — the built-in HTTP/1.1 target (`barfast serve`, class Server): listening socket, nogil epoll
-# Never: touches a Python object, allocates per request, raises, or reorders responses inside run(); never
-# keeps a request body (bodies are counted and skipped); never toggles epoll interest per request.
-# Invariants: the queue of a connection holds responses in request order (RFC 9112 §9.3.2); counters are
-# written only by the run() thread and read with relaxed atomic loads; every C name here starts with srv_.
+# serve.pxi — owns the built-in HTTP/1.1 target (`barfast serve`, class Server): socket, nogil epoll loop.
+# Never: Python objects, allocation per request, exceptions or reordered responses inside run().
+# Invariants: responses leave in request order (RFC 9112 §9.3.2); counters single-writer; C names srv_*.
+#
+# Bodies of requests are counted and skipped, never kept; epoll interest never changes per request.
 #
 # Speed by construction (the MEASURING.md floor): an unpipelined keep-alive request costs one read() and
 # one sendmsg(); epoll is level-triggered and write interest (EPOLLOUT) is armed only while a write would
