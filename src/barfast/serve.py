@@ -264,9 +264,15 @@ def serve_command(
     server.close()
     if failure:
         raise failure[0]
+    late = ""
+    if c["delayed"]:
+        late = (
+            f", delay timer late by {c['late_ns_sum'] / c['delayed'] / 1000:.0f} us on average"
+            f" (max {c['late_ns_max'] / 1000:.0f} us)"
+        )
     print(
         f"barfast serve: {c['requests']} requests, {c['responses']} responses, "
-        f"{c['connections_accepted']} connections, {c['bad_requests']} bad requests",
+        f"{c['connections_accepted']} connections, {c['bad_requests']} bad requests{late}",
         file=sys.stderr,
     )
     return int(ExitCode.OK)
