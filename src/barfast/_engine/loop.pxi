@@ -518,7 +518,7 @@ cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
             if now >= c.deadline_ns:
                 loop_connect_failed(e, c, ETIMEDOUT, now)
         elif c.state == CONN_BUSY:
-            if c.send_ns and now - c.send_ns >= e.timeout_ns:
+            if c.send_ns and now > c.send_ns and now - c.send_ns >= e.timeout_ns:
                 # No complete response within the request timeout: the connection is closed and
                 # replaced (a late response must not be taken for the next request's).
                 loop_fail(e, c, BF_ERR_TIMEOUT, 0, now)
