@@ -282,7 +282,8 @@ cdef class Ring:
 
     cdef inline ring_hdr_t *_hdr(self) except NULL:
         if self.c.hdr == NULL:
-            raise ValueError("ring is closed")
+            from barfast.ring import RingClosedError  # error path only (no import cycle at load)
+            raise RingClosedError("ring is closed")
         return self.c.hdr
 
     @property
