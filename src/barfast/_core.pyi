@@ -39,9 +39,10 @@ class Ring:
     def _header_info(self) -> dict[str, int]:
         """Line 0 of the header: magic, version, record_size, capacity, data_offset, producer_pid,
         created_ns."""
-    def _publish_bytes(self, src: object) -> int:
+    def _publish_bytes(self, src: object, count_dropped: bool = True) -> int:
         """Copy whole 64-byte records from a contiguous buffer: as many as fit (at most two memcpy,
-        one store-release), the rest counted as dropped. Returns the number accepted."""
+        one store-release), the rest counted as dropped (if count_dropped). Returns the number
+        accepted."""
 
 def _bench_produce(
     ring: Ring,

@@ -51,6 +51,8 @@ __all__ = [
     "RingFormatError",
     "RingNotFoundError",
     "TruncatedRingError",
+    "check_synthetic",
+    "synthetic_records",
 ]
 
 MAGIC = b"BARFRING"
@@ -179,7 +181,6 @@ class Ring(_core.Ring):
 
     _path: str | None
     _records: np.ndarray[Any, np.dtype[np.void]] | None
-    _producer_pid_local: int
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("use Ring.create(capacity, path=None) or Ring.attach(path)")
@@ -214,7 +215,7 @@ class Ring(_core.Ring):
             mm, 0, b"\0" * 8, VERSION, RECORD_SIZE, cap, HEADER_SIZE, pid, time.time_ns(), 0
         )
         mm[0:8] = MAGIC
-        return cls._from_mapping(mm, spath, pid)
+        return cls._from_mapping(mm, spath)
 
     @classmethod
     def attach(cls, path: str | os.PathLike[str]) -> Ring:
@@ -270,7 +271,7 @@ class Ring(_core.Ring):
         finally:
             os.close(fd)
         try:
-            return cls._from_mapping(mm, spath, 0)
+            return cls._from_mapping(mm, spath)
         except ValueError:  # the file changed between our checks and the mapping
             mm.close()
             raise RingFormatError(
@@ -278,11 +279,10 @@ class Ring(_core.Ring):
             ) from None
 
     @classmethod
-    def _from_mapping(cls, mm: mmap.mmap, path: str | None, producer_pid: int) -> Ring:
+    def _from_mapping(cls, mm: mmap.mmap, path: str | None) -> Ring:
         self = cls.__new__(cls)
         self._bind(mm)
         self._path = path
-        self._producer_pid_local = producer_pid
         cap = self._header_info()["capacity"]
         recs = np.frombuffer(mm, dtype=RECORD_DTYPE, count=cap, offset=HEADER_SIZE)
         recs.flags.writeable = False  # consumers read; producers go through publish()
@@ -340,10 +340,11 @@ class Ring(_core.Ring):
 
     # ------------------------------------------------------------------ producer
 
-    def publish(self, records: Any) -> int:
+    def publish(self, records: Any, *, count_dropped: bool = True) -> int:
         """Publish one record (tuple in field order, dict of fields, np.void) or a numpy array of
         RECORD_DTYPE records. Copies as many as fit in at most two slices, publishes them with one
-        store-release, counts the rest as dropped; returns the number accepted. Never blocks."""
+        store-release, counts the rest as dropped; returns the number accepted. Never blocks.
+        count_dropped=False: the caller will retry the rest itself, so they are not counted."""
         if isinstance(records, np.ndarray):
             if records.dtype != RECORD_DTYPE:
                 raise TypeError(
@@ -369,13 +370,18 @@ class Ring(_core.Ring):
         else:
             raise TypeError(f"cannot publish a {type(records).__name__}")
         pid = os.getpid()
-        if pid != self._producer_pid_local:  # a new producer process (attach, or after fork)
+        if self._producer_pid() != pid:  # another process produced last (attach, fork, hand-over)
             self._claim_producer(pid)
-            self._producer_pid_local = pid
         if arr.shape[0] == 0:
             self._check_open()
             return 0
-        return int(self._publish_bytes(arr.view(np.uint8)))
+        return int(self._publish_bytes(arr.view(np.uint8), count_dropped))
+
+    def claim_producer(self) -> None:
+        """Make this process the producer: record its pid in the header and reload the producer
+        position from it. publish() does this by itself when the pid differs; native producers
+        using `ring.c` in a process other than the last producer call it before producing."""
+        self._claim_producer(os.getpid())
 
     def mark_producer_done(self) -> None:
         """Tell consumers no more records will come (store-release; the last counts are final)."""
@@ -468,3 +474,47 @@ def _file_kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+# ---------------------------------------------------------------------- synthetic records
+
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def synthetic_records(first_seq: int, n: int) -> np.ndarray[Any, np.dtype[np.void]]:
+    """n records with seq = first_seq.. and every other field derived from seq (vectorised), the
+    same formula as the native bench producer: a torn or stale record fails check_synthetic().
+    For tests, benchmarks and examples; the engine fills real samples."""
+    return _synthetic(np.arange(first_seq, first_seq + n, dtype=np.uint64))
+
+
+def check_synthetic(records: np.ndarray[Any, np.dtype[np.void]]) -> int:
+    """How many of `records` differ in any byte from the synthetic record of their own seq."""
+    n = records.shape[0]
+    if n == 0:
+        return 0
+    expected = _synthetic(records["seq"].astype(np.uint64))
+    a = np.ascontiguousarray(records).view(np.uint64).reshape(n, 8)
+    b = expected.view(np.uint64).reshape(n, 8)
+    return int(np.count_nonzero(np.any(a != b, axis=1)))
+
+
+def _synthetic(seq: np.ndarray[Any, np.dtype[np.uint64]]) -> np.ndarray[Any, np.dtype[np.void]]:
+    out = np.empty(seq.shape[0], dtype=RECORD_DTYPE)
+    u = np.uint64
+    with np.errstate(over="ignore"):
+        out["intended_ns"] = seq
+        out["send_ns"] = seq * u(3) + u(1)
+        out["first_byte_ns"] = ~seq
+        out["done_ns"] = seq ^ u(0x5A5A5A5A5A5A5A5A)
+        out["seq"] = seq
+        out["bytes_rx"] = seq & _MASK32
+        out["bytes_tx"] = (seq >> u(32)) & _MASK32
+        out["conn_id"] = (seq * u(7)) & _MASK32
+        out["endpoint"] = (seq >> u(3)) & u(0xFFFF)
+        out["status"] = u(100) + seq % u(500)
+        out["error"] = seq % u(8)
+        out["flags"] = (seq >> u(8)) & u(0xFF)
+        out["sys_errno"] = (seq >> u(16)) & u(0xFFFF)
+        out["reserved"] = (seq ^ (seq >> u(32))) & _MASK32
+    return out
