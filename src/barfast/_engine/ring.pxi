@@ -207,9 +207,10 @@ cdef inline void ring_advance(ring_t *r, uint64_t n) noexcept nogil:
     bf_store_release_u64(&r.hdr.prod_pos, r.prod_pos)
 
 
-cdef inline uint64_t ring_copy_in(ring_t *r, const bf_sample_t *src, uint64_t n) noexcept nogil:
+cdef inline uint64_t ring_copy_in(ring_t *r, const bf_sample_t *src, uint64_t n,
+                                  bint count_dropped) noexcept nogil:
     """Copy up to n records into free slots (at most two memcpy), publish them with one
-    store-release, count the rest as dropped; returns the number accepted."""
+    store-release, count the rest as dropped (if count_dropped); returns the number accepted."""
     cdef uint64_t k = ring_reserve(r, n)
     cdef uint64_t idx = r.prod_pos & r.mask
     cdef uint64_t first = r.capacity - idx
@@ -220,7 +221,7 @@ cdef inline uint64_t ring_copy_in(ring_t *r, const bf_sample_t *src, uint64_t n)
         if k > first:
             memcpy(&r.records[0], src + first, (k - first) * sizeof(bf_sample_t))
         ring_advance(r, k)
-    if k < n:
+    if k < n and count_dropped:
         ring_count_dropped(r, n - k)
     return k
 
@@ -282,7 +283,8 @@ cdef class Ring:
 
     cdef inline ring_hdr_t *_hdr(self) except NULL:
         if self.c.hdr == NULL:
-            raise ValueError("ring is closed")
+            from barfast.ring import RingClosedError  # error path only (no import cycle at load)
+            raise RingClosedError("ring is closed")
         return self.c.hdr
 
     @property
@@ -326,9 +328,10 @@ cdef class Ring:
                 "capacity": h.capacity, "data_offset": h.data_offset,
                 "producer_pid": h.producer_pid, "created_ns": h.created_ns}
 
-    def _publish_bytes(self, const unsigned char[::1] src not None):
+    def _publish_bytes(self, const unsigned char[::1] src not None, bint count_dropped=True):
         """Copy whole records from a contiguous buffer (len a multiple of 64) into the ring: as many
-        as fit, one store-release, the rest counted as dropped.  Returns the number accepted."""
+        as fit, one store-release, the rest counted as dropped (unless count_dropped is false: a
+        producer that will retry them).  Returns the number accepted."""
         self._hdr()
         cdef Py_ssize_t nbytes = src.shape[0]
         if nbytes % sizeof(bf_sample_t):
@@ -338,7 +341,7 @@ cdef class Ring:
         if n == 0:
             return 0
         with nogil:
-            k = ring_copy_in(&self.c, <const bf_sample_t *>&src[0], n)
+            k = ring_copy_in(&self.c, <const bf_sample_t *>&src[0], n, count_dropped)
         return k
 
 
