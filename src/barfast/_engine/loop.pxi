@@ -771,6 +771,11 @@ cdef class Engine:
         if self._ran:
             raise RuntimeError("an Engine runs once; create a new one")
         self._ran = True
+        if self.e.ring != NULL:
+            if self.e.ring.hdr == NULL:
+                raise ValueError("the ring was closed")
+            # This thread's process produces from now on: continue from the header's positions.
+            ring_producer_sync(self.e.ring)
         with nogil:
             rc = loop_run(self.e)
         if rc:
