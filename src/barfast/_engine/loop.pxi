@@ -81,6 +81,7 @@ ctypedef struct engine_t:
     bint open_loop
     bint stopping            # set when the loop decided to end: no new requests begin
     bint no_pwait2           # epoll_pwait2 returned ENOSYS once: use epoll_wait
+    uint64_t spin_ns         # pacing: poll instead of sleeping this close to a send (LOOP_SPIN_NS)
     uint16_t endpoint
     uint64_t requests        # bound on started requests (0: none)
     uint64_t duration_ns
@@ -531,6 +532,8 @@ cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
 # ------------------------------------------------------------------ the loop
 
 cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) noexcept nogil:
+    """Wait for events until `until` (ns). Pacing waits sleep until spin_ns before the intended
+    time, then poll with a zero timeout (the spin) until it is due."""
     cdef uint64_t delta
     cdef timespec ts
     cdef int n
@@ -538,15 +541,17 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
     delta = until - now
     if pacing_wait:
-        if delta <= LOOP_SPIN_NS:
+        if delta <= e.spin_ns:
             return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
-        if not e.no_pwait2:
-            clock_ns_to_timespec(delta - LOOP_SPIN_NS, &ts)
-            n = epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts, NULL)
-            if n >= 0 or errno != ENOSYS:   # kernel < 5.11
-                return n
-            e.no_pwait2 = 1
-    # Millisecond waits are fine here: nothing is due before `until` but timeouts and the scan.
+        delta -= e.spin_ns
+    if not e.no_pwait2:
+        # ns timeout: a wait for the scan or the deadline must not overshoot a send that becomes
+        # due meanwhile (epoll_wait's int ms timeout rounds up by up to 1 ms).
+        clock_ns_to_timespec(delta, &ts)
+        n = epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts, NULL)
+        if n >= 0 or errno != ENOSYS:   # kernel < 5.11: fall back to ms waits
+            return n
+        e.no_pwait2 = 1
     return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, <int>((delta + 999999) // 1000000))
 
 
@@ -729,6 +734,7 @@ cdef class Engine:
         e.timeout_ns = timeout_ns
         e.connect_timeout_ns = connect_timeout_ns
         e.start_ns = start_ns
+        e.spin_ns = LOOP_SPIN_NS
         e.open_loop = rate > 0.0 or bool(stages)
         if e.open_loop:
             pacing_setup(&e.pacing, rate, stages, arrival, seed, requests)
@@ -784,6 +790,10 @@ cdef class Engine:
     def stop(self) -> None:
         """Thread-safe; run() returns within a few ms (pending not-sent entries are counted)."""
         bf_store_release_int(&self.e.stop_flag, 1)
+
+    def _set_spin_ns(self, uint64_t spin_ns) -> None:
+        """Benchmark knob: the pacing spin window (default LOOP_SPIN_NS). Set before run()."""
+        self.e.spin_ns = spin_ns
 
     def now_ns(self) -> int:
         return clock_now_ns()
