@@ -79,14 +79,28 @@ def cpu_s() -> float:
 
 
 def one_run(
-    port: int, conns: int, duration_ns: int, rate: float, requests: int = 0, spin_ns: int | None = None
+    port: int,
+    conns: int,
+    duration_ns: int,
+    rate: float,
+    requests: int = 0,
+    spin_ns: int | None = None,
 ) -> dict:
     ring = Ring.create(1 << 20)
     req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
     eng = _core.Engine(
-        ring, addr="127.0.0.1", port=port, family=socket.AF_INET, request=req, head=False,
-        connections=conns, requests=requests, duration_ns=duration_ns, timeout_ns=5 * S,
-        connect_timeout_ns=S, rate=rate,
+        ring,
+        addr="127.0.0.1",
+        port=port,
+        family=socket.AF_INET,
+        request=req,
+        head=False,
+        connections=conns,
+        requests=requests,
+        duration_ns=duration_ns,
+        timeout_ns=5 * S,
+        connect_timeout_ns=S,
+        rate=rate,
     )
     if spin_ns is not None:
         eng._set_spin_ns(spin_ns)
@@ -131,9 +145,11 @@ def main() -> None:
     dur = (1 if args.quick else 5) * S
     proc, port = start_nginx(args.nginx_cpu)
     try:
-        print(f"{'rate':>8} {'achieved/target':>16} {'lag p50 µs':>11} {'lag p99 µs':>11} "
-              f"{'lag p99.9 µs':>13} {'not_sent':>9} {'cpu µs/req open':>16} "
-              f"{'closed':>8} {'ratio':>6}")
+        print(
+            f"{'rate':>8} {'achieved/target':>16} {'lag p50 µs':>11} {'lag p99 µs':>11} "
+            f"{'lag p99.9 µs':>13} {'not_sent':>9} {'cpu µs/req open':>16} "
+            f"{'closed':>8} {'ratio':>6}"
+        )
         for rate in (float(r) for r in args.rates.split(",")):
             spin = None if args.spin_us is None else int(args.spin_us * 1000)
             o = one_run(port, args.connections, dur, rate, spin_ns=spin)
@@ -144,9 +160,11 @@ def main() -> None:
             p = np.percentile(lag, [50, 99, 99.9]) / 1000 if len(lag) else [float("nan")] * 3
             cpu_open = o["cpu_s"] / max(1, o["completed"]) * 1e6
             cpu_closed = cl["cpu_s"] / max(1, cl["completed"]) * 1e6
-            print(f"{rate:8.0f} {o['completed'] / target:16.4f} {p[0]:11.1f} {p[1]:11.1f} "
-                  f"{p[2]:13.1f} {o['not_sent']:9d} {cpu_open:16.2f} {cpu_closed:8.2f} "
-                  f"{cpu_open / cpu_closed:6.2f}")
+            print(
+                f"{rate:8.0f} {o['completed'] / target:16.4f} {p[0]:11.1f} {p[1]:11.1f} "
+                f"{p[2]:13.1f} {o['not_sent']:9d} {cpu_open:16.2f} {cpu_closed:8.2f} "
+                f"{cpu_open / cpu_closed:6.2f}"
+            )
             sys.stdout.flush()
     finally:
         proc.terminate()
