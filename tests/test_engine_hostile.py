@@ -335,3 +335,49 @@ def test_response_split_across_many_reads() -> None:
     check_invariant(c)
     assert c["completed"] == 20 and c["errors"] == 0
     assert c["bytes_rx"] == 20 * len(resp)
+
+
+def test_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    ls = socket.socket(socket.AF_INET6)
+    try:
+        ls.bind(("::1", 0))
+    except OSError as exc:
+        ls.close()
+        pytest.skip(f"no ::1 here: {exc}")
+    ls.listen(8)
+    port = ls.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = ls.accept()
+        with conn:
+            buf = bytearray()
+            while read_request(conn, buf):
+                conn.sendall(OK)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        eng = make_engine(
+            port, None, addr="::1", family=socket.AF_INET6, connections=1, requests=50
+        )
+        eng.run()
+    finally:
+        t.join(2)
+        ls.close()
+    c = eng.counters()
+    check_invariant(c)
+    assert c["completed"] == 50 and c["errors"] == 0
+
+
+def test_stop_before_run_returns_at_once() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    eng = make_engine(port, None, connections=2, duration_ns=10 * S)
+    eng.stop()
+    assert run_timed(eng) < 0.1
+    c = eng.counters()
+    check_invariant(c)
+    assert c["started"] == 0 and c["connect_attempts"] == 0

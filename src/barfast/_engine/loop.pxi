@@ -584,6 +584,8 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         # Connect the pool before t0, so the first intended sends find connections.
         e.nslots = e.nconns
         for i in range(e.nconns):
+            if bf_load_acquire_int(&e.stop_flag):
+                break
             err = loop_open(e, &e.conns[i], now, 1)
             if err:
                 break
@@ -594,7 +596,7 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         now = clock_now_ns()
         e.nslots = e.nconns
         for i in range(e.nconns):
-            if not loop_can_start(e, now):
+            if not loop_can_start(e, now) or bf_load_acquire_int(&e.stop_flag):
                 break
             err = loop_open(e, &e.conns[i], now, 1)
             if err:
