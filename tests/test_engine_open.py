@@ -194,3 +194,21 @@ def test_stop_counts_only_due_entries_as_not_sent() -> None:
     check_invariant(c)
     # ~50 entries were due by the stop; nothing from the rest of the 30 s is counted
     assert 40 <= c["started"] + c["not_sent"] <= 70
+
+
+def test_refused_target_with_a_count_ends_via_backlog_timeouts() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    eng = make_engine(port, None, connections=2, rate=500.0, requests=200, timeout_ns=300 * MS)
+    t = time.monotonic()
+    eng.run()
+    took = time.monotonic() - t
+    assert took < 2.0  # last entry due at ~0.4 s, expires 0.3 s later
+    c = eng.counters()
+    check_invariant(c)
+    assert c["connects"] == 0 and c["completed"] == 0  # "no load could be generated"
+    assert c["started"] == 200 and c["in_flight"] == 0
+    assert c["err_connect"] + c["err_timeout"] == 200 and c["err_connect"] > 0

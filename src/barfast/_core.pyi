@@ -127,10 +127,12 @@ class Engine:
     the request waits for a free connection); BF_FLAG_OPEN_LOOP is set; entries still unsent at
     the end are counted as not_sent and published with error NOT_SENT (send_ns 0).
     Errors are counted by kind and never retried: connect (sys_errno; connect timeout ->
-    ETIMEDOUT; retried after a 10 ms..1 s doubling backoff, each failure one failed request),
+    ETIMEDOUT; retried after a 10 ms..1 s doubling backoff; the request it was for fails: closed
+    loop the slot's, open loop the oldest due one, if any),
     timeout (request timeout from send_ns, checked every 10 ms; the connection is replaced), read,
     write, parse, closed (peer closed before the response was complete, also before its first
-    byte on a reused connection). `Connection: close` / HTTP/1.0: completed, then reconnect
+    byte on a reused connection). Open loop: an entry that waited for a connection longer than
+    the request timeout fails as a timeout with send_ns 0. `Connection: close` / HTTP/1.0: completed, then reconnect
     (counted in reconnects).
     """
 
@@ -179,6 +181,7 @@ class Engine:
     def counters(self) -> dict[str, int]:
         """Totals so far, safe to call while run() runs in another thread (relaxed atomic loads):
         started, completed, errors, in_flight, not_sent, reconnects, connects, connect_attempts,
+        connect_failures (all failed connects; err_connect counts the requests that failed with one),
         bytes_rx, bytes_tx, samples, ring_dropped, conns_open, conns_peak, and err_<kind> for
         connect, timeout, read, write, parse, closed, not_sent. connects == 0 after a run means no
         load could be generated."""

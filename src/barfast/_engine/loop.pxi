@@ -44,14 +44,14 @@ cdef enum:
 
 ctypedef struct loop_counters_t:
     uint64_t started         # requests begun (open loop: taken from the schedule; closed loop:
-                             # from the connect or the write that begins them; a failed connect
-                             # with no request waiting also counts as one started, failed request)
+                             # by the connect or the write that begins them)
     uint64_t completed       # responses complete (any status)
     uint64_t errors          # failed requests, all kinds (incl. not_sent)
     uint64_t in_flight       # started and not finished
     uint64_t reconnects      # a slot opened again after an established connection ended
     uint64_t connects        # connections established
     uint64_t connect_attempts
+    uint64_t connect_failures  # every failed connect, whether or not a request failed with it
     uint64_t bytes_rx
     uint64_t bytes_tx
     uint64_t samples         # samples produced (== next seq), published or dropped
@@ -210,18 +210,19 @@ cdef void loop_close(engine_t *e, conn_t *c) noexcept nogil:
 
 
 cdef void loop_connect_failed(engine_t *e, conn_t *c, int err, uint64_t now) noexcept nogil:
-    """A connect failed (refused, unreachable, timed out, socket() failed): one failed request, then
-    retry after a backoff (10 ms doubling to 1 s) so that a refused target does not spin."""
+    """A connect failed (refused, unreachable, timed out, socket() failed): the request it was for
+    fails (closed loop: the slot's; open loop: the oldest due one, if any), then the slot retries
+    after a backoff (10 ms doubling to 1 s) so that a refused target does not spin."""
     loop_close(e, c)
-    if not c.has_req:
-        # Open loop: the failure takes the oldest due request (keeping its intended time); with
-        # none due it stands for itself (intended = when the connect began).
-        if e.pacing.next_ns <= now:
-            loop_begin(e, c, e.pacing.next_ns, BF_FLAG_OPEN_LOOP)
-            pacing_advance(&e.pacing)
-        else:
-            loop_begin(e, c, c.connect_ns if c.connect_ns else now, 0)
-    loop_finish(e, c, BF_ERR_CONNECT, err, 0, now)
+    cnt_add(&e.cnt.connect_failures, 1)
+    if not c.has_req and e.pacing.next_ns <= now:
+        # Open loop: the failure takes the oldest due request (keeping its intended time). With
+        # none due it fails no request (it still shows in connect_failures), so `requests`
+        # bounds started requests exactly in both modes.
+        loop_begin(e, c, e.pacing.next_ns, BF_FLAG_OPEN_LOOP)
+        pacing_advance(&e.pacing)
+    if c.has_req:
+        loop_finish(e, c, BF_ERR_CONNECT, err, 0, now)
     c.backoff_ns = LOOP_BACKOFF_MIN_NS if c.backoff_ns == 0 else c.backoff_ns * 2
     if c.backoff_ns > LOOP_BACKOFF_MAX_NS:
         c.backoff_ns = LOOP_BACKOFF_MAX_NS
@@ -274,7 +275,8 @@ cdef int loop_open(engine_t *e, conn_t *c, uint64_t now, bint setup) noexcept no
 cdef void loop_reopen(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
     """A slot without a socket gets a new connection if the run still needs it."""
     if e.open_loop:
-        if not e.stopping and now < e.end_ns:
+        # no new connections once the schedule is exhausted: nothing is left for them to carry
+        if not e.stopping and now < e.end_ns and e.pacing.next_ns != PACING_END:
             loop_open(e, c, now, 0)
     elif loop_can_start(e, now):
         loop_open(e, c, now, 0)
@@ -509,10 +511,27 @@ cdef void loop_on_event(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
         loop_on_readable(e, c)
 
 
+cdef void loop_expire_backlog(engine_t *e, uint64_t now) noexcept nogil:
+    """Open loop: a schedule entry that has waited for a connection longer than the request
+    timeout fails as a timeout (send_ns 0), so that a target nobody can connect to still lets a
+    count-bounded run (-n with a rate, no duration) finish instead of waiting for connect retries
+    to fail each entry one by one."""
+    cdef uint64_t t = e.pacing.next_ns
+    while t != PACING_END and t <= now and now - t >= e.timeout_ns:
+        cnt_add(&e.cnt.started, 1)
+        cnt_add(&e.cnt.errors, 1)
+        cnt_add(&e.cnt.err[BF_ERR_TIMEOUT], 1)
+        loop_publish(e, t, 0, 0, now, 0, 0, 0xFFFFFFFFU, 0, BF_ERR_TIMEOUT, BF_FLAG_OPEN_LOOP, 0)
+        pacing_advance(&e.pacing)
+        t = e.pacing.next_ns
+
+
 cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
     """Connect and request timeouts, backoff expiries (every LOOP_SCAN_NS)."""
     cdef uint32_t i
     cdef conn_t *c
+    if e.open_loop:
+        loop_expire_backlog(e, now)
     for i in range(e.nslots):
         c = &e.conns[i]
         if c.state == CONN_CONNECTING:
@@ -813,6 +832,7 @@ cdef class Engine:
             "reconnects": bf_load_relaxed_u64(&k.reconnects),
             "connects": bf_load_relaxed_u64(&k.connects),
             "connect_attempts": bf_load_relaxed_u64(&k.connect_attempts),
+            "connect_failures": bf_load_relaxed_u64(&k.connect_failures),
             "bytes_rx": bf_load_relaxed_u64(&k.bytes_rx),
             "bytes_tx": bf_load_relaxed_u64(&k.bytes_tx),
             "samples": bf_load_relaxed_u64(&k.samples),
