@@ -52,6 +52,7 @@ def _bench_produce(
     first_seq: int = 0,
     retry: bool = True,
     timeout_s: float = 30.0,
+    full: bool = True,
 ) -> tuple[int, int, int, int, bool]:
     """Publish seq first_seq..first_seq+n-1 (every field derived from seq) under nogil, batched
     (one store-release per batch) or single (ring_publish per record). retry=True waits out a full
