@@ -381,3 +381,52 @@ def test_stop_before_run_returns_at_once() -> None:
     c = eng.counters()
     check_invariant(c)
     assert c["started"] == 0 and c["connect_attempts"] == 0
+
+
+def test_large_request_body_is_written_across_epollout() -> None:
+    """A request far larger than the socket buffer: send() returns EAGAIN, the engine arms
+    EPOLLOUT and finishes the write when the server drains it."""
+    from barfast import _core
+
+    body = b"b" * (8 << 20)
+
+    def handler(conn: socket.socket, stop: threading.Event) -> None:
+        buf = bytearray()
+        while not stop.is_set():
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(1 << 16)
+                if not data:
+                    return
+                buf += data
+            del buf[: buf.index(b"\r\n\r\n") + 4]
+            while len(buf) < len(body):
+                time.sleep(0.001)  # a slow reader
+                data = conn.recv(1 << 16)
+                if not data:
+                    return
+                buf += data
+            del buf[: len(body)]
+            conn.sendall(OK)
+
+    with server(handler) as port:
+        req = (
+            f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        eng = _core.Engine(
+            None,
+            addr="127.0.0.1",
+            port=port,
+            family=socket.AF_INET,
+            request=req,
+            head=False,
+            connections=1,
+            requests=3,
+            duration_ns=30 * S,
+            timeout_ns=20 * S,
+            connect_timeout_ns=S,
+        )
+        eng.run()
+    c = eng.counters()
+    check_invariant(c)
+    assert c["completed"] == 3 and c["errors"] == 0
+    assert c["bytes_tx"] == 3 * len(req)

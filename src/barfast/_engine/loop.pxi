@@ -297,7 +297,8 @@ cdef void loop_send(engine_t *e, conn_t *c) noexcept nogil:
     both on every request)."""
     cdef ssize_t n
     cdef int err
-    if c.wpos == 0:
+    if c.send_ns == 0:
+        # The first write() attempt of this request (a retry after EAGAIN keeps this stamp).
         c.send_ns = clock_now_ns()   # see "What is timed" above
         if not e.open_loop:
             c.intended_ns = c.send_ns
