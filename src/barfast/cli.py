@@ -8,7 +8,7 @@ serve.py, worker.py, keys.py and bench.py. Heavy imports happen inside the comma
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -66,41 +66,41 @@ def _main(
 )
 def run(
     url: Annotated[
-        Optional[str],
+        str | None,
         typer.Argument(help="http://HOST[:PORT]/PATH; omit to test the embedded target"),
     ] = None,
     connections: Annotated[
         int, typer.Option("-c", "--connections", help="Open connections (total).")
     ] = 50,
     duration: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "-d", "--duration", help="Run time: 500ms, 10s, 2m (default 10s, or unbounded with -n)."
         ),
     ] = None,
     requests: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("-n", "--requests", help="Stop after N requests (with -d: whichever first)."),
     ] = None,
     method: Annotated[str, typer.Option("-m", "--method", help="HTTP method.")] = "GET",
     header: Annotated[
-        Optional[list[str]], typer.Option("-H", "--header", help="'Name: value' (repeatable).")
+        list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
     ] = None,
-    body: Annotated[Optional[str], typer.Option("--body", help="Request body.")] = None,
+    body: Annotated[str | None, typer.Option("--body", help="Request body.")] = None,
     body_file: Annotated[
-        Optional[str], typer.Option("--body-file", help="Read the request body from a file.")
+        str | None, typer.Option("--body-file", help="Read the request body from a file.")
     ] = None,
     timeout: Annotated[
-        Optional[str], typer.Option("--timeout", help="Request timeout (default 10s).")
+        str | None, typer.Option("--timeout", help="Request timeout (default 10s).")
     ] = None,
     connect_timeout: Annotated[
-        Optional[str], typer.Option("--connect-timeout", help="Connect timeout (default 3s).")
+        str | None, typer.Option("--connect-timeout", help="Connect timeout (default 3s).")
     ] = None,
     rate: Annotated[
-        Optional[float], typer.Option("-R", "--rate", help="Open loop: total requests per second.")
+        float | None, typer.Option("-R", "--rate", help="Open loop: total requests per second.")
     ] = None,
     stages: Annotated[
-        Optional[str], typer.Option("--stages", help="Open loop ramps: 30s:1000,1m:5000,30s:0.")
+        str | None, typer.Option("--stages", help="Open loop ramps: 30s:1000,1m:5000,30s:0.")
     ] = None,
     arrival: Annotated[
         str, typer.Option("--arrival", help="Open-loop arrivals: constant or poisson.")
@@ -113,7 +113,7 @@ def run(
         ),
     ] = 0,
     workers: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             "-w", "--workers", "-t", "--threads", help="Worker processes (default: CPUs available)."
         ),
@@ -122,14 +122,14 @@ def run(
         bool, typer.Option("--latency", help="Print the full percentile spectrum.")
     ] = False,
     output: Annotated[
-        Optional[str], typer.Option("-o", "--output", help="Write the JSON report to FILE.")
+        str | None, typer.Option("-o", "--output", help="Write the JSON report to FILE.")
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the JSON report to stdout.")
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only the final report.")] = False,
     bind: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--bind", help="Coordinator address for remote workers, tcp://ADDR:PORT."),
     ] = None,
     expect_workers: Annotated[
@@ -139,10 +139,10 @@ def run(
         str, typer.Option("--wait-timeout", help="How long to wait for remote workers.")
     ] = "30s",
     curve_secret: Annotated[
-        Optional[str], typer.Option("--curve-secret", help="Coordinator's CURVE secret key file.")
+        str | None, typer.Option("--curve-secret", help="Coordinator's CURVE secret key file.")
     ] = None,
     curve_clients: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--curve-clients", help="Folder of authorised worker public key files."),
     ] = None,
     fail_on_worker_loss: Annotated[
@@ -190,23 +190,23 @@ def serve(
         int, typer.Option("--body-size", help="Response body size in bytes.")
     ] = 12,
     delay: Annotated[
-        Optional[str], typer.Option("--delay", help="Fixed delay before each response, e.g. 2ms.")
+        str | None, typer.Option("--delay", help="Fixed delay before each response, e.g. 2ms.")
     ] = None,
     delay_dist: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--delay-dist",
             help="Random delay added to --delay: uniform:LO-HI (uniform:1ms-3ms) or exp:MEAN (exp:2ms).",
         ),
     ] = None,
     stall: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--stall", help="Freeze the whole server: 500ms/2s = the last 500 ms of every 2 s."
         ),
     ] = None,
     status_mix: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--status-mix", help="Weighted statuses, e.g. 200:95,500:5 (seeded, deterministic)."
         ),
@@ -215,7 +215,7 @@ def serve(
         int, typer.Option("--close-every", help="Close the connection after every N responses.")
     ] = 0,
     duration: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("-d", "--duration", help="Exit after this long (default: until Ctrl-C)."),
     ] = None,
 ) -> None:
@@ -243,10 +243,10 @@ def worker(
         str, typer.Option("--connect", help="Coordinator address, tcp://HOST:PORT.")
     ],
     curve_secret: Annotated[
-        Optional[str], typer.Option("--curve-secret", help="This worker's CURVE secret key file.")
+        str | None, typer.Option("--curve-secret", help="This worker's CURVE secret key file.")
     ] = None,
     curve_server: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--curve-server", help="The coordinator's CURVE public key file."),
     ] = None,
     idle_timeout: Annotated[
