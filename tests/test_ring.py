@@ -325,7 +325,7 @@ def test_consumer_attaching_after_producer_died_reads_everything(tmp_path, how):
 
 def test_native_producer_python_consumer_and_back(tmp_path):
     path = tmp_path / "x"
-    ring = Ring.create(256, path)
+    ring = Ring.create(4096, path)
     pid = os.fork()
     if pid == 0:
         try:

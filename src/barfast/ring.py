@@ -428,7 +428,8 @@ class Ring(_core.Ring):
 
     def close(self) -> None:
         """Unmap in this process. Views from peek() stay readable: the mapping is released when
-        the last of them goes away (numpy holds a buffer export, so nothing dangles). Idempotent."""
+        the last of them goes away (numpy holds a buffer export, so nothing dangles). Idempotent.
+        Never close a ring while a native producer (an Engine's run()) is publishing into it."""
         if self.closed:
             return
         self._records = None

@@ -28,7 +28,8 @@ cdef extern from * nogil:
 
     /* The shared header: one 4096-byte page so that records start page-aligned.  Byte offsets are
      * part of docs/ring-format.md.  Lines 1-3 are 128 bytes apart: two 64-byte lines, because the
-     * adjacent-line prefetcher pulls pairs (Intel opt. manual 2.5.5.4; Aeron/Tachyon pad the same). */
+     * adjacent-line prefetcher fetches 128-byte pairs (research/core.md §4.2; Tachyon pads the
+     * same, Aeron to 64). */
     typedef struct ring_hdr_s {
         /* line 0 (0..127): written at creation; then only producer_pid / producer_done change */
         uint64_t magic;          /*   0 RING_MAGIC, written last at creation */
@@ -52,7 +53,7 @@ cdef extern from * nogil:
         uint8_t  reserved2[4096 - 392];
     } ring_hdr_t;
 
-    _Static_assert(sizeof(ring_hdr_t) == RING_HEADER_SIZE, "ring header must be one 4096-byte page");
+    _Static_assert(sizeof(ring_hdr_t) == RING_HEADER_SIZE, "ring header must be one page");
     _Static_assert(offsetof(ring_hdr_t, producer_done) == 48, "ring header layout");
     _Static_assert(offsetof(ring_hdr_t, prod_pos) == 128, "ring header layout");
     _Static_assert(offsetof(ring_hdr_t, cons_pos) == 256, "ring header layout");
@@ -95,7 +96,7 @@ cdef extern from * nogil:
     }
 
     /* Deterministic record content from seq: every field depends on seq, so a torn or stale record
-     * (half old, half new) differs from this in at least one field.  Used by the bench and tests. */
+     * (half old, half new) differs from this in at least one field.  Bench and tests only. */
     static inline void ring_fill_from_seq(bf_sample_t *s, uint64_t seq) {
         s->intended_ns = seq;
         s->send_ns = seq * 3u + 1u;
@@ -524,7 +525,7 @@ def _bench_consume(Ring ring not None, uint64_t n, bint check_all=True, bint unt
                 expect += 1
             cons += avail
             received += avail
-            # one store-release per batch: our reads of the batch happen-before the producer reuses it
+            # one store-release per batch: our reads of it happen-before the producer reuses it
             bf_store_release_u64(&h.cons_pos, cons)
         t_last = ring_now_ns()
     if corrupt:
