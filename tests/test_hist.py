@@ -79,7 +79,7 @@ def test_matches_hdrh_record_value(values: list[int], nbatches: int) -> None:
         rec.record(as_raw(part))
     rec.sync()
     assert_same(h[0], reference(values))
-    assert_same(h[1], reference([v - g for v, g in zip(values, lag)]))
+    assert_same(h[1], reference([v - g for v, g in zip(values, lag, strict=True)]))
     assert_same(h[2], reference(lag))
     clamped = rec.clamped()
     assert clamped["latency"] == sum(1 for v in values if v > HIST_HIGHEST_NS)

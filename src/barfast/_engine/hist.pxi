@@ -30,6 +30,7 @@ cdef enum:
     HIST_VIEWS = 3            # corrected, uncorrected, send lag
     HIST_STATUS_SLOTS = 1000  # HTTP status 0..999; anything else lands in slot 0
     HIST_ERROR_SLOTS = 16     # bf_error_t values; >= 16 lands in slot 15
+    HIST_ERRNO_SLOTS = 256    # sys_errno per error kind (Linux errnos are < 134); larger -> slot 0
 
 
 ctypedef struct hist_t:
@@ -97,6 +98,7 @@ ctypedef struct hist_tally_t:
     uint64_t seq_gaps         # samples missing according to seq (the ring dropped them)
     uint64_t status[HIST_STATUS_SLOTS]
     uint64_t error[HIST_ERROR_SLOTS]
+    uint64_t sys_errno[HIST_ERROR_SLOTS][HIST_ERRNO_SLOTS]
 
 
 cdef inline uint64_t hist_diff(uint64_t later, uint64_t earlier, hist_tally_t *t) noexcept nogil:
@@ -110,6 +112,7 @@ cdef void hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next_seq,
                             const bf_sample_t *s, Py_ssize_t n) noexcept nogil:
     """One pass over n records: tallies for all, three histogram values for completed ones."""
     cdef Py_ssize_t k
+    cdef int kind
     cdef const bf_sample_t *r
     for k in range(n):
         r = s + k
@@ -122,8 +125,11 @@ cdef void hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next_seq,
         if r.seq >= next_seq[0]:
             next_seq[0] = r.seq + 1
         if r.error != 0:
+            kind = r.error if r.error < HIST_ERROR_SLOTS else HIST_ERROR_SLOTS - 1
             t.errors += 1
-            t.error[r.error if r.error < HIST_ERROR_SLOTS else HIST_ERROR_SLOTS - 1] += 1
+            t.error[kind] += 1
+            if r.sys_errno:
+                t.sys_errno[kind][r.sys_errno if r.sys_errno < HIST_ERRNO_SLOTS else 0] += 1
             continue
         if r.status == 0:
             t.no_status += 1
@@ -237,5 +243,9 @@ cdef class SampleRecorder:
             "next_seq": self.next_seq,
             "status": {i: t.status[i] for i in range(HIST_STATUS_SLOTS) if t.status[i]},
             "error": {i: t.error[i] for i in range(HIST_ERROR_SLOTS) if t.error[i]},
+            "sys_errno": {
+                i: {e: t.sys_errno[i][e] for e in range(HIST_ERRNO_SLOTS) if t.sys_errno[i][e]}
+                for i in range(HIST_ERROR_SLOTS) if t.error[i]
+            },
         }
 
