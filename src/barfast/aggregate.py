@@ -17,6 +17,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from barfast._core import SampleRecorder
+from barfast.ring import RECORD_DTYPE
 
 NS_PER_HOUR = 3600 * 1_000_000_000
 HIST_LOWEST_NS = 1
@@ -30,39 +31,6 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(HIST_LOWEST_NS, HIST_HIGHEST_NS, HIST_SIGNIFICANT_FIGURES)
 
 
-def _fallback_record_dtype() -> np.dtype:
-    # Mirrors bf_sample_t in includes/barfast.h (64 bytes, little-endian, no padding).
-    return np.dtype(
-        [
-            ("intended_ns", "<u8"),
-            ("send_ns", "<u8"),
-            ("first_byte_ns", "<u8"),
-            ("done_ns", "<u8"),
-            ("seq", "<u8"),
-            ("bytes_rx", "<u4"),
-            ("bytes_tx", "<u4"),
-            ("conn_id", "<u4"),
-            ("endpoint", "<u2"),
-            ("status", "<u2"),
-            ("error", "u1"),
-            ("flags", "u1"),
-            ("sys_errno", "<u2"),
-            ("reserved", "<u4"),
-        ]
-    )
-
-
-def record_dtype() -> np.dtype:
-    """barfast.ring.RECORD_DTYPE (the public contract), or the same layout built here."""
-    try:
-        from barfast.ring import RECORD_DTYPE
-
-        return np.dtype(RECORD_DTYPE)
-    except ImportError:  # the ring module is not merged yet
-        return _fallback_record_dtype()
-
-
-RECORD_DTYPE = record_dtype()
 assert RECORD_DTYPE.itemsize == 64, "sample record must be 64 bytes"
 
 

@@ -20,7 +20,7 @@
 # recorded as 0 and counted (`negative`).
 
 from libc.string cimport memset
-from sys import maxsize as sys_maxsize
+from sys import maxsize as _HIST_MAXSIZE
 
 
 cdef extern from *:
@@ -213,7 +213,7 @@ cdef class SampleRecorder:
                 h.max_value = self.views[i].raw_max
             else:
                 h.set_internal_tacking_values(-1, -1, 0)
-                h.min_value = sys_maxsize
+                h.min_value = _HIST_MAXSIZE
                 h.max_value = 0
 
     def clear_histograms(self):
