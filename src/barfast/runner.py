@@ -107,6 +107,7 @@ class EngineRunner:
         self._stop_requested = threading.Event()
         self.aggregator = Aggregator()
         self.interrupted = False
+        self.no_load = False  # stopped early: every connect failed during the first interval
         self._seq = 0
         self._t0 = 0
         self._rusage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -257,6 +258,18 @@ class EngineRunner:
             "interrupted": self.interrupted,
         }
         self._seq += 1
+        if not final and self._no_load(counters):
+            # Every connection attempt failed for a whole snapshot interval and none ever succeeded:
+            # more of the same measures nothing (exit 3 follows), so end the run now.
+            self.no_load = True
+            self.stop()
         if self.on_snapshot is not None:
             self.on_snapshot(snap)
         return snap
+
+    def _no_load(self, counters: dict[str, int]) -> bool:
+        return (
+            counters.get("completed", 0) == 0
+            and counters.get("connects", 0) == 0
+            and counters.get("err_connect", 0) >= self.plan.connections
+        )
