@@ -7,8 +7,9 @@ import signal
 import subprocess
 import time
 
-from conftest import barfast_cmd
 from hdrh.histogram import HdrHistogram
+
+from conftest import barfast_cmd
 
 
 def run(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
