@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from barfast.config import DEFAULT_DURATION_NS, DEFAULT_EMBEDDED_DURATION_NS, build_run_config
-from barfast.local import embedded_target, emit, outcome, run_local
+from barfast.local import check_output_path, embedded_target, emit, outcome, run_local
 from barfast.status import ExitCode, NoLoadError
 
 PLACEHOLDER_URL = "http://127.0.0.1:9/"
@@ -56,6 +56,7 @@ def run_command(
         workers=1,  # single process for now; the fan-out coordinator honours -w
         default_duration_ns=DEFAULT_EMBEDDED_DURATION_NS if url is None else DEFAULT_DURATION_NS,
     )
+    check_output_path(output)
     if url is None:
         build_run_config(PLACEHOLDER_URL, **options)  # bad options fail before a server starts
         with embedded_target() as served:

@@ -28,7 +28,7 @@ from barfast.config import RunConfig, available_cpus
 from barfast.plan import split_plan
 from barfast.result import Merger, config_info
 from barfast.runner import EngineRunner, Snapshot
-from barfast.status import ExitCode, NoLoadError
+from barfast.status import ExitCode, NoLoadError, UsageError
 
 SERVE_START_TIMEOUT_S = 10.0
 SERVE_STOP_TIMEOUT_S = 5.0
@@ -128,8 +128,7 @@ def emit(
     """Print the report (text, or JSON with json_out) and write the JSON to `output` if given."""
     from barfast.report import json as report_json
 
-    if output:
-        report_json.write(report, output)
+    # Print first: if the file cannot be written, the run's result is still on the screen.
     if json_out:
         sys.stdout.write(report_json.dumps(report))
     else:
@@ -137,6 +136,23 @@ def emit(
 
         sys.stdout.write(render(report, latency=latency))
     sys.stdout.flush()
+    if output:
+        report_json.write(report, output)
+
+
+def check_output_path(output: str | None) -> None:
+    """Fail before the run (exit 2) when the -o file could not be written afterwards."""
+    if not output:
+        return
+    parent = os.path.dirname(os.path.abspath(output))
+    if os.path.isdir(output):
+        raise UsageError(f"cannot write report to {output!r}: it is a directory")
+    if not os.path.isdir(parent):
+        raise UsageError(f"cannot write report to {output!r}: no directory {parent!r}")
+    if not os.access(parent, os.W_OK) or (
+        os.path.exists(output) and not os.access(output, os.W_OK)
+    ):
+        raise UsageError(f"cannot write report to {output!r}: permission denied")
 
 
 # -- the embedded target ----------------------------------------------------------------------
@@ -243,6 +259,7 @@ __all__ = [
     "LocalRun",
     "available_cpus",
     "embedded_target",
+    "check_output_path",
     "emit",
     "no_load_reason",
     "outcome",
