@@ -169,29 +169,32 @@ def split_cpus() -> tuple[set[int] | None, set[int] | None]:
     return {cpus[-1]}, set(cpus[:-1])
 
 
-@contextlib.contextmanager
-def pinned(cpus: set[int] | None) -> Iterator[None]:
-    """Pin this thread (and threads it starts, e.g. the engine's) to `cpus`; restore afterwards."""
-    if not cpus:
-        yield
-        return
-    old = os.sched_getaffinity(0)
-    try:
-        os.sched_setaffinity(0, cpus)
-    except OSError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, old)
+class EmbeddedTarget:
+    """A running `barfast serve` subprocess on a free loopback port (see embedded_target())."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, old_affinity: set[int] | None):
+        self.proc = proc
+        self.url = url
+        self.pid = proc.pid
+        self._old_affinity = old_affinity
+
+    def stop(self) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after SERVE_STOP_TIMEOUT_S) and give this
+        thread its CPUs back. Idempotent."""
+        _stop(self.proc)
+        if self._old_affinity is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, self._old_affinity)
+            self._old_affinity = None
 
 
-@contextlib.contextmanager
-def embedded_target(args: tuple[str, ...] = ()) -> Iterator[str]:
-    """Start `barfast serve --addr 127.0.0.1:0` and yield its URL; always stop it afterwards."""
-    server_cpus, gen_cpus = split_cpus()
+def start_embedded_target(args: tuple[str, ...] = (), pin: bool = True) -> EmbeddedTarget:
+    """Start `python -m barfast serve --addr 127.0.0.1:0 [args]` and wait for its listening line.
+
+    With pin and >= 2 CPUs the server gets the last CPU and this thread the others; processes and
+    threads started afterwards (workers, the engine thread) inherit that. Call .stop() when done.
+    """
+    server_cpus, gen_cpus = split_cpus() if pin else (None, None)
     with tempfile.TemporaryFile() as errf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "barfast", "serve", "--addr", "127.0.0.1:0", *args],
@@ -205,10 +208,25 @@ def embedded_target(args: tuple[str, ...] = ()) -> Iterator[str]:
                 with contextlib.suppress(OSError):
                     os.sched_setaffinity(proc.pid, server_cpus)
             url = _read_listening_line(proc, errf)
-            with pinned(gen_cpus):
-                yield url
-        finally:
+        except BaseException:
             _stop(proc)
+            raise
+    old = None
+    if gen_cpus:
+        with contextlib.suppress(OSError):
+            old = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, gen_cpus)
+    return EmbeddedTarget(proc, url, old)
+
+
+@contextlib.contextmanager
+def embedded_target(args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Start the embedded target, yield its URL, and always stop it afterwards."""
+    target = start_embedded_target(args)
+    try:
+        yield target.url
+    finally:
+        target.stop()
 
 
 def _read_listening_line(proc: subprocess.Popen[bytes], errf: Any) -> str:
@@ -258,12 +276,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 __all__ = [
     "LocalRun",
     "available_cpus",
+    "EmbeddedTarget",
     "embedded_target",
+    "start_embedded_target",
     "check_output_path",
     "emit",
     "no_load_reason",
     "outcome",
-    "pinned",
     "run_local",
     "sigint_calls",
     "split_cpus",
