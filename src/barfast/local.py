@@ -44,7 +44,7 @@ class LocalRun:
 
 @contextlib.contextmanager
 def sigint_calls(action: Callable[[], None]) -> Iterator[None]:
-    """While inside, SIGINT (Ctrl-C) calls `action` instead of raising KeyboardInterrupt.
+    """While inside, SIGINT (Ctrl-C) and SIGTERM call `action` instead of ending the process.
 
     The engine then stops cleanly, the ring is drained, and the final snapshot is complete: a
     KeyboardInterrupt raised at an arbitrary bytecode could split a batch between aggregator and ring.
@@ -57,11 +57,12 @@ def sigint_calls(action: Callable[[], None]) -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         action()
 
-    old = signal.signal(signal.SIGINT, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def run_local(
@@ -202,6 +203,7 @@ def start_embedded_target(args: tuple[str, ...] = (), pin: bool = True) -> Embed
             stdout=subprocess.PIPE,
             stderr=errf,
             start_new_session=True,  # our Ctrl-C is not its Ctrl-C: we stop it when we are done
+            preexec_fn=_die_with_parent,
         )
         try:
             if server_cpus:
@@ -227,6 +229,16 @@ def embedded_target(args: tuple[str, ...] = ()) -> Iterator[str]:
         yield target.url
     finally:
         target.stop()
+
+
+def _die_with_parent() -> None:
+    """In the server child: SIGTERM when our process dies, even by SIGKILL (prctl(2),
+    PR_SET_PDEATHSIG), so an embedded target is never left running without its load generator."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _read_listening_line(proc: subprocess.Popen[bytes], errf: Any) -> str:
