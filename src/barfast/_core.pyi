@@ -293,7 +293,9 @@ class Server:
         """Safe from any thread while run() runs. Keys: requests (complete requests answered or
         queued), responses (fully written), connections (open now), connections_accepted,
         connections_closed, bytes_rx, bytes_tx, bad_requests (400/431/501 sent), stalls (stall
-        windows entered while there was work), accept_errors."""
+        windows entered while there was work), accept_errors, and the delay timer's self-check:
+        delayed (delayed responses written), late_ns_sum / late_ns_max (time of their sendmsg minus
+        their due time: how late the timer was)."""
     def status_counts(self) -> dict[int, int]:
         """Responses chosen per status (counted when queued), including zero counts."""
     def close(self) -> None:
