@@ -66,10 +66,12 @@ def _bench_consume(
     until_done: bool = False,
     first_seq: int = 0,
     timeout_s: float = 30.0,
+    min_batch: int = 0,
 ) -> dict[str, Any]:
     """Consume under nogil, verifying every record's seq (and with check_all every byte) against
     the producer's formula; one store-release per batch. until_done: stop when the producer is done
-    and nothing is pending, counting seq gaps. Returns a dict: received, bad, gaps, first_bad,
+    and nothing is pending, counting seq gaps. min_batch: with fewer pending, wait (<= 50 us) for
+    more instead of chasing the producer record by record. Returns a dict: received, bad, gaps, first_bad,
     last_seq, t_first_ns, t_last_ns, timed_out."""
 
 def _fill_records_from_seq(dst: object, first_seq: int) -> None:
