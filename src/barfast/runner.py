@@ -271,5 +271,6 @@ class EngineRunner:
         return (
             counters.get("completed", 0) == 0
             and counters.get("connects", 0) == 0
-            and counters.get("err_connect", 0) >= self.plan.connections
+            and max(counters.get("err_connect", 0), counters.get("connect_failures", 0))
+            >= self.plan.connections
         )
