@@ -152,3 +152,20 @@ def test_stop_ends_the_run() -> None:
 @pytest.mark.parametrize(("rate", "cap"), [(0.0, 1 << 16), (1e6, 1 << 18), (1e9, 1 << 22)])
 def test_ring_capacity_for_rate(rate: float, cap: int) -> None:
     assert ring_capacity_for(WorkerPlan(**{**PLAN.__dict__, "rate": rate})) == cap
+
+
+def test_a_failing_callback_stops_the_engine_before_the_ring_goes() -> None:
+    holder: dict = {}
+
+    def factory(ring, plan, start_ns):
+        holder["p"] = PyProducer(ring, 10**9, 100, True, 60.0)
+        return holder["p"]
+
+    def boom(snap: dict) -> None:
+        raise RuntimeError("callback failed")
+
+    r = EngineRunner(PLAN, boom, engine_factory=factory)
+    with pytest.raises(RuntimeError, match="callback failed"):
+        r.run()
+    assert holder["p"]._stop.is_set()
+    assert r._thread is not None and not r._thread.is_alive()
