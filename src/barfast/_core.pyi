@@ -79,6 +79,34 @@ def _fill_records_from_seq(dst: object, first_seq: int) -> None:
 
 # --- hist (hist.pxi) ---
 
+class SampleRecorder:
+    """Records 64-byte sample records (bf_sample_t, barfast.ring.RECORD_DTYPE) into three
+    hdrh.histogram.HdrHistogram objects at C speed, writing straight into their counts buffers.
+
+    The counts are bit-identical to hdrh's own record_value(min(v, highest_trackable_value)), so
+    encode()/decode()/add() work unchanged. One pass per record: samples with error == 0 and a status
+    record corrected = done_ns - intended_ns, uncorrected = done_ns - send_ns and
+    send_lag = send_ns - intended_ns (ns); error samples are only counted (by kind and sys_errno);
+    values above the top are clamped to it and counted; negative differences record 0 and are counted.
+    """
+
+    def __init__(self, latency: Any, uncorrected: Any, send_lag: Any) -> None:
+        """Three EMPTY hdrh histograms with 64-bit counts (word_size 8); layouts may differ."""
+    def record(self, raw: Any) -> int:
+        """Record a batch given as a contiguous uint8 buffer of n * 64 bytes (e.g.
+        `batch.view(np.uint8)`; read-only buffers are fine). Releases the GIL; returns n."""
+    def sync(self) -> None:
+        """Set the hdrh objects' min/max/total (exact extremes) from what was recorded; call before
+        reading, encoding or adding them."""
+    def clear_histograms(self) -> None:
+        """Zero the three histograms (only the touched index range) and sync; tallies are kept."""
+    def clamped(self) -> dict[str, int]:
+        """{"latency"|"uncorrected"|"send_lag": values clamped to the top} since the last clear."""
+    def tally(self) -> dict[str, Any]:
+        """Cumulative over every record: samples, completed, errors, no_status, negative, bytes_rx,
+        bytes_tx, seq_gaps (records missing by seq: ring drops), next_seq, status {code: n},
+        error {kind value: n}, sys_errno {kind value: {errno: n}}."""
+
 # --- http parser test hooks (http.pxi) ---
 
 HTTP_LIMITS: dict[str, int]
