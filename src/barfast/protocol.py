@@ -181,8 +181,12 @@ def validate(kind: MsgKind, body: Any) -> dict[str, Any]:
     return body
 
 
-def version_mismatch(theirs: object) -> ProtocolError:
-    return ProtocolError(
+class ProtocolVersionError(ProtocolError):
+    """The peer speaks another protocol version: nothing else it says can be trusted."""
+
+
+def version_mismatch(theirs: object) -> ProtocolVersionError:
+    return ProtocolVersionError(
         f"protocol version mismatch: the peer speaks barfast protocol {theirs!r}, "
         f"this barfast speaks protocol {PROTOCOL_VERSION} (run the same barfast version on every host)"
     )

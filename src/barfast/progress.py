@@ -1,0 +1,166 @@
+"""Live progress while a run goes: a rich display on a terminal, plain lines in logs, nothing when quiet.
+
+The coordinator calls `Progress.tick()` about once a second with the state it already has (cumulative
+counters per worker, the interval latency histograms of the snapshots that arrived since the previous
+tick). Everything goes to stderr: stdout stays for the report (clean JSON with --json).
+
+- terminal (stderr is a TTY): a rich Live panel refreshed once a second;
+- not a terminal (CI logs, pipes): one plain line every PLAIN_EVERY_S seconds;
+- quiet: nothing; only the final report is printed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+PLAIN_EVERY_S = 5.0
+NS_PER_MS = 1_000_000
+
+
+@dataclass
+class ProgressStats:
+    elapsed_s: float
+    remaining_s: float | None  # None: bounded by count only
+    requests: int  # completed, all workers, cumulative
+    target_requests: int  # -n, 0 when unbounded
+    rps: float  # over the last tick
+    p50_ms: float | None  # of the last tick's samples
+    p99_ms: float | None
+    errors: int
+    workers_alive: int
+    workers_total: int
+
+
+def choose_mode(quiet: bool, stream: TextIO | None = None) -> str:
+    if quiet:
+        return "off"
+    s = stream if stream is not None else sys.stderr
+    try:
+        return "live" if s.isatty() else "plain"
+    except (AttributeError, ValueError):
+        return "plain"
+
+
+def format_line(st: ProgressStats) -> str:
+    rem = f" remaining {st.remaining_s:5.1f}s" if st.remaining_s is not None else ""
+    tgt = f"/{st.target_requests}" if st.target_requests else ""
+    lat = (
+        f" p50 {st.p50_ms:.2f}ms p99 {st.p99_ms:.2f}ms"
+        if st.p50_ms is not None and st.p99_ms is not None
+        else ""
+    )
+    return (
+        f"[{st.elapsed_s:6.1f}s{rem}] requests {st.requests}{tgt}  {st.rps:,.0f} req/s{lat}  "
+        f"errors {st.errors}  workers {st.workers_alive}/{st.workers_total}"
+    )
+
+
+class Progress:
+    """Renders ProgressStats; `window` collects the latency of the current tick (interval histograms)."""
+
+    def __init__(self, mode: str, stream: TextIO | None = None):
+        self.mode = mode
+        self.stream = stream if stream is not None else sys.stderr
+        self._live: Any = None
+        self._last_plain = 0.0
+        self._window: Any = None
+        self._prev_requests = 0
+        self._prev_t: float | None = None
+
+    # -- input ------------------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return self.mode != "off"
+
+    def add_interval(self, encoded_latency: bytes) -> None:
+        """Add one snapshot's interval latency histogram (hdrh encode()) to the current tick."""
+        if not self.active or not encoded_latency:
+            return
+        from hdrh.histogram import HdrHistogram
+
+        try:
+            h = HdrHistogram.decode(encoded_latency)
+        except Exception:  # a broken histogram costs the display a percentile, never the run
+            return
+        if self._window is None:
+            self._window = h
+        else:
+            self._window.add(h)
+
+    def tick(
+        self,
+        *,
+        elapsed_s: float,
+        remaining_s: float | None,
+        requests: int,
+        target_requests: int,
+        errors: int,
+        workers_alive: int,
+        workers_total: int,
+    ) -> ProgressStats:
+        now = time.monotonic()
+        dt = now - self._prev_t if self._prev_t is not None else elapsed_s
+        rps = (requests - self._prev_requests) / dt if dt > 0 else 0.0
+        self._prev_t, self._prev_requests = now, requests
+        p50 = p99 = None
+        if self._window is not None and self._window.get_total_count() > 0:
+            p50 = self._window.get_value_at_percentile(50.0) / NS_PER_MS
+            p99 = self._window.get_value_at_percentile(99.0) / NS_PER_MS
+        self._window = None
+        st = ProgressStats(
+            elapsed_s,
+            remaining_s,
+            requests,
+            target_requests,
+            max(0.0, rps),
+            p50,
+            p99,
+            errors,
+            workers_alive,
+            workers_total,
+        )
+        self.show(st)
+        return st
+
+    # -- output -----------------------------------------------------------------------------------
+    def show(self, st: ProgressStats) -> None:
+        if self.mode == "live":
+            self._show_live(st)
+        elif self.mode == "plain":
+            now = time.monotonic()
+            if now - self._last_plain >= PLAIN_EVERY_S:
+                self._last_plain = now
+                print("barfast: " + format_line(st), file=self.stream, flush=True)
+
+    def _show_live(self, st: ProgressStats) -> None:
+        from rich.console import Console
+        from rich.live import Live
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        rem = f"{st.remaining_s:.1f}s" if st.remaining_s is not None else "-"
+        table.add_row("elapsed / remaining", f"{st.elapsed_s:.1f}s / {rem}")
+        tgt = f" / {st.target_requests:,}" if st.target_requests else ""
+        table.add_row("requests", f"{st.requests:,}{tgt}")
+        table.add_row("req/s (last second)", f"{st.rps:,.0f}")
+        if st.p50_ms is not None and st.p99_ms is not None:
+            table.add_row("p50 / p99 (last second)", f"{st.p50_ms:.2f} ms / {st.p99_ms:.2f} ms")
+        else:
+            table.add_row("p50 / p99 (last second)", "-")
+        table.add_row("errors", f"{st.errors:,}")
+        table.add_row("workers alive", f"{st.workers_alive} / {st.workers_total}")
+        if self._live is None:
+            console = Console(file=self.stream)
+            self._live = Live(table, console=console, auto_refresh=False, transient=True)
+            self._live.start()
+        self._live.update(table, refresh=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
