@@ -23,7 +23,9 @@ def keys_command(name: str, directory: str = ".") -> int:
     import zmq.auth
 
     if not _NAME_RE.match(name) or name.endswith((".key", ".key_secret")):
-        raise UsageError(f"bad key name {name!r}: use letters, digits, '.', '_' or '-', no extension")
+        raise UsageError(
+            f"bad key name {name!r}: use letters, digits, '.', '_' or '-', no extension"
+        )
     if not zmq.has("curve"):
         raise UsageError("this libzmq was built without CURVE support; cannot generate keys")
     d = Path(directory)

@@ -165,7 +165,9 @@ def _spec_name(spec: _Spec) -> str:
 def validate(kind: MsgKind, body: Any) -> dict[str, Any]:
     """Check `body` against the schema of `kind`; unknown fields must still be plain data."""
     if not isinstance(body, dict):
-        raise ProtocolError(f"malformed message: {kind.name} body is a {type(body).__name__}, not a map")
+        raise ProtocolError(
+            f"malformed message: {kind.name} body is a {type(body).__name__}, not a map"
+        )
     schema = _SCHEMAS[kind]
     for name, (spec, required) in schema.items():
         if name not in body:
@@ -238,7 +240,9 @@ def _unpack(frame: bytes) -> Any:
         if unpacker.tell() != len(frame):
             raise ValueError("trailing bytes after the message")
         return obj
-    except Exception as exc:  # msgpack raises ValueError, TypeError, ExtraData, FormatError, StackError
+    except (
+        Exception
+    ) as exc:  # msgpack raises ValueError, TypeError, ExtraData, FormatError, StackError
         detail = str(exc) or type(exc).__name__
         raise ProtocolError(f"malformed message: {detail}") from None
 

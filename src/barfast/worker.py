@@ -188,9 +188,7 @@ class _Run:
                 if now - last_heard >= WORKER_LOST_AFTER_S:
                     self._stop_engine()
                     self._join(5.0)
-                    _log(
-                        f"coordinator silent for {WORKER_LOST_AFTER_S:g} s: load stopped, exiting"
-                    )
+                    _log(f"coordinator silent for {WORKER_LOST_AFTER_S:g} s: load stopped, exiting")
                     return int(ExitCode.NO_LOAD)
                 if now - last_sent >= HEARTBEAT_INTERVAL_S:
                     self.send(MsgKind.HEARTBEAT, {"state": "running" if started else "ready"})
@@ -247,7 +245,10 @@ class _Run:
                 elif kind == MsgKind.START and have_plan and not started:
                     start_ns = time.monotonic_ns() + max(0, int(msg.body["start_in_ns"]))
                     self.thread = threading.Thread(
-                        target=self._run_engine, args=(start_ns,), name="barfast-engine", daemon=True
+                        target=self._run_engine,
+                        args=(start_ns,),
+                        name="barfast-engine",
+                        daemon=True,
                     )
                     self.thread.start()
                     started = True
@@ -287,9 +288,7 @@ def _curve_from_files(curve_secret: str | None, curve_server: str | None) -> _Cu
     return _Curve(public, secret, server)
 
 
-def serve_runs(
-    connect: str, curve: _Curve | None, idle_timeout_s: float, once: bool
-) -> int:
+def serve_runs(connect: str, curve: _Curve | None, idle_timeout_s: float, once: bool) -> int:
     ctx = zmq.Context()
     try:
         code = int(ExitCode.OK)
@@ -327,7 +326,9 @@ def worker_command(
     if curve is None and connect.startswith("tcp://"):
         host = connect[6:].rpartition(":")[0].strip("[]")
         if host not in ("127.0.0.1", "::1", "localhost"):
-            _log(f"warning: connecting to {connect} without CURVE: plans and results travel in clear")
+            _log(
+                f"warning: connecting to {connect} without CURVE: plans and results travel in clear"
+            )
     return serve_runs(connect, curve, idle_ns / 1e9, once=False)
 
 
