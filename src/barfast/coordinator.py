@@ -225,7 +225,6 @@ class Coordinator:
                 s.curve_server = True
                 s.curve_publickey = public
                 s.curve_secretkey = secret
-                s.zap_domain = b"barfast"
                 mon_ep = f"inproc://barfast-monitor-{self.run_id}"
                 s.monitor(
                     mon_ep,
@@ -490,7 +489,7 @@ class Coordinator:
 
         plans = split_plan(self.cfg, self.n_total)
         ordered = sorted(self.peers.values(), key=lambda p: (not p.local, p.last_heard))
-        for i, (peer, plan) in enumerate(zip(ordered, plans)):
+        for i, (peer, plan) in enumerate(zip(ordered, plans, strict=True)):
             peer.index = i
             peer.state = "planned"
             self.send(
@@ -751,7 +750,11 @@ def run_command(
             progress=progress,
         )
         old_sigterm = signal.getsignal(signal.SIGTERM)
+        old_sigint = signal.getsignal(signal.SIGINT)
+        # Ctrl-C (and SIGTERM) always mean "stop the workers, print the partial report", even when
+        # a parent shell started us with SIGINT ignored (background jobs without job control).
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             try:
                 coord.run()
@@ -763,6 +766,7 @@ def run_command(
                 coord.close()
         finally:
             signal.signal(signal.SIGTERM, old_sigterm)
+            signal.signal(signal.SIGINT, old_sigint)
         return _report(coord, cfg, latency=latency, output=output, json_out=json_out, stream=stream)
     finally:
         if embedded is not None:

@@ -107,9 +107,9 @@ _MAP_KEY = {"str": str, "key": (int, str)}
 
 def _is(value: Any, typ: Any) -> bool:
     # bool is an int subclass in Python; an int field must not silently accept True/False.
-    if typ is int or (isinstance(typ, tuple) and int in typ and bool not in typ):
-        if isinstance(value, bool):
-            return False
+    int_like = typ is int or (isinstance(typ, tuple) and int in typ and bool not in typ)
+    if int_like and isinstance(value, bool):
+        return False
     return isinstance(value, typ)
 
 

@@ -22,6 +22,7 @@ barfast.worker`, started by the coordinator) serve exactly one run.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import queue
@@ -102,10 +103,23 @@ class _Run:
         self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
         self.sock.setsockopt(zmq.RECONNECT_IVL, 100)
         self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        self.monitor: zmq.Socket[Any] | None = None
+        self.handshake_warned = False
+        self.poller = zmq.Poller()
         if curve is not None:
             curve.apply(self.sock)
+            # A refused handshake is otherwise invisible (ZeroMQ just reconnects): watch for it.
+            mon_ep = f"inproc://barfast-worker-monitor-{id(self)}"
+            self.sock.monitor(
+                mon_ep,
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+            )
+            self.monitor = ctx.socket(zmq.PAIR)
+            self.monitor.connect(mon_ep)
+            self.poller.register(self.monitor, zmq.POLLIN)
         self.sock.connect(endpoint)
-        self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.out: queue.Queue[tuple[MsgKind, dict[str, Any]]] = queue.Queue()
         self.runner: Any = None
@@ -116,10 +130,9 @@ class _Run:
 
     # -- sending ----------------------------------------------------------------------------------
     def send(self, kind: MsgKind, body: dict[str, Any] | None = None) -> None:
-        try:
+        # EAGAIN at the HWM means the coordinator is gone or stalled: liveness decides, not us.
+        with contextlib.suppress(zmq.Again):
             self.sock.send(protocol.encode(kind, body), zmq.NOBLOCK)
-        except zmq.Again:  # HWM reached (coordinator gone or stalled): liveness decides, not us
-            pass
 
     def hello(self) -> None:
         self.send(
@@ -220,6 +233,12 @@ class _Run:
                     return int(ExitCode.INTERRUPTED)
                 self._stop_engine()
                 continue
+            if self.monitor is not None and self.monitor in events:
+                refused = self._handshake_failure()
+                if refused is not None:
+                    self._stop_engine()
+                    self._join(5.0)
+                    raise UsageError(refused)
             if self.sock not in events:
                 continue
             while True:
@@ -263,6 +282,29 @@ class _Run:
                     return int(ExitCode.NO_LOAD)
                 # HEARTBEAT: liveness only (last_heard above)
 
+    def _handshake_failure(self) -> str | None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        assert self.monitor is not None
+        try:
+            ev = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        if ev["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return (
+                f"the coordinator at {self.endpoint} refused this worker: not authorised "
+                "(is this worker's NAME.key in the coordinator's --curve-clients folder?)"
+            )
+        # Other handshake failures also happen when a coordinator closes mid-handshake: keep
+        # trying (ZeroMQ reconnects), but say it once, since a wrong --curve-server looks the same.
+        if not self.handshake_warned:
+            self.handshake_warned = True
+            _log(
+                f"CURVE handshake with {self.endpoint} failed; retrying "
+                "(is --curve-server the coordinator's public key?)"
+            )
+        return None
+
     def _join(self, timeout_s: float) -> None:
         if self.thread is not None:
             self.thread.join(timeout_s)
@@ -273,6 +315,9 @@ class _Run:
         return code
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.sock.disable_monitor()
+            self.monitor.close(linger=0)
         self.sock.close()
 
 
