@@ -368,9 +368,6 @@ class Coordinator:
             self.merger.add(body)
             peer.snapshots += 1
             peer.last_counters = body["counters"]
-            lat = body["hist"].get("latency")
-            if lat:
-                self.progress.add_interval(lat)
             if kind == MsgKind.FINAL:
                 peer.state = "done"
         elif kind == MsgKind.ACK and peer.state == "planned":
@@ -488,6 +485,8 @@ class Coordinator:
         from barfast.plan import split_plan
 
         plans = split_plan(self.cfg, self.n_total)
+        if len(plans) != self.n_total:  # run_command sized the run with effective_workers()
+            raise UsageError(f"the plan has {len(plans)} shares for {self.n_total} workers")
         ordered = sorted(self.peers.values(), key=lambda p: (not p.local, p.last_heard))
         for i, (peer, plan) in enumerate(zip(ordered, plans, strict=True)):
             peer.index = i
@@ -518,13 +517,6 @@ class Coordinator:
         for p in self.peers.values():
             p.state = "running"
 
-    def _totals(self) -> tuple[int, int]:
-        completed = errors = 0
-        for p in self.peers.values():
-            completed += int(p.last_counters.get("completed", 0))
-            errors += int(p.last_counters.get("errors", 0))
-        return completed, errors
-
     def _tick_progress(self) -> None:
         if not self.progress.active:
             return
@@ -533,13 +525,20 @@ class Coordinator:
         remaining = (
             max(0.0, self.cfg.duration_ns / NS_PER_S - elapsed) if self.cfg.duration_ns else None
         )
-        completed, errors = self._totals()
+        tot = self.merger.totals()
+        p50 = p99 = None
+        if elapsed >= 1.0:  # the last complete second of the merged per-second series
+            pt = self.merger.series_point(int(elapsed) - 1)
+            if pt is not None and pt.get("requests"):
+                p50, p99 = pt.get("p50_ms"), pt.get("p99_ms")
         self.progress.tick(
+            p50_ms=p50,
+            p99_ms=p99,
             elapsed_s=elapsed,
             remaining_s=remaining,
-            requests=completed,
+            requests=int(tot.get("completed", 0)),
             target_requests=self.cfg.requests,
-            errors=errors,
+            errors=int(tot.get("errors", 0)),
             workers_alive=sum(1 for p in self.peers.values() if p.state == "running"),
             workers_total=self.n_total,
         )
@@ -732,11 +731,17 @@ def run_command(
             arrival=arrival,
             workers=n_total,
         )
-        if cfg.connections < n_total:
-            raise UsageError(
-                f"bad --connections {cfg.connections}: fewer than the {n_total} workers "
-                f"(each worker needs at least one; use -w {cfg.connections})"
-            )
+        from barfast.plan import effective_workers
+
+        usable = effective_workers(cfg, n_total)
+        if usable < n_total:
+            if expect_workers > usable:
+                raise UsageError(
+                    f"this run can use only {usable} workers (each needs a connection and, with "
+                    f"-n, a request) but --expect-workers is {expect_workers}"
+                )
+            n_local = usable - expect_workers  # e.g. the default -w (CPUs) with -c 1: fewer workers
+            n_total = usable
         progress = Progress(choose_mode(quiet))
         coord = Coordinator(
             cfg,
@@ -788,45 +793,47 @@ def _report(
 ) -> int:
     from barfast.report import json as report_json
     from barfast.report import text as report_text
+    from barfast.result import config_info
 
     out = stream if stream is not None else sys.stdout
-    rep = coord.merger.report(_config_info(cfg))
-    rep["workers"] = coord.workers_info()
-    rep["workers_lost"] = [p.index for p in coord.lost]
-    rep["interrupted"] = coord.interrupted
+    rep = coord.merger.report(config_info(cfg, coord.n_total))
+    # The Merger's per-worker rows (totals) get where each worker ran and how it ended.
+    info = {w["worker"]: w for w in coord.workers_info()}
+    rows = rep.setdefault("workers", [])
+    for row in rows:
+        extra = info.pop(row.get("worker"), None)
+        if extra:
+            row.update({k: v for k, v in extra.items() if k not in row or k in ("lost", "state")})
+    rows.extend(info.values())  # workers that never sent a snapshot
+    rows.sort(key=lambda r: r.get("worker", 0))
+    rep["workers_lost"] = sorted({p.index for p in coord.lost} | set(rep.get("workers_lost", [])))
+    rep["interrupted"] = bool(coord.interrupted or rep.get("interrupted"))
+    if coord.failed:
+        rep["workers_failed"] = [
+            {"worker": p.index if p else None, "reason": reason} for p, reason, _ in coord.failed
+        ]
     if output:
         report_json.write(rep, output)
     if json_out:
-        out.write(report_json.dumps(rep) + "\n")
+        out.write(report_json.dumps(rep))
     else:
         out.write(report_text.render(rep, latency))
         if coord.lost:
             names = ", ".join(p.describe() for p in coord.lost)
-            out.write(f"\nWORKER LOST: {names}; their data up to the last snapshot is included.\n")
-        out.flush()
+            out.write(f"\nWorker lost: {names}; its data up to its last snapshot is included.\n")
+    out.flush()
     if coord.interrupted:
         return int(ExitCode.INTERRUPTED)
     if coord.lost:
         return int(WorkerLostError.exit_code)
-    completed = rep.get("requests", {}).get("completed", 0)
-    if completed == 0:
+    if coord.failed:
+        return max(code for _, _, code in coord.failed)
+    if rep.get("requests", {}).get("completed", 0) == 0:
         errs = rep.get("errors", {})
         detail = ", ".join(f"{k} {v}" for k, v in errs.items() if v) or "no response"
         _log(f"no load could be generated: {detail}")
         return int(ExitCode.NO_LOAD)
     return int(ExitCode.OK)
-
-
-def _config_info(cfg: RunConfig) -> dict[str, Any]:
-    return {
-        "url": cfg.target.url,
-        "method": cfg.method,
-        "connections": cfg.connections,
-        "duration_ns": cfg.duration_ns,
-        "requests": cfg.requests,
-        "rate": cfg.rate,
-        "workers": cfg.workers,
-    }
 
 
 __all__ = ["Coordinator", "Peer", "run_command", "BarfastError"]

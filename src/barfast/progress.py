@@ -1,8 +1,8 @@
 """Live progress while a run goes: a rich display on a terminal, plain lines in logs, nothing when quiet.
 
-The coordinator calls `Progress.tick()` about once a second with the state it already has (cumulative
-counters per worker, the interval latency histograms of the snapshots that arrived since the previous
-tick). Everything goes to stderr: stdout stays for the report (clean JSON with --json).
+The coordinator calls `Progress.tick()` about once a second with what its Merger already knows
+(cumulative totals of all workers, the percentiles of the last complete second of the merged series):
+progress never decodes a histogram itself, so it adds nothing to the coordinator's per-snapshot cost. Everything goes to stderr: stdout stays for the report (clean JSON with --json).
 
 - terminal (stderr is a TTY): a rich Live panel refreshed once a second;
 - not a terminal (CI logs, pipes): one plain line every PLAIN_EVERY_S seconds;
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 PLAIN_EVERY_S = 5.0
-NS_PER_MS = 1_000_000
 
 
 @dataclass
@@ -59,14 +58,15 @@ def format_line(st: ProgressStats) -> str:
 
 
 class Progress:
-    """Renders ProgressStats; `window` collects the latency of the current tick (interval histograms)."""
+    """Renders ProgressStats: turns cumulative counts into req/s per tick, prints by mode."""
 
     def __init__(self, mode: str, stream: TextIO | None = None):
         self.mode = mode
         self.stream = stream if stream is not None else sys.stderr
         self._live: Any = None
-        self._last_plain = 0.0
-        self._window: Any = None
+        self._last_plain = (
+            time.monotonic()
+        )  # first plain line after PLAIN_EVERY_S: short runs stay quiet
         self._prev_requests = 0
         self._prev_t: float | None = None
 
@@ -74,21 +74,6 @@ class Progress:
     @property
     def active(self) -> bool:
         return self.mode != "off"
-
-    def add_interval(self, encoded_latency: bytes) -> None:
-        """Add one snapshot's interval latency histogram (hdrh encode()) to the current tick."""
-        if not self.active or not encoded_latency:
-            return
-        from hdrh.histogram import HdrHistogram
-
-        try:
-            h = HdrHistogram.decode(encoded_latency)
-        except Exception:  # a broken histogram costs the display a percentile, never the run
-            return
-        if self._window is None:
-            self._window = h
-        else:
-            self._window.add(h)
 
     def tick(
         self,
@@ -100,24 +85,21 @@ class Progress:
         errors: int,
         workers_alive: int,
         workers_total: int,
+        p50_ms: float | None = None,
+        p99_ms: float | None = None,
     ) -> ProgressStats:
         now = time.monotonic()
         dt = now - self._prev_t if self._prev_t is not None else elapsed_s
         rps = (requests - self._prev_requests) / dt if dt > 0 else 0.0
         self._prev_t, self._prev_requests = now, requests
-        p50 = p99 = None
-        if self._window is not None and self._window.get_total_count() > 0:
-            p50 = self._window.get_value_at_percentile(50.0) / NS_PER_MS
-            p99 = self._window.get_value_at_percentile(99.0) / NS_PER_MS
-        self._window = None
         st = ProgressStats(
             elapsed_s,
             remaining_s,
             requests,
             target_requests,
             max(0.0, rps),
-            p50,
-            p99,
+            p50_ms,
+            p99_ms,
             errors,
             workers_alive,
             workers_total,
