@@ -7,6 +7,7 @@ scanning /proc for the coordinator's children, so nothing here trusts barfast's 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -99,10 +100,8 @@ def finish(p: subprocess.Popen[str], timeout_s: float = 60.0) -> tuple[int, str,
 
 def kill_all(pids: list[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 # --- local fan-out ---------------------------------------------------------------------------------
