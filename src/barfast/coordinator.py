@@ -19,6 +19,7 @@ the plan is split over all workers, local first, in HELLO order.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -65,7 +66,9 @@ LOCAL_START_DELAY_NS = 200_000_000  # START -> first request: enough for every w
 REMOTE_START_DELAY_NS = 500_000_000
 STOP_GRACE_S = 3.0  # after STOP, wait this long for FINALs
 END_GRACE_S = 5.0  # past the planned end (+ request timeout) before the coordinator sends STOP
-EXIT_WAIT_S = 3.0  # local processes get this long to exit before SIGKILL
+EXIT_WAIT_S = 3.0
+LIVENESS_CHECK_S = 0.2
+COALESCE_S = 0.02  # supervise(): at most ~50 wakeups/s however many workers  # how often supervise() looks for silent or dead workers  # local processes get this long to exit before SIGKILL
 
 
 def _log(msg: str) -> None:
@@ -274,10 +277,15 @@ class Coordinator:
         except zmq.ZMQError:  # EHOSTUNREACH (peer gone, ROUTER_MANDATORY) or EAGAIN (HWM)
             return False
 
-    def broadcast(self, kind: MsgKind, body: dict[str, Any] | None = None, alive_only: bool = True):
+    def broadcast(
+        self, kind: MsgKind, body: dict[str, Any] | None = None, alive_only: bool = True
+    ) -> None:
+        frame = protocol.encode(kind, body)  # once, not once per worker
         for p in list(self.peers.values()):
             if not alive_only or p.alive:
-                self.send(p, kind, body)
+                # gone (ROUTER_MANDATORY) or stalled: liveness decides, not this send
+                with contextlib.suppress(zmq.ZMQError):
+                    p.sock.send_multipart([p.ident, frame], zmq.NOBLOCK)
 
     def _receive(self, timeout_ms: int) -> list[tuple[zmq.Socket[Any], bytes, bytes]]:
         out = []
@@ -551,7 +559,7 @@ class Coordinator:
             else None
         )
         stop_deadline: float | None = None
-        last_hb = last_tick = 0.0
+        last_hb = last_tick = last_check = 0.0
         while any(p.state == "running" for p in self.peers.values()):
             now = time.monotonic()
             try:
@@ -574,10 +582,17 @@ class Coordinator:
                             self.merger.worker_lost(p.index)
                             _log(f"{p.describe()} sent no final snapshot after STOP")
                     break
-                for s, ident, frame in self._receive(POLL_MS):
+                batch = self._receive(POLL_MS)
+                for s, ident, frame in batch:
                     self._handle(s, ident, frame)
-                self._report_refusals()
-                self._check_liveness()
+                if batch:
+                    # Coalesce wakeups: with hundreds of workers, snapshots arrive all through the
+                    # second; waking for each costs more than the message. ZeroMQ queues meanwhile.
+                    time.sleep(COALESCE_S)
+                if now - last_check >= LIVENESS_CHECK_S:  # not per message: 256 workers
+                    self._report_refusals()
+                    self._check_liveness()
+                    last_check = now
             except KeyboardInterrupt:
                 if self.interrupted:  # a second Ctrl-C: stop waiting for finals
                     break
