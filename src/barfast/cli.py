@@ -122,9 +122,9 @@ def serve(
     addr: Annotated[str, typer.Option("--addr", help="HOST:PORT to listen on (port 0: any free port).")] = "127.0.0.1:8080",
     body_size: Annotated[int, typer.Option("--body-size", help="Response body size in bytes.")] = 12,
     delay: Annotated[Optional[str], typer.Option("--delay", help="Fixed delay before each response, e.g. 2ms.")] = None,
-    delay_dist: Annotated[Optional[str], typer.Option("--delay-dist", help="Random delay: uniform:LO-HI or exp:MEAN (e.g. exp:2ms).")] = None,
-    stall: Annotated[Optional[str], typer.Option("--stall", help="Freeze the whole server: 500ms/2s = 500 ms every 2 s.")] = None,
-    status_mix: Annotated[Optional[str], typer.Option("--status-mix", help="Weighted statuses, e.g. 200:95,500:5.")] = None,
+    delay_dist: Annotated[Optional[str], typer.Option("--delay-dist", help="Random delay added to --delay: uniform:LO-HI (uniform:1ms-3ms) or exp:MEAN (exp:2ms).")] = None,
+    stall: Annotated[Optional[str], typer.Option("--stall", help="Freeze the whole server: 500ms/2s = the last 500 ms of every 2 s.")] = None,
+    status_mix: Annotated[Optional[str], typer.Option("--status-mix", help="Weighted statuses, e.g. 200:95,500:5 (seeded, deterministic).")] = None,
     close_every: Annotated[int, typer.Option("--close-every", help="Close the connection after every N responses.")] = 0,
     duration: Annotated[Optional[str], typer.Option("-d", "--duration", help="Exit after this long (default: until Ctrl-C).")] = None,
 ) -> None:

@@ -1,3 +1,850 @@
-# loop.pxi — the client event loop (epoll, nogil) and the Engine class.
-# Never: (fill in) 
-# Invariants: (fill in)
+# loop.pxi — the client event loop (one epoll set, the whole run under nogil), request accounting,
+#   sample publishing, open-loop dispatch, and the Python-facing Engine class.
+# Never: touches a Python object, allocates, or raises between run()'s `with nogil` start and end;
+#   never retries a failed request (a failure is counted once and the connection replaced).
+# Invariants: started == completed + (errors - err_not_sent) + in_flight at every loop iteration;
+#   every finished or failed request publishes exactly one sample (seq 0,1,2,... incl. ring drops);
+#   counters are written only by the loop thread (relaxed stores) and read with relaxed loads.
+#
+# What is timed (the measurement semantics; wrk2's README and Gil Tene's "How NOT to measure
+# latency" are the rationale):
+#   send_ns        CLOCK_MONOTONIC read just before the first write() of the request. Connection
+#                  setup is not part of it: a request is sent only on an established connection.
+#   first_byte_ns  read right after the first read() that returned bytes of this response.
+#   done_ns        read right after the read() whose bytes let the parser finish the response (the
+#                  same reading as first_byte_ns when the whole response came in one read), or when
+#                  the error was detected for a failed request.
+#   intended_ns    closed loop: == send_ns (the next request starts when the previous one ends, so
+#                  the loop's latency is "service time" and hides stalls: coordinated omission).
+#                  open loop: the schedule's t_k (pacing.pxi), fixed before the request is sent and
+#                  kept while it waits for a free connection. Latency from intended_ns is the
+#                  corrected latency a user at that arrival rate would see; done_ns - send_ns is the
+#                  uncorrected one; send_ns - intended_ns is the send lag (the generator's health).
+# Timeouts (request: from send_ns; connect: from connect()) are checked by a scan of all slots
+# every LOOP_SCAN_NS (10 ms), so they fire up to 10 ms late: that is their resolution.
+
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+
+
+cdef enum:
+    LOOP_SCAN_NS = 10000000          # timeout/backoff scan period (timeout resolution)
+    LOOP_MAX_WAIT_NS = 5000000       # longest epoll wait: stop() takes effect within ~5 ms
+    LOOP_MAX_EVENTS = 256
+    LOOP_READS_PER_EVENT = 64        # bound one connection's share of a pass (level-triggered epoll
+                                     # reports what is left)
+    LOOP_BACKOFF_MIN_NS = 10000000   # first retry delay after a failed connect
+    LOOP_BACKOFF_MAX_NS = 1000000000 # doubling up to this
+    LOOP_STATUS_MAX = 1000           # status codes 0..999 are counted individually
+    # Open-loop pacing: sleep in epoll_pwait2 until LOOP_SPIN_NS before the next intended send, then
+    # poll epoll with a zero timeout until it is due (hrtimer wake-ups are late by several µs to
+    # tens of µs on a VM even with 1 ns timer slack).
+    LOOP_SPIN_NS = 20000
+
+
+ctypedef struct loop_counters_t:
+    uint64_t started         # requests begun (open loop: taken from the schedule; closed loop:
+                             # from the connect or the write that begins them; a failed connect
+                             # with no request waiting also counts as one started, failed request)
+    uint64_t completed       # responses complete (any status)
+    uint64_t errors          # failed requests, all kinds (incl. not_sent)
+    uint64_t in_flight       # started and not finished
+    uint64_t reconnects      # a slot opened again after an established connection ended
+    uint64_t connects        # connections established
+    uint64_t connect_attempts
+    uint64_t bytes_rx
+    uint64_t bytes_tx
+    uint64_t samples         # samples produced (== next seq), published or dropped
+    uint64_t ring_dropped    # samples the ring had no room for
+    uint64_t conns_open      # sockets open now (incl. connecting)
+    uint64_t conns_peak      # most sockets open at once
+    uint64_t err[BF_ERR__COUNT]
+
+
+ctypedef struct engine_t:
+    int epfd
+    int family
+    conn_addr_t addr
+    socklen_t addrlen
+    conn_t *conns
+    uint32_t nconns          # connections opened at the start
+    uint32_t max_conns       # slots allocated (open loop may grow to this)
+    uint32_t nslots          # slots in use
+    uint32_t *free_stack     # open loop: idle connected slots (entries may be stale)
+    uint32_t nfree
+    uint32_t n_connecting
+    epoll_event *events
+    ring_t *ring             # NULL: no ring (samples are counted, not published)
+    const char *req
+    size_t req_len
+    bint head
+    bint open_loop
+    bint stopping            # set when the loop decided to end: no new requests begin
+    bint no_pwait2           # epoll_pwait2 returned ENOSYS once: use epoll_wait
+    uint16_t endpoint
+    uint64_t requests        # bound on started requests (0: none)
+    uint64_t duration_ns
+    uint64_t timeout_ns
+    uint64_t connect_timeout_ns
+    uint64_t start_ns
+    uint64_t t0_ns
+    uint64_t end_ns          # t0 + duration, or PACING_END
+    uint64_t seq             # next sample's seq
+    int stop_flag            # engine.stop(): store-release by any thread, load-acquire by the loop
+    pacing_t pacing
+    loop_counters_t cnt
+    uint64_t status[LOOP_STATUS_MAX]
+
+
+cdef inline void cnt_add(uint64_t *p, uint64_t v) noexcept nogil:
+    # Single writer (the loop thread): a plain read plus a relaxed atomic store, no LOCK prefix;
+    # counters() in another thread loads with relaxed ordering and never sees a torn value.
+    bf_store_relaxed_u64(p, p[0] + v)
+
+
+cdef inline void cnt_sub(uint64_t *p, uint64_t v) noexcept nogil:
+    bf_store_relaxed_u64(p, p[0] - v)
+
+
+# ------------------------------------------------------------------ samples and accounting
+
+cdef void loop_publish(engine_t *e, uint64_t intended_ns, uint64_t send_ns, uint64_t first_ns,
+                       uint64_t done_ns, uint32_t rx, uint32_t tx, uint32_t conn_id,
+                       uint16_t status, uint8_t err, uint8_t flags, int sys_errno) noexcept nogil:
+    cdef bf_sample_t *s = NULL
+    if e.ring != NULL:
+        s = ring_claim(e.ring)
+    if s != NULL:
+        s.intended_ns = intended_ns
+        s.send_ns = send_ns
+        s.first_byte_ns = first_ns
+        s.done_ns = done_ns
+        s.seq = e.seq
+        s.bytes_rx = rx
+        s.bytes_tx = tx
+        s.conn_id = conn_id
+        s.endpoint = e.endpoint
+        s.status = status
+        s.error = err
+        s.flags = flags
+        s.sys_errno = <uint16_t>sys_errno
+        s.reserved = 0
+        ring_commit(e.ring)
+    elif e.ring != NULL:
+        cnt_add(&e.cnt.ring_dropped, 1)
+    e.seq += 1
+    cnt_add(&e.cnt.samples, 1)
+
+
+cdef inline void loop_begin(engine_t *e, conn_t *c, uint64_t intended_ns, uint8_t flags) noexcept nogil:
+    """A request starts on slot c (counted as started and in flight until loop_finish)."""
+    c.has_req = 1
+    c.intended_ns = intended_ns
+    c.send_ns = 0
+    c.first_byte_ns = 0
+    c.bytes_rx = 0
+    c.bytes_tx = 0
+    c.wpos = 0
+    c.flags = flags
+    http_resp_init(&c.parser, e.head)
+    cnt_add(&e.cnt.started, 1)
+    cnt_add(&e.cnt.in_flight, 1)
+
+
+cdef void loop_finish(engine_t *e, conn_t *c, uint8_t err, int sys_errno, uint16_t status,
+                      uint64_t now) noexcept nogil:
+    """The request on slot c ended (err == BF_ERR_NONE: completed): count it, publish its sample."""
+    cdef uint64_t intended = c.intended_ns
+    if intended == 0:   # closed loop, failed before its write: from when its connect began
+        intended = c.connect_ns if c.connect_ns else now
+    c.has_req = 0
+    cnt_sub(&e.cnt.in_flight, 1)
+    if err == BF_ERR_NONE:
+        cnt_add(&e.cnt.completed, 1)
+        if status < LOOP_STATUS_MAX:
+            cnt_add(&e.status[status], 1)
+    else:
+        cnt_add(&e.cnt.errors, 1)
+        cnt_add(&e.cnt.err[err], 1)
+    loop_publish(e, intended, c.send_ns, c.first_byte_ns, now, c.bytes_rx, c.bytes_tx, c.id,
+                 status, err, c.flags, sys_errno)
+
+
+cdef inline bint loop_can_start(engine_t *e, uint64_t now) noexcept nogil:
+    return (not e.stopping and now < e.end_ns
+            and (e.requests == 0 or e.cnt.started < e.requests))
+
+
+# ------------------------------------------------------------------ connections
+
+cdef inline void loop_free_push(engine_t *e, conn_t *c) noexcept nogil:
+    if not c.in_free:
+        c.in_free = 1
+        e.free_stack[e.nfree] = c.id
+        e.nfree += 1
+
+
+cdef inline conn_t *loop_free_pop(engine_t *e) noexcept nogil:
+    cdef conn_t *c
+    while e.nfree:
+        e.nfree -= 1
+        c = &e.conns[e.free_stack[e.nfree]]
+        c.in_free = 0
+        if c.state == CONN_IDLE and not c.has_req:
+            return c
+    return NULL
+
+
+cdef void loop_close(engine_t *e, conn_t *c) noexcept nogil:
+    """Drop the slot's socket (close(2) also removes it from the epoll set)."""
+    if c.fd >= 0:
+        close(c.fd)
+        c.fd = -1
+        cnt_sub(&e.cnt.conns_open, 1)
+    if c.state == CONN_CONNECTING:
+        e.n_connecting -= 1
+    c.state = CONN_CLOSED
+    c.events = 0
+    c.rlen = 0
+
+
+cdef void loop_connect_failed(engine_t *e, conn_t *c, int err, uint64_t now) noexcept nogil:
+    """A connect failed (refused, unreachable, timed out, socket() failed): one failed request, then
+    retry after a backoff (10 ms doubling to 1 s) so that a refused target does not spin."""
+    loop_close(e, c)
+    if not c.has_req:
+        # Open loop: the failure takes the oldest due request (keeping its intended time); with
+        # none due it stands for itself (intended = when the connect began).
+        if e.pacing.next_ns <= now:
+            loop_begin(e, c, e.pacing.next_ns, BF_FLAG_OPEN_LOOP)
+            pacing_advance(&e.pacing)
+        else:
+            loop_begin(e, c, c.connect_ns if c.connect_ns else now, 0)
+    loop_finish(e, c, BF_ERR_CONNECT, err, 0, now)
+    c.backoff_ns = LOOP_BACKOFF_MIN_NS if c.backoff_ns == 0 else c.backoff_ns * 2
+    if c.backoff_ns > LOOP_BACKOFF_MAX_NS:
+        c.backoff_ns = LOOP_BACKOFF_MAX_NS
+    c.state = CONN_BACKOFF
+    c.deadline_ns = now + c.backoff_ns
+
+
+cdef int loop_open(engine_t *e, conn_t *c, uint64_t now, bint setup) noexcept nogil:
+    """Open a connection on slot c. Closed loop: the connect begins the slot's next request (the
+    caller checked loop_can_start). The connect always completes through an EPOLLOUT event (even
+    when connect() returns 0 at once), so nothing here recurses into sending. Returns 0, or the
+    errno of socket() when `setup` (the initial pool: the caller raises it)."""
+    cdef int fd = conn_socket(e.family)
+    cdef int r, err
+    if fd < 0:
+        if setup:
+            return -fd
+        if not e.open_loop and not c.has_req:
+            loop_begin(e, c, 0, 0)
+        c.connect_ns = now
+        loop_connect_failed(e, c, -fd, now)
+        return 0
+    if c.ever_connected:
+        cnt_add(&e.cnt.reconnects, 1)
+        c.ever_connected = 0   # count each replacement once, however many attempts it takes
+    c.fd = fd
+    c.gen += 1
+    c.rlen = 0
+    c.reqs_on_conn = 0
+    c.connect_ns = now
+    c.deadline_ns = now + e.connect_timeout_ns
+    cnt_add(&e.cnt.connect_attempts, 1)
+    cnt_add(&e.cnt.conns_open, 1)
+    if e.cnt.conns_open > e.cnt.conns_peak:
+        cnt_add(&e.cnt.conns_peak, 1)
+    c.state = CONN_CONNECTING
+    e.n_connecting += 1
+    if not e.open_loop and not c.has_req:
+        loop_begin(e, c, 0, 0)
+    r = connect(fd, <sockaddr *>&e.addr, e.addrlen)
+    if r < 0 and errno != EINPROGRESS and errno != EINTR:
+        loop_connect_failed(e, c, errno, now)
+        return 0
+    err = conn_epoll_set(e.epfd, c, EPOLL_CTL_ADD, EPOLLIN | EPOLLOUT)
+    if err:
+        loop_connect_failed(e, c, err, now)
+    return 0
+
+
+cdef void loop_reopen(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
+    """A slot without a socket gets a new connection if the run still needs it."""
+    if e.open_loop:
+        if not e.stopping and now < e.end_ns:
+            loop_open(e, c, now, 0)
+    elif loop_can_start(e, now):
+        loop_open(e, c, now, 0)
+
+
+cdef void loop_fail(engine_t *e, conn_t *c, uint8_t err, int sys_errno, uint64_t now) noexcept nogil:
+    """The request on c failed: count it once (no retry), replace the connection."""
+    loop_finish(e, c, err, sys_errno, 0, now)
+    loop_close(e, c)
+    loop_reopen(e, c, now)
+
+
+# ------------------------------------------------------------------ write side
+
+cdef void loop_send(engine_t *e, conn_t *c) noexcept nogil:
+    """Write (the rest of) the slot's request. Write interest stays off unless the socket buffer is
+    full: one epoll_ctl to add EPOLLOUT then, one to remove it when the request is out (wrk pays
+    both on every request)."""
+    cdef ssize_t n
+    cdef int err
+    if c.wpos == 0:
+        c.send_ns = clock_now_ns()   # see "What is timed" above
+        if not e.open_loop:
+            c.intended_ns = c.send_ns
+        if c.reqs_on_conn == 0:
+            c.flags |= BF_FLAG_NEW_CONN
+        c.reqs_on_conn += 1
+        c.state = CONN_BUSY
+    while c.wpos < e.req_len:
+        n = send(c.fd, e.req + c.wpos, e.req_len - c.wpos, MSG_NOSIGNAL)
+        if n > 0:
+            c.wpos += <size_t>n
+            c.bytes_tx += <uint32_t>n
+            cnt_add(&e.cnt.bytes_tx, <uint64_t>n)
+            continue
+        err = errno
+        if n < 0 and err == EINTR:
+            continue
+        if n < 0 and err == EAGAIN:
+            if not (c.events & EPOLLOUT):
+                err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT)
+                if err:
+                    loop_fail(e, c, BF_ERR_WRITE, err, clock_now_ns())
+            return
+        loop_fail(e, c, BF_ERR_WRITE, err if n < 0 else ECONNRESET, clock_now_ns())
+        return
+    if c.events & EPOLLOUT:
+        conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN)
+
+
+cdef inline void loop_send_scheduled(engine_t *e, conn_t *c) noexcept nogil:
+    """Open loop: the next schedule entry goes out on idle slot c, keeping its intended time."""
+    cdef uint64_t t = e.pacing.next_ns
+    pacing_advance(&e.pacing)
+    loop_begin(e, c, t, BF_FLAG_OPEN_LOOP)
+    loop_send(e, c)
+
+
+cdef void loop_next(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
+    """Slot c is connected and idle: give it work at once, in the same handler (no epoll round)."""
+    c.state = CONN_IDLE
+    if e.open_loop:
+        if e.pacing.next_ns <= now and not e.stopping:
+            loop_send_scheduled(e, c)
+        else:
+            loop_free_push(e, c)
+    elif c.has_req:
+        loop_send(e, c)                 # the request begun by the connect
+    elif loop_can_start(e, now):
+        loop_begin(e, c, 0, 0)
+        loop_send(e, c)
+
+
+cdef void loop_dispatch(engine_t *e, uint64_t now) noexcept nogil:
+    """Open loop: send every due schedule entry that has a free connection, in one pass (no timer
+    syscall per request); grow the pool toward max_conns when entries are due and none is free."""
+    cdef conn_t *c
+    while e.pacing.next_ns <= now:
+        c = loop_free_pop(e)
+        if c == NULL:
+            break
+        loop_send_scheduled(e, c)
+    if (e.pacing.next_ns <= now and e.nfree == 0 and e.n_connecting == 0
+            and e.nslots < e.max_conns and not e.stopping):
+        c = &e.conns[e.nslots]
+        e.nslots += 1
+        loop_open(e, c, now, 0)
+
+
+# ------------------------------------------------------------------ read side
+
+cdef void loop_complete(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
+    """The parser finished the response: count it, then keep the connection busy or replace it."""
+    cdef bint keep = (c.parser.keep_alive and c.wpos == e.req_len and c.rlen == 0)
+    # Left-over bytes after a complete response were never asked for (no pipelining): the stream
+    # can't be trusted to be in sync, so the connection is closed (RFC 9112 §9.3 ties a response to
+    # the request it answers, in order).
+    if c.parser.interim_count:
+        c.flags |= BF_FLAG_INTERIM
+    if not keep:
+        c.flags |= BF_FLAG_CONN_CLOSE
+    loop_finish(e, c, BF_ERR_NONE, 0, <uint16_t>c.parser.status, now)
+    if keep:
+        loop_next(e, c, now)
+    else:
+        # `Connection: close` or HTTP/1.0 (RFC 9112 §9.6): the request is complete; open a new
+        # connection (counted in reconnects).
+        loop_close(e, c)
+        loop_reopen(e, c, now)
+
+
+cdef bint loop_parse(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
+    """Feed rbuf to the parser. Returns 1 when the request ended (completed or failed) and the slot
+    was dealt with, 0 when more bytes are needed."""
+    cdef Py_ssize_t used
+    while True:
+        used = http_resp_feed(&c.parser, c.rbuf, c.rlen)
+        if used > 0:
+            c.rlen -= <size_t>used
+            if c.rlen:
+                memmove(c.rbuf, c.rbuf + used, c.rlen)
+        if c.parser.state == HTTP_DONE:
+            loop_complete(e, c, now)
+            return 1
+        if c.parser.state == HTTP_ERROR:
+            loop_fail(e, c, BF_ERR_PARSE, 0, now)
+            return 1
+        if used <= 0 or c.rlen == 0:
+            return 0
+
+
+cdef void loop_on_eof(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
+    if not c.has_req:
+        # An idle keep-alive connection closed by the server (its keepalive_timeout, a restart):
+        # not a request failure; replace it.
+        loop_close(e, c)
+        loop_reopen(e, c, now)
+    elif c.first_byte_ns and http_resp_eof(&c.parser) == 1:
+        # A close-delimited body ends at EOF (RFC 9112 §6.3 item 8).
+        c.parser.keep_alive = 0
+        loop_complete(e, c, now)
+    else:
+        # Closed before the response was complete, including before its first byte on a reused
+        # keep-alive connection: counted as `closed`, never retried (a retry would hide the
+        # failure and skew the count the server saw).
+        loop_fail(e, c, BF_ERR_CLOSED, 0, now)
+
+
+cdef void loop_on_readable(engine_t *e, conn_t *c) noexcept nogil:
+    cdef ssize_t n
+    cdef size_t space
+    cdef int err, reads = 0
+    cdef uint64_t now
+    while True:
+        space = CONN_RBUF_SIZE - c.rlen
+        n = read(c.fd, c.rbuf + c.rlen, space)
+        if n > 0:
+            now = clock_now_ns()   # first_byte_ns and/or done_ns (see "What is timed")
+            cnt_add(&e.cnt.bytes_rx, <uint64_t>n)
+            if not c.has_req:
+                # Bytes nobody asked for on an idle connection: the server is out of sync.
+                loop_close(e, c)
+                loop_reopen(e, c, now)
+                return
+            if c.first_byte_ns == 0:
+                c.first_byte_ns = now
+            c.bytes_rx += <uint32_t>n
+            c.rlen += <size_t>n
+            if loop_parse(e, c, now):
+                return
+            if c.rlen >= CONN_RBUF_SIZE:
+                # A header block that does not fit the buffer (the parser's limit is smaller, so
+                # this is only a backstop).
+                loop_fail(e, c, BF_ERR_PARSE, 0, now)
+                return
+            # A short read means the socket is drained: don't pay a read() that returns EAGAIN.
+            # Level-triggered epoll reports anything that arrives later.
+            if <size_t>n < space:
+                return
+            reads += 1
+            if reads >= LOOP_READS_PER_EVENT:
+                return
+            continue
+        if n == 0:
+            loop_on_eof(e, c, clock_now_ns())
+            return
+        err = errno
+        if err == EINTR:
+            continue
+        if err == EAGAIN:
+            return
+        now = clock_now_ns()
+        if c.has_req:
+            loop_fail(e, c, BF_ERR_READ, err, now)
+        else:
+            loop_close(e, c)
+            loop_reopen(e, c, now)
+        return
+
+
+cdef void loop_on_event(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
+    cdef int err, fd
+    cdef uint64_t now
+    if c.state == CONN_CONNECTING:
+        if events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
+            now = clock_now_ns()
+            err = conn_connect_result(c)
+            if err == 0 and (events & (EPOLLERR | EPOLLHUP)):
+                err = ECONNRESET
+            if err:
+                loop_connect_failed(e, c, err, now)
+                return
+            e.n_connecting -= 1
+            c.state = CONN_IDLE
+            c.ever_connected = 1
+            c.backoff_ns = 0
+            cnt_add(&e.cnt.connects, 1)
+            err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN)
+            if err:
+                if not c.has_req:
+                    loop_begin(e, c, now, 0)
+                loop_fail(e, c, BF_ERR_CONNECT, err, now)
+                return
+            loop_next(e, c, now)
+        return
+    fd = c.fd
+    if (events & EPOLLOUT) and c.state == CONN_BUSY and c.wpos < e.req_len:
+        loop_send(e, c)
+        if c.fd != fd:
+            return
+    if events & (EPOLLIN | EPOLLERR | EPOLLHUP):
+        loop_on_readable(e, c)
+
+
+cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
+    """Connect and request timeouts, backoff expiries (every LOOP_SCAN_NS)."""
+    cdef uint32_t i
+    cdef conn_t *c
+    for i in range(e.nslots):
+        c = &e.conns[i]
+        if c.state == CONN_CONNECTING:
+            if now >= c.deadline_ns:
+                loop_connect_failed(e, c, ETIMEDOUT, now)
+        elif c.state == CONN_BUSY:
+            if c.send_ns and now > c.send_ns and now - c.send_ns >= e.timeout_ns:
+                # No complete response within the request timeout: the connection is closed and
+                # replaced (a late response must not be taken for the next request's).
+                loop_fail(e, c, BF_ERR_TIMEOUT, 0, now)
+        elif c.state == CONN_BACKOFF:
+            if now >= c.deadline_ns:
+                c.state = CONN_CLOSED
+                loop_reopen(e, c, now)
+
+
+# ------------------------------------------------------------------ the loop
+
+cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) noexcept nogil:
+    cdef uint64_t delta
+    cdef timespec ts
+    cdef int n
+    if until <= now:
+        return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
+    delta = until - now
+    if pacing_wait:
+        if delta <= LOOP_SPIN_NS:
+            return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
+        if not e.no_pwait2:
+            clock_ns_to_timespec(delta - LOOP_SPIN_NS, &ts)
+            n = epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts, NULL)
+            if n >= 0 or errno != ENOSYS:   # kernel < 5.11
+                return n
+            e.no_pwait2 = 1
+    # Millisecond waits are fine here: nothing is due before `until` but timeouts and the scan.
+    return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, <int>((delta + 999999) // 1000000))
+
+
+cdef bint loop_done(engine_t *e, uint64_t now) noexcept nogil:
+    if bf_load_acquire_int(&e.stop_flag) or now >= e.end_ns:
+        return 1
+    if e.open_loop:
+        return e.pacing.next_ns == PACING_END and e.cnt.in_flight == 0
+    return e.requests != 0 and e.cnt.started >= e.requests and e.cnt.in_flight == 0
+
+
+cdef int loop_run(engine_t *e) noexcept nogil:
+    """The whole run. Returns 0, or an errno when the initial connections could not even be
+    created (socket() failing: EMFILE, ENFILE, ENOBUFS...) so that run() raises it."""
+    cdef uint64_t now = clock_now_ns(), next_scan, until, t
+    cdef uint32_t i
+    cdef int n, j, err = 0
+    cdef uint64_t key
+    cdef conn_t *c
+    cdef bint pacing_wait
+    cdef unsigned long old_slack = 0
+    e.t0_ns = e.start_ns if e.start_ns > now else now
+    e.end_ns = e.t0_ns + e.duration_ns if e.duration_ns else PACING_END
+    if e.open_loop:
+        # 1 ns timer slack for this thread: the default 50 µs slack lets the kernel defer our
+        # wake-ups to coalesce timers (prctl(2) PR_SET_TIMERSLACK).
+        old_slack = <unsigned long>prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)
+        prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+        pacing_start(&e.pacing, e.t0_ns, e.end_ns)
+        # Connect the pool before t0, so the first intended sends find connections.
+        e.nslots = e.nconns
+        for i in range(e.nconns):
+            err = loop_open(e, &e.conns[i], now, 1)
+            if err:
+                break
+        if not err:
+            clock_sleep_until(e.t0_ns, &e.stop_flag)
+    else:
+        clock_sleep_until(e.t0_ns, &e.stop_flag)
+        now = clock_now_ns()
+        e.nslots = e.nconns
+        for i in range(e.nconns):
+            if not loop_can_start(e, now):
+                break
+            err = loop_open(e, &e.conns[i], now, 1)
+            if err:
+                break
+    if err:
+        # The machine refused resources before any load: undo (no request had begun on a slot
+        # whose socket() failed) and report it as a setup failure.
+        e.stopping = 1
+        for i in range(e.nslots):
+            loop_close(e, &e.conns[i])
+        if e.open_loop:
+            prctl(PR_SET_TIMERSLACK, old_slack, 0, 0, 0)
+        return err
+    next_scan = clock_now_ns() + LOOP_SCAN_NS
+    while True:
+        now = clock_now_ns()
+        if e.open_loop:
+            loop_dispatch(e, now)
+        if loop_done(e, now):
+            break
+        if now >= next_scan:
+            loop_scan(e, now)
+            next_scan = now + LOOP_SCAN_NS
+        until = next_scan
+        if e.end_ns < until:
+            until = e.end_ns
+        if now + LOOP_MAX_WAIT_NS < until:
+            until = now + LOOP_MAX_WAIT_NS
+        pacing_wait = 0
+        if e.open_loop and e.pacing.next_ns <= until and (
+                e.nfree > 0 or (e.n_connecting == 0 and e.nslots < e.max_conns)):
+            until = e.pacing.next_ns
+            pacing_wait = 1
+        n = loop_wait(e, now, until, pacing_wait)
+        for j in range(n):
+            key = e.events[j].data.u64
+            c = &e.conns[<uint32_t>(key & 0xFFFFFFFFULL)]
+            if c.fd < 0 or c.gen != <uint32_t>(key >> 32):
+                continue   # the socket this event was for is gone
+            loop_on_event(e, c, e.events[j].events)
+    # The end. In-flight requests stay counted as in_flight (no sample: they did not finish).
+    e.stopping = 1
+    now = clock_now_ns()
+    if e.open_loop:
+        # Scheduled but never sent (no free connection before the end): counted and published,
+        # never silently forgotten. The schedule is already cut at the deadline; after stop() only
+        # entries that were due by now count.
+        t = e.pacing.next_ns
+        while t != PACING_END and t <= now:
+            cnt_add(&e.cnt.errors, 1)
+            cnt_add(&e.cnt.err[BF_ERR_NOT_SENT], 1)
+            loop_publish(e, t, 0, 0, now, 0, 0, 0xFFFFFFFFU, 0, BF_ERR_NOT_SENT,
+                         BF_FLAG_OPEN_LOOP, 0)
+            pacing_advance(&e.pacing)
+            t = e.pacing.next_ns
+        prctl(PR_SET_TIMERSLACK, old_slack, 0, 0, 0)
+    for i in range(e.nslots):
+        loop_close(e, &e.conns[i])
+    return 0
+
+
+# ------------------------------------------------------------------ Python surface
+
+_ERROR_KEYS = ("none", "connect", "timeout", "read", "write", "parse", "closed", "not_sent")
+
+
+cdef class Engine:
+    """One HTTP/1.1 load engine: one epoll loop over `connections` keep-alive connections, closed
+    loop or (rate/stages) open loop. See _core.pyi for the full contract."""
+
+    cdef engine_t *e
+    cdef object _ring
+    cdef bytes _request
+    cdef bint _ran
+
+    def __cinit__(self):
+        self.e = NULL
+
+    def __init__(self, ring, *, str addr, int port, int family, bytes request, bint head,
+                 int connections, int max_connections=0, uint64_t requests=0,
+                 uint64_t duration_ns=0, uint64_t timeout_ns, uint64_t connect_timeout_ns,
+                 double rate=0.0, stages=(), int arrival=0, uint64_t seed=0,
+                 uint64_t start_ns=0, int endpoint=0):
+        cdef engine_t *e
+        cdef int rc
+        cdef bytes a
+        cdef uint32_t i
+        if self.e != NULL:
+            raise RuntimeError("Engine.__init__ called twice")
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
+        if not request:
+            raise ValueError("request must not be empty")
+        if family not in (AF_INET, AF_INET6):
+            raise ValueError(f"unsupported address family {family}")
+        if not 0 < port < 65536:
+            raise ValueError(f"bad port {port}")
+        if timeout_ns == 0 or connect_timeout_ns == 0:
+            raise ValueError("timeouts must be positive")
+        if arrival not in (PACING_ARRIVAL_CONSTANT, PACING_ARRIVAL_POISSON):
+            raise ValueError(f"bad arrival {arrival}")
+        if max_connections < connections:
+            max_connections = connections
+        e = <engine_t *>calloc(1, sizeof(engine_t))
+        if e == NULL:
+            raise MemoryError()
+        self.e = e
+        e.epfd = -1
+        e.family = family
+        a = addr.encode("ascii")
+        if family == AF_INET:
+            e.addr.v4.sin_family = AF_INET
+            e.addr.v4.sin_port = htons(<uint16_t>port)
+            rc = inet_pton(AF_INET, a, &e.addr.v4.sin_addr)
+            e.addrlen = sizeof(sockaddr_in)
+        else:
+            e.addr.v6.sin6_family = AF_INET6
+            e.addr.v6.sin6_port = htons(<uint16_t>port)
+            rc = inet_pton(AF_INET6, a, &e.addr.v6.sin6_addr)
+            e.addrlen = sizeof(sockaddr_in6)
+        if rc != 1:
+            raise ValueError(f"bad numeric address {addr!r} for family {family}")
+        self._ring = ring
+        if ring is not None:
+            e.ring = &(<Ring?>ring).c
+            if e.ring.hdr == NULL:
+                raise ValueError("the ring is closed")
+        self._request = request
+        e.req = <const char *>self._request
+        e.req_len = len(request)
+        e.head = head
+        e.endpoint = <uint16_t>endpoint
+        e.nconns = <uint32_t>connections
+        e.max_conns = <uint32_t>max_connections
+        e.requests = requests
+        e.duration_ns = duration_ns
+        e.timeout_ns = timeout_ns
+        e.connect_timeout_ns = connect_timeout_ns
+        e.start_ns = start_ns
+        e.open_loop = rate > 0.0 or bool(stages)
+        if e.open_loop:
+            pacing_setup(&e.pacing, rate, stages, arrival, seed, requests)
+        else:
+            e.pacing.next_ns = PACING_END
+        _loop_ensure_fds(max_connections)
+        e.conns = <conn_t *>calloc(e.max_conns, sizeof(conn_t))
+        e.free_stack = <uint32_t *>calloc(e.max_conns, sizeof(uint32_t))
+        e.events = <epoll_event *>calloc(LOOP_MAX_EVENTS, sizeof(epoll_event))
+        if e.conns == NULL or e.free_stack == NULL or e.events == NULL:
+            raise MemoryError()
+        for i in range(e.max_conns):
+            e.conns[i].fd = -1
+            e.conns[i].id = i
+        e.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if e.epfd < 0:
+            errors_raise(errno, "epoll_create1")
+
+    def __dealloc__(self):
+        cdef engine_t *e = self.e
+        cdef uint32_t i
+        if e == NULL:
+            return
+        if e.conns != NULL:
+            for i in range(e.max_conns):
+                if e.conns[i].fd >= 0:
+                    close(e.conns[i].fd)
+        if e.epfd >= 0:
+            close(e.epfd)
+        pacing_free(&e.pacing)
+        free(e.conns)
+        free(e.free_stack)
+        free(e.events)
+        free(e)
+        self.e = NULL
+
+    def run(self) -> None:
+        """Run to the deadline, the request count, or stop(); the GIL is released throughout."""
+        cdef int rc
+        if self._ran:
+            raise RuntimeError("an Engine runs once; create a new one")
+        self._ran = True
+        if self.e.ring != NULL:
+            if self.e.ring.hdr == NULL:
+                raise ValueError("the ring was closed")
+            # This thread's process produces from now on: continue from the header's positions.
+            ring_producer_sync(self.e.ring)
+        with nogil:
+            rc = loop_run(self.e)
+        if rc:
+            errors_raise(rc, "cannot open connections")
+
+    def stop(self) -> None:
+        """Thread-safe; run() returns within a few ms (pending not-sent entries are counted)."""
+        bf_store_release_int(&self.e.stop_flag, 1)
+
+    def now_ns(self) -> int:
+        return clock_now_ns()
+
+    def counters(self) -> dict:
+        """Exact totals so far (relaxed atomic loads: safe while run() runs in another thread)."""
+        cdef loop_counters_t *k = &self.e.cnt
+        cdef int i
+        d = {
+            "started": bf_load_relaxed_u64(&k.started),
+            "completed": bf_load_relaxed_u64(&k.completed),
+            "errors": bf_load_relaxed_u64(&k.errors),
+            "in_flight": bf_load_relaxed_u64(&k.in_flight),
+            "not_sent": bf_load_relaxed_u64(&k.err[BF_ERR_NOT_SENT]),
+            "reconnects": bf_load_relaxed_u64(&k.reconnects),
+            "connects": bf_load_relaxed_u64(&k.connects),
+            "connect_attempts": bf_load_relaxed_u64(&k.connect_attempts),
+            "bytes_rx": bf_load_relaxed_u64(&k.bytes_rx),
+            "bytes_tx": bf_load_relaxed_u64(&k.bytes_tx),
+            "samples": bf_load_relaxed_u64(&k.samples),
+            "ring_dropped": bf_load_relaxed_u64(&k.ring_dropped),
+            "conns_open": bf_load_relaxed_u64(&k.conns_open),
+            "conns_peak": bf_load_relaxed_u64(&k.conns_peak),
+        }
+        for i in range(1, BF_ERR__COUNT):
+            d["err_" + _ERROR_KEYS[i]] = bf_load_relaxed_u64(&k.err[i])
+        return d
+
+    def status_counts(self) -> dict:
+        """HTTP status -> responses completed with it (same thread-safety as counters())."""
+        cdef int i
+        cdef uint64_t v
+        out = {}
+        for i in range(LOOP_STATUS_MAX):
+            v = bf_load_relaxed_u64(&self.e.status[i])
+            if v:
+                out[i] = v
+        return out
+
+    @property
+    def open_loop(self) -> bool:
+        return bool(self.e.open_loop)
+
+    @property
+    def t0_ns(self) -> int:
+        """When the run began (start_ns, or the moment run() was called); 0 before run()."""
+        return self.e.t0_ns
+
+
+def _loop_ensure_fds(int needed):
+    """Raise RLIMIT_NOFILE's soft limit toward the hard limit when the connections need it; fail
+    early (EMFILE, through the errno converter) rather than with a storm of connect errors."""
+    import resource
+    want = needed + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
+            new = soft
+        if new < want:
+            errors_raise(EMFILE, f"{needed} connections need {want} file descriptors; the limit "
+                                 f"is {new} (raise it with ulimit -n)")

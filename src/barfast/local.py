@@ -1,0 +1,253 @@
+"""Single-process runs and the pieces every coordinator shares: embedded target, Ctrl-C, exit codes.
+
+- `run_local(cfg)`: one EngineRunner in this process, snapshots into a Merger, the report dict.
+- `embedded_target()`: `barfast run` with no URL starts `python -m barfast serve --addr 127.0.0.1:0`
+  as a subprocess in its own session (so a terminal Ctrl-C reaches only us, and we stop it last),
+  pinned to the last CPU when there are >= 2 (the generator keeps the others), and terminates it
+  afterwards, also on errors and Ctrl-C.
+- `outcome(report)`: the exit code and, for "no load could be generated", the one-line reason.
+- `emit(report, ...)`: text or JSON to stdout, JSON to a file. Rendering stays in barfast.report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from barfast.config import RunConfig, available_cpus
+from barfast.plan import split_plan
+from barfast.result import Merger, config_info
+from barfast.runner import EngineRunner, Snapshot
+from barfast.status import ExitCode, NoLoadError
+
+SERVE_START_TIMEOUT_S = 10.0
+SERVE_STOP_TIMEOUT_S = 5.0
+LISTENING_PREFIX = "barfast serve: listening on "
+
+
+@dataclass
+class LocalRun:
+    report: dict[str, Any]
+    interrupted: bool
+    merger: Merger
+
+
+@contextlib.contextmanager
+def sigint_calls(action: Callable[[], None]) -> Iterator[None]:
+    """While inside, SIGINT (Ctrl-C) calls `action` instead of raising KeyboardInterrupt.
+
+    The engine then stops cleanly, the ring is drained, and the final snapshot is complete: a
+    KeyboardInterrupt raised at an arbitrary bytecode could split a batch between aggregator and ring.
+    Outside the main thread signals cannot be handled; then this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        action()
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def run_local(
+    cfg: RunConfig,
+    *,
+    on_snapshot: Callable[[Snapshot], None] | None = None,
+    extra_config: dict[str, Any] | None = None,
+) -> LocalRun:
+    """Run cfg in this process with one engine; Ctrl-C gives a partial (interrupted) report."""
+    plan = split_plan(cfg, 1)[0]
+    merger = Merger()
+
+    def snap(s: Snapshot) -> None:
+        merger.add(s)
+        if on_snapshot is not None:
+            on_snapshot(s)
+
+    runner = EngineRunner(plan, snap)
+    with sigint_calls(runner.interrupt):
+        runner.run()
+    info = config_info(cfg, workers=1)
+    if extra_config:
+        info.update(extra_config)
+    return LocalRun(merger.report(info), runner.interrupted, merger)
+
+
+def no_load_reason(report: dict[str, Any]) -> str | None:
+    """The reason no load could be generated, or None: nothing completed and connects failed."""
+    req = report.get("requests", {})
+    errors = report.get("errors", {})
+    if req.get("completed", 0) or not errors.get("connect"):
+        return None
+    target = report.get("config", {}).get("target", {})
+    where = f"{target.get('addr', '?')}:{target.get('port', '?')}"
+    detail = report.get("errors_errno", {}).get("connect", {})
+    why = ", ".join(f"{_errno_text(name)} x{n}" for name, n in detail.items()) or "connect failed"
+    return f"no load could be generated: every connection to {where} failed ({why})"
+
+
+def _errno_text(name: str) -> str:
+    import errno as _errno
+
+    code = getattr(_errno, name, None)
+    return f"{os.strerror(code).lower()} ({name})" if isinstance(code, int) else name
+
+
+def outcome(report: dict[str, Any], interrupted: bool) -> tuple[ExitCode, str | None]:
+    """Exit code for a finished run: 130 interrupted, 3 no load (with reason), else 0."""
+    if interrupted:
+        return ExitCode.INTERRUPTED, None
+    reason = no_load_reason(report)
+    if reason:
+        return ExitCode.NO_LOAD, reason
+    return ExitCode.OK, None
+
+
+def emit(
+    report: dict[str, Any],
+    *,
+    latency: bool = False,
+    json_out: bool = False,
+    output: str | None = None,
+) -> None:
+    """Print the report (text, or JSON with json_out) and write the JSON to `output` if given."""
+    from barfast.report import json as report_json
+
+    if output:
+        report_json.write(report, output)
+    if json_out:
+        sys.stdout.write(report_json.dumps(report))
+    else:
+        from barfast.report.text import render
+
+        sys.stdout.write(render(report, latency=latency))
+    sys.stdout.flush()
+
+
+# -- the embedded target ----------------------------------------------------------------------
+
+
+def split_cpus() -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, generator CPUs): the last CPU for the server when >= 2 are available."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None, None
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+@contextlib.contextmanager
+def pinned(cpus: set[int] | None) -> Iterator[None]:
+    """Pin this thread (and threads it starts, e.g. the engine's) to `cpus`; restore afterwards."""
+    if not cpus:
+        yield
+        return
+    old = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, old)
+
+
+@contextlib.contextmanager
+def embedded_target(args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Start `barfast serve --addr 127.0.0.1:0` and yield its URL; always stop it afterwards."""
+    server_cpus, gen_cpus = split_cpus()
+    with tempfile.TemporaryFile() as errf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "barfast", "serve", "--addr", "127.0.0.1:0", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errf,
+            start_new_session=True,  # our Ctrl-C is not its Ctrl-C: we stop it when we are done
+        )
+        try:
+            if server_cpus:
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(proc.pid, server_cpus)
+            url = _read_listening_line(proc, errf)
+            with pinned(gen_cpus):
+                yield url
+        finally:
+            _stop(proc)
+
+
+def _read_listening_line(proc: subprocess.Popen[bytes], errf: Any) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + SERVE_START_TIMEOUT_S
+    buf = b""
+    fd = proc.stdout.fileno()
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise NoLoadError(
+                f"the embedded target did not start within {SERVE_START_TIMEOUT_S:g}s"
+            )
+        ready, _, _ = select.select([fd], [], [], min(left, 0.2))
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+        elif proc.poll() is not None:
+            break
+    line = buf.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    if not line.startswith(LISTENING_PREFIX):
+        if proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1)
+        errf.seek(0)
+        err = errf.read().decode("utf-8", "replace").strip().splitlines()
+        why = err[-1] if err else (line or f"exit status {proc.returncode}")
+        raise NoLoadError(f"the embedded target did not start: {why}")
+    return line[len(LISTENING_PREFIX) :].strip()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(SERVE_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+__all__ = [
+    "LocalRun",
+    "available_cpus",
+    "embedded_target",
+    "emit",
+    "no_load_reason",
+    "outcome",
+    "pinned",
+    "run_local",
+    "sigint_calls",
+    "split_cpus",
+]

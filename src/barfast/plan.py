@@ -1,0 +1,118 @@
+"""Per-worker plans: one RunConfig split into N shares that add up exactly.
+
+Decisions (documented here because the coordinator and the report depend on them):
+- Connections and `-n` requests are split as evenly as integers allow; the remainder goes one each to
+  the first workers, so the shares always add up to the total (never lost).
+- The number of workers is capped at the number of connections (every worker needs at least one
+  connection) and, with `-n`, at the number of requests (a worker with a share of 0 would be
+  unbounded, since 0 means "no count bound" to the engine). `split_plan` may therefore return fewer
+  plans than asked for; callers use `len(plans)`.
+- The rate (and every stage's rate) is split in proportion to each worker's connections, so every
+  connection carries the same rate and the shares add up to the total rate (up to float rounding).
+- `--max-connections` is split like connections (each share stays >= that worker's connections).
+- Seeds: worker i gets `cfg.seed + i`, so Poisson arrival streams of different workers differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from barfast.config import RunConfig
+
+ARRIVALS = {"constant": 0, "poisson": 1}
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One worker's share of a run: everything its Engine needs (all times in ns)."""
+
+    addr: str
+    port: int
+    family: int
+    request: bytes
+    head: bool
+    connections: int
+    max_connections: int = 0
+    requests: int = 0  # 0: no count bound
+    duration_ns: int = 0  # 0: no time bound
+    timeout_ns: int = 0
+    connect_timeout_ns: int = 0
+    rate: float = 0.0  # this worker's req/s; 0 with no stages = closed loop
+    stages: tuple[tuple[int, float], ...] = ()  # (duration_ns, end rate) ramps
+    arrival: str = "constant"  # or "poisson"
+    seed: int = 0
+    worker_index: int = 0
+    workers: int = 1  # how many workers share the run
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate > 0 or bool(self.stages)
+
+    @property
+    def arrival_code(self) -> int:
+        """The Engine's `arrival` argument (0 constant, 1 poisson)."""
+        return ARRIVALS[self.arrival]
+
+    def to_dict(self) -> dict[str, Any]:
+        """msgpack-safe: only ints, floats, str, bytes, bools and lists."""
+        d = asdict(self)
+        d["stages"] = [[int(dur), float(rate)] for dur, rate in self.stages]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WorkerPlan:
+        d = dict(d)
+        d["stages"] = tuple((int(dur), float(rate)) for dur, rate in d.get("stages", ()))
+        req = d["request"]
+        d["request"] = req.encode("latin-1") if isinstance(req, str) else bytes(req)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def split_int(total: int, n: int) -> list[int]:
+    """`total` into n integer shares differing by at most one; the first `total % n` get one more."""
+    base, extra = divmod(total, n)
+    return [base + (1 if i < extra else 0) for i in range(n)]
+
+
+def effective_workers(cfg: RunConfig, n: int) -> int:
+    """How many workers a run really gets (see the module docstring)."""
+    n = max(1, min(n, cfg.connections))
+    if cfg.requests:
+        n = min(n, cfg.requests)
+    return n
+
+
+def split_plan(cfg: RunConfig, n: int) -> list[WorkerPlan]:
+    """Split cfg into per-worker plans whose connections, requests and rates add up to cfg's."""
+    n = effective_workers(cfg, n)
+    conns = split_int(cfg.connections, n)
+    reqs = split_int(cfg.requests, n) if cfg.requests else [0] * n
+    maxc = split_int(cfg.max_connections, n) if cfg.max_connections else [0] * n
+    request = cfg.request_bytes()
+    plans = []
+    for i in range(n):
+        share = conns[i] / cfg.connections
+        plans.append(
+            WorkerPlan(
+                addr=cfg.target.addr,
+                port=cfg.target.port,
+                family=cfg.target.family,
+                request=request,
+                head=cfg.head,
+                connections=conns[i],
+                max_connections=maxc[i],
+                requests=reqs[i],
+                duration_ns=cfg.duration_ns,
+                timeout_ns=cfg.timeout_ns,
+                connect_timeout_ns=cfg.connect_timeout_ns,
+                rate=cfg.rate * share,
+                stages=tuple((s.duration_ns, s.rate * share) for s in cfg.stages),
+                arrival=cfg.arrival,
+                seed=cfg.seed + i,
+                worker_index=i,
+                workers=n,
+            )
+        )
+    return plans

@@ -1,0 +1,176 @@
+"""The terminal summary, in wrk's spirit: what ran, latency, throughput, statuses, errors, warnings.
+
+`render(report, latency)` takes only the report dict (result.Merger.report()); with latency=True it
+prints the full percentile spectrum of every view and, for the main view, the HdrHistogram percentile
+distribution (wrk2's "Detailed Percentile spectrum" layout), decoded from the report's own histogram.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from barfast.config import NS_PER_MS
+
+SPECTRUM = (50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
+SHORT = (50.0, 75.0, 90.0, 99.0)
+
+
+def fmt_ms(v: float) -> str:
+    """Milliseconds -> a short human unit (wrk prints us/ms/s)."""
+    if v < 1.0:
+        return f"{v * 1000:.2f}us"
+    if v < 1000.0:
+        return f"{v:.2f}ms"
+    if v < 60_000.0:
+        return f"{v / 1000:.2f}s"
+    return f"{v / 60_000:.2f}m"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024.0 or unit == "GB":
+            return f"{n:.2f}{unit}" if unit != "B" else f"{n:.0f}B"
+        n /= 1024.0
+    return f"{n:.2f}GB"  # pragma: no cover
+
+
+def fmt_pct(p: float) -> str:
+    return f"{p:g}%"
+
+
+def _hist(report: dict[str, Any], view: str) -> HdrHistogram | None:
+    blob = (report.get("histogram") or {}).get(view)
+    if not blob:
+        return None
+    return HdrHistogram.decode(blob.encode("ascii") if isinstance(blob, str) else blob)
+
+
+def _spectrum(
+    h: HdrHistogram | None, summary: dict[str, Any], pcts: tuple[float, ...]
+) -> list[str]:
+    lines = []
+    vals: dict[float, float] = {}
+    if h is not None and h.get_total_count():
+        raw = h.get_percentile_to_value_dict(list(pcts))
+        vals = {p: raw[p] / NS_PER_MS for p in pcts}
+    for p in pcts:
+        v = vals.get(p)
+        if v is None:
+            v = float(summary.get(f"p{p:g}", summary.get("max", 0.0) if p == 100.0 else 0.0))
+        lines.append(f"    {fmt_pct(p):>8} {fmt_ms(v):>10}")
+    return lines
+
+
+def _distribution(h: HdrHistogram) -> list[str]:
+    """HdrHistogram's percentile distribution (5 ticks per half distance), values in ms."""
+    out = [
+        "  Detailed percentile spectrum:",
+        f"    {'Value(ms)':>12} {'Percentile':>14} {'TotalCount':>10} {'1/(1-Percentile)':>16}",
+    ]
+    for it in h.get_percentile_iterator(5):
+        value = it.value_iterated_to / NS_PER_MS
+        level = it.percentile_level_iterated_to
+        inv = f"{1 / (1 - level / 100):16.2f}" if level < 100 else f"{'inf':>16}"
+        out.append(
+            f"    {value:12.3f} {level / 100:14.6f} {it.total_count_to_this_value:10d} {inv}"
+        )
+    return out
+
+
+def _view(title: str, summary: dict[str, Any], h: HdrHistogram | None, latency: bool) -> list[str]:
+    lines = [f"  {title}"]
+    lines.append(
+        f"    {'Avg':>10} {'Stdev':>10} {'Max':>10} {'Min':>10}   (n={summary.get('count', 0)})"
+    )
+    lines.append(
+        f"    {fmt_ms(summary['mean']):>10} {fmt_ms(summary['stdev']):>10} "
+        f"{fmt_ms(summary['max']):>10} {fmt_ms(summary['min']):>10}"
+    )
+    lines += _spectrum(h, summary, SPECTRUM if latency else SHORT)
+    return lines
+
+
+def render(report: dict[str, Any], latency: bool = False) -> str:
+    cfg = report.get("config", {})
+    out: list[str] = []
+    dur = report.get("duration_s", 0.0)
+    open_loop = bool(cfg.get("open_loop"))
+    head = f"Running {dur:.2f}s test @ {cfg.get('url', '?')}"
+    if report.get("interrupted"):
+        head += "  (interrupted: partial report)"
+    out.append(head)
+    mode = "closed loop"
+    if open_loop:
+        if cfg.get("rate"):
+            mode = f"open loop, {cfg['rate']:g} req/s {cfg.get('arrival', 'constant')}"
+        else:
+            stages = ",".join(s.get("text", "") for s in cfg.get("stages", []))
+            mode = f"open loop, stages {stages}, {cfg.get('arrival', 'constant')}"
+    w = cfg.get("workers", 1)
+    out.append(
+        f"  {w} worker{'s' if w != 1 else ''} and {cfg.get('connections', '?')} connections, {mode}"
+    )
+    main_h = _hist(report, "latency")
+    if open_loop:
+        out += _view(
+            "Latency (corrected: from the intended send time)",
+            report["latency_ms"],
+            main_h,
+            latency,
+        )
+        out += _view(
+            "Latency (uncorrected: from the actual send)",
+            report["latency_uncorrected_ms"],
+            _hist(report, "uncorrected") if latency else None,
+            latency,
+        )
+        out += _view(
+            "Send lag (actual send - intended send)",
+            report["send_lag_ms"],
+            _hist(report, "send_lag") if latency else None,
+            latency,
+        )
+    else:
+        out += _view("Latency", report["latency_ms"], main_h, latency)
+    if latency and main_h is not None and main_h.get_total_count():
+        out += _distribution(main_h)
+    req = report["requests"]
+    tr = report["transfer"]
+    out.append(
+        f"  {req['completed']} requests in {dur:.2f}s, {fmt_bytes(tr['bytes_rx'])} read"
+        + (f", {req['errors']} errors" if req.get("errors") else "")
+    )
+    if req.get("in_flight") or req.get("not_sent"):
+        out.append(
+            f"  in flight at the end: {req.get('in_flight', 0)}, not sent: {req.get('not_sent', 0)}"
+        )
+    out.append(f"Requests/sec: {report['rps']:>12.2f}")
+    out.append(f"Transfer/sec: {fmt_bytes(tr['rx_per_s']):>12}")
+    status = report.get("status") or {}
+    out.append(
+        "Status: " + (", ".join(f"{code} {n}" for code, n in status.items()) if status else "none")
+    )
+    errors = report.get("errors") or {}
+    if errors:
+        detail = report.get("errors_errno") or {}
+        parts = []
+        for kind, n in errors.items():
+            sub = detail.get(kind) or {}
+            extra = f" ({', '.join(f'{e} {c}' for e, c in sub.items())})" if sub else ""
+            parts.append(f"{kind} {n}{extra}")
+        out.append("Errors: " + ", ".join(parts))
+    else:
+        out.append("Errors: none")
+    samples = report.get("samples", {})
+    out.append(f"Samples dropped by ring: {samples.get('dropped_by_ring', 0)}")
+    gen = report.get("generator", {})
+    if gen.get("cpu_us_per_request") is not None:
+        out.append(
+            f"Generator CPU: {gen['cpu_user_s']:.2f}s user, {gen['cpu_sys_s']:.2f}s sys, "
+            f"{gen['cpu_us_per_request']:.2f}us per request"
+        )
+    for wmsg in gen.get("warnings", []):
+        out.append(f"Warning: {wmsg}")
+    return "\n".join(out) + "\n"

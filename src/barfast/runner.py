@@ -1,0 +1,275 @@
+"""EngineRunner: one engine, one ring, one aggregator, one snapshot stream (a worker's whole job).
+
+The engine runs in a thread with the GIL released (Engine.run() is nogil for its whole loop); this
+thread drains the ring about every DRAIN_INTERVAL_S into an Aggregator and emits a snapshot dict every
+SNAPSHOT_INTERVAL_S plus a final one (interface (6) in the brief). Data flows one way: engine -> ring
+-> aggregator -> snapshot callback; nothing here ever talks back to the engine except stop().
+
+Interval numbering: snapshot k (k = 0, 1, ...) is emitted at start + (k+1) s and carries interval k,
+the samples drained during [k s, (k+1) s). The final snapshot carries the interval the run ended in,
+except that a run ending within FINAL_FOLD_S after a boundary folds its tail into the previous second
+(so a 3 s run gives 3 points, not 3 plus a 1 ms sliver).
+"""
+
+from __future__ import annotations
+
+import resource
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from barfast.aggregate import Aggregator
+from barfast.config import NS_PER_S, SNAPSHOT_INTERVAL_S
+from barfast.kinds import ErrorKind
+from barfast.plan import WorkerPlan
+
+DRAIN_INTERVAL_S = 0.010
+FINAL_FOLD_S = 0.1
+DEFAULT_RING_CAPACITY = 1 << 16
+MAX_RING_CAPACITY = 1 << 22
+RING_HEADROOM_S = 0.25  # the ring holds at least this long of samples at the planned rate
+
+Snapshot = dict[str, Any]
+EngineFactory = Callable[[Any, WorkerPlan, int], Any]
+
+
+def ring_capacity_for(plan: WorkerPlan, minimum: int = DEFAULT_RING_CAPACITY) -> int:
+    """A power of two holding RING_HEADROOM_S of samples at the plan's peak rate (at least minimum)."""
+    peak = max([plan.rate, *(r for _, r in plan.stages)])
+    want = max(minimum, int(peak * RING_HEADROOM_S))
+    cap = 1
+    while cap < want:
+        cap <<= 1
+    return min(cap, max(MAX_RING_CAPACITY, minimum))
+
+
+def default_engine(ring: Any, plan: WorkerPlan, start_ns: int) -> Any:
+    """The native engine for a plan (barfast._core.Engine, interface (3))."""
+    from barfast._core import Engine  # type: ignore[attr-defined]
+
+    return Engine(
+        ring,
+        addr=plan.addr,
+        port=plan.port,
+        family=plan.family,
+        request=plan.request,
+        head=plan.head,
+        connections=plan.connections,
+        max_connections=plan.max_connections,
+        requests=plan.requests,
+        duration_ns=plan.duration_ns,
+        timeout_ns=plan.timeout_ns,
+        connect_timeout_ns=plan.connect_timeout_ns,
+        rate=plan.rate,
+        stages=list(plan.stages),
+        arrival=plan.arrival_code,
+        seed=plan.seed,
+        start_ns=start_ns,
+    )
+
+
+def monotonic_ns() -> int:
+    # CLOCK_MONOTONIC, the engine's clock (time.monotonic_ns uses it on Linux).
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def error_labels(counters: dict[str, int]) -> dict[str, int]:
+    """Engine counters err_<kind> -> {kind label: count}, non-zero kinds only."""
+    out = {}
+    for kind in ErrorKind:
+        if kind is ErrorKind.NONE:
+            continue
+        n = int(counters.get(f"err_{kind.label}", 0))
+        if n:
+            out[kind.label] = n
+    return out
+
+
+class EngineRunner:
+    """Run one plan to completion; see the module docstring. `stop()` may be called from any thread."""
+
+    def __init__(
+        self,
+        plan: WorkerPlan,
+        on_snapshot: Callable[[Snapshot], None] | None = None,
+        ring_capacity: int = DEFAULT_RING_CAPACITY,
+        *,
+        engine_factory: EngineFactory | None = None,
+        worker_id: int | None = None,
+    ) -> None:
+        self.plan = plan
+        self.on_snapshot = on_snapshot
+        self.ring_capacity = ring_capacity_for(plan, ring_capacity)
+        self.worker_id = plan.worker_index if worker_id is None else worker_id
+        self._engine_factory = engine_factory or default_engine
+        self._engine: Any = None
+        self._stop_requested = threading.Event()
+        self.aggregator = Aggregator()
+        self.interrupted = False
+        self.no_load = False  # stopped early: every connect failed during the first interval
+        self._seq = 0
+        self._t0 = 0
+        self._rusage0 = resource.getrusage(resource.RUSAGE_SELF)
+        self._engine_error: BaseException | None = None
+        self._end_ns = 0
+
+    # -- control --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the engine to stop; run() then drains the ring and emits the final snapshot."""
+        # No lock: this may run in a signal handler on the thread that is inside run(). Setting the
+        # event before reading _engine (and run() doing the reverse) means one side always sees the
+        # other.
+        self._stop_requested.set()
+        engine = self._engine
+        if engine is not None:
+            engine.stop()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop like stop(), and mark the final snapshot "interrupted" (a partial run).
+
+        Safe to call from a signal handler (it only sets flags and calls engine.stop())."""
+        self.interrupted = True
+        self.stop()
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(self, start_ns: int = 0) -> Snapshot:
+        """Run the engine to completion and return the final snapshot (also passed to on_snapshot).
+
+        KeyboardInterrupt during the run stops the engine, drains, emits the final snapshot (marked
+        "interrupted") and returns it; `self.interrupted` is then True.
+        """
+        from barfast.ring import Ring
+
+        ring = Ring.create(self.ring_capacity)
+        try:
+            return self._run(ring, start_ns)
+        finally:
+            ring.close()
+
+    def _run(self, ring: Any, start_ns: int) -> Snapshot:
+        self._rusage0 = resource.getrusage(resource.RUSAGE_SELF)
+        self._t0 = start_ns or monotonic_ns()
+        engine = self._engine_factory(ring, self.plan, self._t0)
+        self._engine = engine
+        if self._stop_requested.is_set():
+            engine.stop()
+        thread = threading.Thread(target=self._engine_main, name="barfast-engine", daemon=True)
+        thread.start()
+        next_snap_ns = self._t0 + int(SNAPSHOT_INTERVAL_S * NS_PER_S)
+        interval = 0
+        try:
+            while thread.is_alive():
+                thread.join(DRAIN_INTERVAL_S)
+                self._drain(ring)
+                now = monotonic_ns()
+                if now >= next_snap_ns and thread.is_alive():
+                    self._emit(engine, ring, interval, final=False)
+                    interval += 1
+                    next_snap_ns += int(SNAPSHOT_INTERVAL_S * NS_PER_S)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            engine.stop()
+            while thread.is_alive():
+                try:
+                    thread.join()
+                except KeyboardInterrupt:  # a second Ctrl-C: the engine is already stopping
+                    engine.stop()
+        # The engine has returned: everything it will ever publish is in the ring now.
+        self._drain(ring, everything=True)
+        end_ns = self._end_ns or monotonic_ns()
+        final_interval = max(0, (end_ns - self._t0) // NS_PER_S)
+        if (
+            final_interval > 0
+            and (end_ns - self._t0) - final_interval * NS_PER_S < FINAL_FOLD_S * NS_PER_S
+        ):
+            final_interval -= 1
+        final_interval = max(final_interval, interval - 1 if interval else 0)
+        snap = self._emit(engine, ring, int(final_interval), final=True)
+        if self._engine_error is not None:
+            raise self._engine_error
+        return snap
+
+    def _engine_main(self) -> None:
+        try:
+            self._engine.run()
+        except BaseException as exc:  # surfaced by run() after draining
+            self._engine_error = exc
+        finally:
+            self._end_ns = monotonic_ns()
+
+    def _drain(self, ring: Any, everything: bool = False) -> int:
+        """Move every pending record into the aggregator (zero-copy views, then consume)."""
+        total = 0
+        while True:
+            first, second = ring.peek()
+            n = len(first) + len(second)
+            if n == 0:
+                return total
+            if len(first):
+                self.aggregator.add(first)
+            if len(second):
+                self.aggregator.add(second)
+            ring.consume(n)
+            total += n
+            if not everything:
+                return total
+
+    def _emit(self, engine: Any, ring: Any, interval: int, final: bool) -> Snapshot:
+        counters = {k: int(v) for k, v in engine.counters().items()}
+        status = {int(k): int(v) for k, v in engine.status_counts().items()}
+        part = self.aggregator.take_interval()
+        tally = self.aggregator.tally()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        now = self._end_ns if final and self._end_ns else monotonic_ns()
+        snap: Snapshot = {
+            "worker": self.worker_id,
+            "seq": self._seq,
+            "final": final,
+            "interval": interval,
+            "elapsed_ns": max(0, now - self._t0),
+            "counters": counters,
+            "status": status,
+            "errors": error_labels(counters),
+            "hist": part["hist"],
+            "samples": part["samples"],
+            "cpu": {
+                "user_s": ru.ru_utime - self._rusage0.ru_utime,
+                "sys_s": ru.ru_stime - self._rusage0.ru_stime,
+            },
+            # Beyond interface (6), all optional for consumers:
+            "interval_completed": part["completed"],
+            "interval_errors": part["errors"],
+            "clamped": part["clamped"],
+            "ring": {
+                "dropped": int(getattr(ring, "dropped", 0)),
+                "seq_gaps": int(tally["seq_gaps"]),
+                "samples_total": int(tally["samples"]),
+            },
+            "sys_errno": {
+                ErrorKind(k).label if k in ErrorKind._value2member_map_ else str(k): {
+                    int(e): int(n) for e, n in v.items()
+                }
+                for k, v in tally["sys_errno"].items()
+                if v
+            },
+            "interrupted": self.interrupted,
+        }
+        self._seq += 1
+        if not final and self._no_load(counters):
+            # Every connection attempt failed for a whole snapshot interval and none ever succeeded:
+            # more of the same measures nothing (exit 3 follows), so end the run now.
+            self.no_load = True
+            self.stop()
+        if self.on_snapshot is not None:
+            self.on_snapshot(snap)
+        return snap
+
+    def _no_load(self, counters: dict[str, int]) -> bool:
+        return (
+            counters.get("completed", 0) == 0
+            and counters.get("connects", 0) == 0
+            and counters.get("err_connect", 0) >= self.plan.connections
+        )

@@ -1,0 +1,218 @@
+"""Engine tests against a real nginx (closed loop): exact counts, samples, stop, start time, setup
+failures. Helpers used by the other test_engine_* files live here too."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from barfast import _core
+from barfast.kinds import FLAG_NEW_CONN, FLAG_OPEN_LOOP, ErrorKind
+from barfast.ring import Ring
+
+S = 1_000_000_000
+MS = 1_000_000
+
+
+def request_bytes(port: int, path: str = "/", method: str = "GET", extra: str = "") -> bytes:
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: barfast-test\r\n"
+        f"{extra}\r\n"
+    ).encode()
+
+
+def make_engine(
+    port: int,
+    ring: Ring | None = None,
+    *,
+    path: str = "/",
+    method: str = "GET",
+    connections: int = 4,
+    timeout_ns: int = 2 * S,
+    connect_timeout_ns: int = 1 * S,
+    addr: str = "127.0.0.1",
+    family: int = socket.AF_INET,
+    **kw: object,
+) -> _core.Engine:
+    return _core.Engine(
+        ring,
+        addr=addr,
+        port=port,
+        family=family,
+        request=request_bytes(port, path, method),
+        head=method == "HEAD",
+        connections=connections,
+        timeout_ns=timeout_ns,
+        connect_timeout_ns=connect_timeout_ns,
+        **kw,
+    )
+
+
+def drain(ring: Ring) -> np.ndarray:
+    """Copy out and consume every pending record."""
+    first, second = ring.peek()
+    out = np.concatenate([first.copy(), second.copy()])
+    ring.consume(len(out))
+    return out
+
+
+def check_invariant(c: dict[str, int]) -> None:
+    assert c["started"] == c["completed"] + (c["errors"] - c["err_not_sent"]) + c["in_flight"], c
+    assert c["errors"] == sum(v for k, v in c.items() if k.startswith("err_")), c
+    assert c["samples"] == c["completed"] + c["errors"], c
+
+
+def run_timed(engine: _core.Engine) -> float:
+    t = time.monotonic()
+    engine.run()
+    return time.monotonic() - t
+
+
+# ---------------------------------------------------------------- nginx, closed loop
+
+
+def test_closed_loop_count_matches_nginx_log(nginx) -> None:
+    nginx.truncate_log()
+    ring = Ring.create(1 << 15)
+    n = 20_000
+    eng = make_engine(nginx.port, ring, connections=10, requests=n, duration_ns=30 * S)
+    eng.run()
+    c = eng.counters()
+    check_invariant(c)
+    assert c["started"] == n
+    assert c["completed"] == n and c["errors"] == 0 and c["in_flight"] == 0
+    assert eng.status_counts() == {200: n}
+    assert c["connects"] == 10 and c["reconnects"] == 0
+    assert c["bytes_tx"] == n * len(request_bytes(nginx.port))
+    # nginx writes its log line after the response; give it a moment to catch up
+    deadline = time.monotonic() + 5
+    while nginx.requests_logged() < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert nginx.requests_logged() == n
+
+    s = drain(ring)
+    assert len(s) == c["completed"] + c["errors"] == c["samples"]
+    assert ring.dropped == 0 and c["ring_dropped"] == 0
+    assert (s["seq"] == np.arange(n)).all()  # no gaps, in order
+    assert (s["error"] == 0).all() and (s["status"] == 200).all()
+    assert (s["intended_ns"] == s["send_ns"]).all()  # closed loop
+    assert (s["send_ns"] <= s["first_byte_ns"]).all() and (s["first_byte_ns"] <= s["done_ns"]).all()
+    assert (s["send_ns"] > 0).all()
+    assert (s["bytes_tx"] == len(request_bytes(nginx.port))).all()
+    assert (s["bytes_rx"] == c["bytes_rx"] // n).all()
+    assert (s["conn_id"] < 10).all() and len(set(s["conn_id"].tolist())) == 10
+    assert int(((s["flags"] & FLAG_NEW_CONN) != 0).sum()) == 10
+    assert not (s["flags"] & FLAG_OPEN_LOOP).any()
+    assert (s["endpoint"] == 0).all() and (s["reserved"] == 0).all()
+
+
+def test_duration_bounded_run_ends_on_time(nginx) -> None:
+    eng = make_engine(nginx.port, None, connections=8, duration_ns=500 * MS)
+    took = run_timed(eng)
+    assert 0.49 <= took < 0.8, took
+    c = eng.counters()
+    check_invariant(c)
+    assert c["completed"] > 100
+    assert c["in_flight"] <= 8 and c["errors"] == 0
+    assert c["conns_open"] == 0  # everything closed at the end
+
+
+def test_status_codes_chunked_and_head(nginx) -> None:
+    for path, method, status in (
+        ("/status/404", "GET", 404),
+        ("/chunked", "GET", 200),
+        ("/", "HEAD", 200),
+    ):
+        eng = make_engine(nginx.port, None, path=path, method=method, connections=2, requests=200)
+        eng.run()
+        c = eng.counters()
+        check_invariant(c)
+        assert c["completed"] == 200 and c["errors"] == 0, (path, c)
+        assert eng.status_counts() == {status: 200}
+
+
+def test_stop_from_another_thread_and_live_counters(nginx) -> None:
+    eng = make_engine(nginx.port, None, connections=4, duration_ns=30 * S)
+    t = threading.Thread(target=eng.run)
+    t.start()
+    seen = []
+    for _ in range(10):
+        time.sleep(0.02)
+        c = eng.counters()
+        seen.append(c["started"])
+        assert c["started"] >= c["completed"]
+    t0 = time.monotonic()
+    eng.stop()
+    t.join(2)
+    assert not t.is_alive()
+    assert time.monotonic() - t0 < 0.1
+    assert seen == sorted(seen) and seen[-1] > seen[0]
+    check_invariant(eng.counters())
+    with pytest.raises(RuntimeError):
+        eng.run()
+
+
+def test_start_ns_delays_the_first_send(nginx) -> None:
+    ring = Ring.create(1 << 12)
+    start = _core.monotonic_ns() + 300 * MS
+    eng = make_engine(nginx.port, ring, connections=2, requests=50, start_ns=start)
+    eng.run()
+    assert eng.t0_ns == start
+    s = drain(ring)
+    assert len(s) == 50
+    first = int(s["send_ns"].min())
+    assert start <= first < start + 50 * MS
+
+
+def test_monotonic_clock() -> None:
+    a = _core.monotonic_ns()
+    b = time.monotonic_ns()
+    c = _core.monotonic_ns()
+    assert a <= b <= c  # the same clock as Python's time.monotonic_ns()
+
+
+def test_too_many_connections_for_the_fd_limit_raises_oserror() -> None:
+    code = (
+        "import resource, socket\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
+        "from barfast import _core\n"
+        "try:\n"
+        "    _core.Engine(None, addr='127.0.0.1', port=9, family=socket.AF_INET, request=b'x',\n"
+        "                 head=False, connections=1000, timeout_ns=1, connect_timeout_ns=1)\n"
+        "except OSError as e:\n"
+        "    print('errno', e.errno)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == f"errno {__import__('errno').EMFILE}", out.stderr
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        make_engine(80, None, addr="not-an-ip", requests=1)
+    with pytest.raises(ValueError):
+        make_engine(80, None, connections=0, requests=1)
+    with pytest.raises(TypeError):
+        make_engine(80, object(), requests=1)  # type: ignore[arg-type]
+
+
+def test_rss_flat_over_many_requests(nginx) -> None:
+    """No growth per request: the second 30k requests add (almost) nothing to the RSS."""
+
+    def rss_kb() -> int:
+        with open(f"/proc/{os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+    eng = make_engine(nginx.port, None, connections=4, requests=30_000)
+    eng.run()
+    before = rss_kb()
+    eng = make_engine(nginx.port, None, connections=4, requests=30_000)
+    eng.run()
+    assert rss_kb() - before < 2048
+    assert ErrorKind.NOT_SENT == 7

@@ -1,0 +1,149 @@
+"""`barfast run` end to end: the real CLI process against a real nginx and the embedded target."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+from conftest import barfast_cmd
+from hdrh.histogram import HdrHistogram
+
+
+def run(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(barfast_cmd(*args), capture_output=True, text=True, timeout=timeout)
+
+
+def wait_log(nginx, expected: int, timeout_s: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    n = nginx.requests_logged()
+    while n < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        n = nginx.requests_logged()
+    return n
+
+
+def test_count_equals_nginx_access_log(nginx) -> None:
+    before = nginx.requests_logged()
+    p = run("run", "-n", "5000", "-c", "10", nginx.url, "--json")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout)
+    assert rep["schema"] == "barfast.report/1"
+    req = rep["requests"]
+    assert req["started"] == 5000
+    assert req["completed"] == 5000
+    assert req["errors"] == 0 and req["in_flight"] == 0
+    assert rep["status"] == {"200": 5000}
+    assert wait_log(nginx, before + 5000) - before == req["completed"]
+    # Every sample reached the histogram; nothing was dropped.
+    assert rep["samples"] == {
+        "aggregated": 5000,
+        "dropped_by_ring": 0,
+        "clamped_to_1h": {"latency": 0, "uncorrected": 0, "send_lag": 0},
+    }
+    h = HdrHistogram.decode(rep["histogram"]["latency"].encode())
+    assert h.get_total_count() == 5000
+    assert 0 < rep["latency_ms"]["p50"] <= rep["latency_ms"]["p99"] <= rep["latency_ms"]["max"]
+    assert sum(pt["requests"] for pt in rep["series"]) == 5000
+    assert rep["workers"][0]["completed"] == 5000
+    assert rep["rps"] > 0 and rep["transfer"]["bytes_rx"] > 5000 * len("hello world\n")
+
+
+def test_text_report_and_output_file(nginx, tmp_path) -> None:
+    out = tmp_path / "report.json"
+    p = run("run", "-n", "2000", "-c", "4", nginx.url, "-o", str(out), "--latency")
+    assert p.returncode == 0, p.stderr
+    text = p.stdout
+    for needle in (
+        f"test @ {nginx.url}",
+        "1 worker and 4 connections, closed loop",
+        "Latency",
+        "99.999%",
+        "Detailed percentile spectrum",
+        "2000 requests in",
+        "Requests/sec:",
+        "Transfer/sec:",
+        "Status: 200 2000",
+        "Errors: none",
+        "Samples dropped by ring: 0",
+    ):
+        assert needle in text, needle
+    rep = json.loads(out.read_text())
+    assert rep["requests"]["completed"] == 2000
+    assert rep["config"]["url"] == nginx.url and rep["config"]["connections"] == 4
+
+
+def test_status_and_open_loop_views(nginx) -> None:
+    p = run("run", "-R", "2000", "-d", "1s", "-c", "4", nginx.url + "status/404", "--json")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout)
+    assert set(rep["status"]) == {"404"}
+    done = rep["requests"]["completed"]
+    assert 1800 <= done <= 2100, done
+    for key in ("latency_ms", "latency_uncorrected_ms", "send_lag_ms"):
+        assert rep[key]["count"] == done
+    assert rep["latency_ms"]["p50"] >= rep["latency_uncorrected_ms"]["p50"]
+    assert {"latency", "uncorrected", "send_lag"} <= set(rep["histogram"])
+    assert rep["config"]["open_loop"] is True and rep["config"]["rate"] == 2000.0
+
+
+def test_no_url_runs_the_embedded_target() -> None:
+    p = run("run", "-d", "1s", "-c", "4", "--json")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout)
+    assert rep["config"]["embedded_target"] is True
+    assert rep["config"]["url"].startswith("http://127.0.0.1:")
+    assert rep["requests"]["completed"] > 100
+    assert rep["errors"] == {}
+    assert 0.9 <= rep["duration_s"] <= 1.5
+
+
+def test_sigint_prints_partial_report_and_exits_130(nginx) -> None:
+    proc = subprocess.Popen(
+        barfast_cmd("run", "-d", "30s", "-c", "4", nginx.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.0)  # interpreter start + at least one snapshot
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        stopped_in = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert stopped_in < 5.0
+    assert "interrupted: partial report" in out
+    assert "Requests/sec:" in out and "Status: 200" in out
+    assert "Traceback" not in err
+
+
+def test_sigint_without_url_stops_the_embedded_target() -> None:
+    import socket
+
+    proc = subprocess.Popen(
+        barfast_cmd("run", "-d", "30s", "-c", "2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted: partial report" in out
+    port = int(out.split("test @ http://127.0.0.1:")[1].split("/")[0])
+    # The embedded target is gone: nothing listens on its port any more.
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -1,0 +1,144 @@
+"""Fault injection of the built-in target (issue 5, item 5): delays, stalls, status mix, close-every."""
+
+from __future__ import annotations
+
+import collections
+import selectors
+import statistics
+import time
+
+from serve_helpers import Client, connect, get, header, running, timed_get
+
+MS = 1_000_000
+
+
+def test_fixed_delay() -> None:
+    with running(delay_ns=20 * MS) as srv:
+        s = connect(srv)
+        lat = [timed_get(s) for _ in range(6)]
+    assert min(lat) >= 0.020, lat  # never early
+    assert statistics.median(lat) < 0.020 + 0.005, lat
+    assert max(lat) < 0.020 + 0.050, lat
+
+
+def test_delay_applies_to_each_pipelined_request_in_order() -> None:
+    with running(delay_ns=30 * MS) as srv:
+        s = connect(srv)
+        t0 = time.perf_counter()
+        s.sendall(get(method="HEAD") + get() + get(method="HEAD"))
+        c = Client(s)
+        for m in ("HEAD", "GET", "HEAD"):
+            resp, _ = c.expect(m)
+            assert resp.status_code == 200
+        elapsed = time.perf_counter() - t0
+    assert 0.030 <= elapsed < 0.080  # delays run concurrently from arrival, not one after another
+
+
+def test_uniform_delay() -> None:
+    with running(delay_dist=1, delay_a_ns=5 * MS, delay_b_ns=15 * MS, seed=3) as srv:
+        s = connect(srv)
+        lat = [timed_get(s) for _ in range(30)]
+    assert min(lat) >= 0.005, lat
+    assert max(lat) < 0.015 + 0.030, lat
+    assert max(lat) - min(lat) > 0.004, lat  # it is random
+    assert 0.007 < statistics.mean(lat) < 0.015, lat
+
+
+def test_exponential_delay_mean() -> None:
+    with running(delay_dist=2, delay_a_ns=2 * MS, seed=5) as srv:
+        s = connect(srv)
+        lat = [timed_get(s) for _ in range(80)]
+    # sd of the mean of 80 exponentials with mean 2 ms is 0.22 ms; allow loopback overhead on top
+    assert 0.0013 < statistics.mean(lat) < 0.0035, statistics.mean(lat)
+    assert max(lat) > 0.004  # an exponential tail exists (P(all 80 below 4 ms) ~ 1e-5)
+
+
+def _statuses(port_srv_kw: dict[str, object], n: int, batch: int = 100) -> list[int]:
+    with running(**port_srv_kw) as srv:
+        s = connect(srv)
+        c = Client(s)
+        out: list[int] = []
+        while len(out) < n:
+            k = min(batch, n - len(out))
+            s.sendall(get() * k)
+            for _ in range(k):
+                resp, _ = c.expect()
+                out.append(resp.status_code)
+        counts = srv.status_counts()
+    assert {k: v for k, v in counts.items() if v} == dict(collections.Counter(out))
+    return out
+
+
+def test_status_mix_proportions_and_seed() -> None:
+    n = 2000
+    kw: dict[str, object] = {"statuses": [(200, 80), (500, 15), (503, 5)], "seed": 11}
+    seq = _statuses(kw, n)
+    got = collections.Counter(seq)
+    assert set(got) <= {200, 500, 503}
+    # binomial sd: 200 -> 17.9, 500 -> 16.0, 503 -> 9.7; allow ~5 sd
+    assert abs(got[200] - 1600) < 90, got
+    assert abs(got[500] - 300) < 80, got
+    assert abs(got[503] - 100) < 50, got
+    assert _statuses(kw, 300) == seq[:300]  # same seed, same order -> same statuses
+    assert _statuses({**kw, "seed": 12}, 300) != seq[:300]
+
+
+def test_close_every() -> None:
+    with running(close_every=3) as srv:
+        s = connect(srv)
+        c = Client(s)
+        for i in range(3):
+            s.sendall(get())
+            resp, _ = c.expect()
+            assert header(resp, b"connection") == (b"close" if i == 2 else None)
+        assert c.at_eof()
+
+        s = connect(srv)  # pipelined beyond N: exactly N answers, then the close
+        s.sendall(get() * 5)
+        c = Client(s)
+        for _ in range(3):
+            resp, _ = c.expect()
+        assert header(resp, b"connection") == b"close"
+        assert c.at_eof()
+        assert srv.counters()["responses"] == 6
+
+
+def test_stall_freezes_the_whole_server() -> None:
+    """300 ms every 1 s (the last 300 ms of each period): requests sent at a steady pace on separate
+    connections; those sent inside the stall are all answered together right after it ends, so each
+    sees the remaining stall as latency; the others are answered at once."""
+    pace, n = 0.030, 45  # covers 1.35 s: exactly one stall window, at 0.7..1.0 s after the start
+    with running(stall_ns=300 * MS, stall_every_ns=1000 * MS) as srv:
+        socks = [connect(srv) for _ in range(n)]
+        sel = selectors.DefaultSelector()
+        for i, s in enumerate(socks):
+            s.setblocking(False)
+            sel.register(s, selectors.EVENT_READ, i)
+        sent: dict[int, float] = {}
+        done: dict[int, float] = {}
+        got = collections.defaultdict(bytes)
+        t0 = time.monotonic()
+        i = 0
+        while len(done) < n and time.monotonic() - t0 < 6:
+            now = time.monotonic()
+            if i < n and now >= t0 + i * pace:
+                socks[i].send(get())
+                sent[i] = time.monotonic()
+                i += 1
+                continue
+            timeout = max(0.0, t0 + i * pace - now) if i < n else 0.1
+            for key, _ in sel.select(timeout):
+                j = key.data
+                got[j] += socks[j].recv(4096)
+                if got[j].endswith(b"hello world\n") and j not in done:
+                    done[j] = time.monotonic()
+        stalls = srv.counters()["stalls"]
+    assert len(done) == n
+    lat = {j: done[j] - sent[j] for j in range(n)}
+    stalled = sorted(j for j in range(n) if lat[j] > 0.05)
+    assert 6 <= len(stalled) <= 13, lat  # 300 ms / 30 ms = 10 expected
+    assert stalled == list(range(stalled[0], stalled[-1] + 1))  # one contiguous window
+    ends = [done[j] for j in stalled]
+    assert max(ends) - min(ends) < 0.030, ends  # all answered right after the stall ends
+    assert 0.20 < max(lat.values()) < 0.30 + 0.05
+    assert stalls >= 1
