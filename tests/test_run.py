@@ -26,7 +26,7 @@ def wait_log(nginx, expected: int, timeout_s: float = 5.0) -> int:
 
 def test_count_equals_nginx_access_log(nginx) -> None:
     before = nginx.requests_logged()
-    p = run("run", "-n", "5000", "-c", "10", nginx.url, "--json")
+    p = run("run", "-w", "1", "-n", "5000", "-c", "10", nginx.url, "--json")
     assert p.returncode == 0, p.stderr
     rep = json.loads(p.stdout)
     assert rep["schema"] == "barfast.report/1"
@@ -52,7 +52,7 @@ def test_count_equals_nginx_access_log(nginx) -> None:
 
 def test_text_report_and_output_file(nginx, tmp_path) -> None:
     out = tmp_path / "report.json"
-    p = run("run", "-n", "2000", "-c", "4", nginx.url, "-o", str(out), "--latency")
+    p = run("run", "-w", "1", "-n", "2000", "-c", "4", nginx.url, "-o", str(out), "--latency")
     assert p.returncode == 0, p.stderr
     text = p.stdout
     for needle in (

@@ -20,6 +20,7 @@ the plan is split over all workers, local first, in HELLO order.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -34,7 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import zmq
 
@@ -51,7 +52,6 @@ from barfast.config import (
 from barfast.progress import Progress, choose_mode
 from barfast.protocol import MsgKind
 from barfast.status import (
-    BarfastError,
     ExitCode,
     NoLoadError,
     ProtocolError,
@@ -191,6 +191,7 @@ class Coordinator:
         self.lost: list[Peer] = []
         self.failed: list[tuple[Peer | None, str, int]] = []
         self.interrupted = False
+        self.sigints = 0  # incremented by the SIGINT/SIGTERM handler; the loops act on it
         self.stop_sent = False
         self.start_t = 0.0
         self.merger: Any = None
@@ -443,6 +444,9 @@ class Coordinator:
         deadline = time.monotonic() + timeout_s
         last_hb = 0.0
         while not until():
+            if self.sigints:  # Ctrl-C before the start: nothing to report
+                self.stop_all("interrupted")
+                raise KeyboardInterrupt
             now = time.monotonic()
             if now >= deadline:
                 on_timeout()
@@ -560,45 +564,51 @@ class Coordinator:
         )
         stop_deadline: float | None = None
         last_hb = last_tick = last_check = 0.0
+        handled_sigints = 0
         while any(p.state == "running" for p in self.peers.values()):
             now = time.monotonic()
-            try:
-                if now - last_hb >= HEARTBEAT_INTERVAL_S:
-                    self.heartbeat()
-                    last_hb = now
-                if now - last_tick >= 1.0:
-                    self._tick_progress()
-                    last_tick = now
-                if planned_end is not None and now > planned_end and not self.stop_sent:
-                    _log("workers ran past the planned end; stopping them")
-                    self.stop_all("past the planned end")
-                if self.stop_sent and stop_deadline is None:
-                    stop_deadline = now + STOP_GRACE_S
-                if stop_deadline is not None and now > stop_deadline:
-                    for p in self.peers.values():
-                        if p.state == "running":
-                            p.state = "lost"
-                            self.lost.append(p)
-                            self.merger.worker_lost(p.index)
-                            _log(f"{p.describe()} sent no final snapshot after STOP")
-                    break
-                batch = self._receive(POLL_MS)
-                for s, ident, frame in batch:
-                    self._handle(s, ident, frame)
-                if batch:
-                    # Coalesce wakeups: with hundreds of workers, snapshots arrive all through the
-                    # second; waking for each costs more than the message. ZeroMQ queues meanwhile.
-                    time.sleep(COALESCE_S)
-                if now - last_check >= LIVENESS_CHECK_S:  # not per message: 256 workers
-                    self._report_refusals()
-                    self._check_liveness()
-                    last_check = now
-            except KeyboardInterrupt:
+            if self.sigints > handled_sigints:
+                handled_sigints = self.sigints
                 if self.interrupted:  # a second Ctrl-C: stop waiting for finals
                     break
                 self.interrupted = True
                 _log("interrupted: stopping workers (Ctrl-C again to skip their final snapshots)")
                 self.stop_all("interrupted")
+            if now - last_hb >= HEARTBEAT_INTERVAL_S:
+                self.heartbeat()
+                last_hb = now
+            if now - last_tick >= 1.0:
+                self._tick_progress()
+                last_tick = now
+            if planned_end is not None and now > planned_end and not self.stop_sent:
+                _log("workers ran past the planned end; stopping them")
+                self.stop_all("past the planned end")
+            if self.stop_sent and stop_deadline is None:
+                stop_deadline = now + STOP_GRACE_S
+            if stop_deadline is not None and now > stop_deadline:
+                for p in self.peers.values():
+                    if p.state == "running":
+                        p.state = "lost"
+                        self.lost.append(p)
+                        self.merger.worker_lost(p.index)
+                        _log(f"{p.describe()} sent no final snapshot after STOP")
+                break
+            batch = self._receive(POLL_MS)
+            for s, ident, frame in batch:
+                self._handle(s, ident, frame)
+            if batch:
+                # Coalesce wakeups: with hundreds of workers, snapshots arrive all through the
+                # second; waking for each costs more than the message. ZeroMQ queues meanwhile.
+                time.sleep(COALESCE_S)
+            if now - last_check >= LIVENESS_CHECK_S:  # not per message: 256 workers
+                self._report_refusals()
+                self._check_liveness()
+                last_check = now
+
+    def request_interrupt(self, signum: int = 0, frame: Any = None) -> None:
+        """Signal handler: only counts. A KeyboardInterrupt raised at an arbitrary bytecode could
+        leave the Merger half-updated; the loops look at the count every POLL_MS instead."""
+        self.sigints += 1
 
     def close(self) -> None:
         self.progress.close()
@@ -663,6 +673,9 @@ def _decide_workers(workers: int | None, expect_workers: int) -> int:
     return workers
 
 
+PLACEHOLDER_URL = "http://127.0.0.1:9/"  # checks options before an embedded target starts
+
+
 def run_command(
     url: str | None = None,
     *,
@@ -690,10 +703,12 @@ def run_command(
     curve_secret: str | None = None,
     curve_clients: str | None = None,
     fail_on_worker_loss: bool = False,
-    stream: TextIO | None = None,
 ) -> int:
     """`barfast run`: validate, coordinate local and remote workers, print the report, exit code."""
-    n_local = _decide_workers(workers, expect_workers)
+    from barfast.config import DEFAULT_DURATION_NS, DEFAULT_EMBEDDED_DURATION_NS
+    from barfast.local import embedded_target
+
+    _decide_workers(workers, expect_workers)  # validate -w early
     if expect_workers and not bind:
         raise UsageError("--expect-workers needs --bind tcp://ADDR:PORT for the workers to reach")
     if bind and not expect_workers:
@@ -707,94 +722,97 @@ def run_command(
         raise UsageError(f"bad --wait-timeout {wait_timeout!r}: must be positive")
     if bind:
         bind, loopback = _check_bind(bind)
-        if not loopback and not curve_secret:
-            _log(
-                f"warning: binding {bind} without CURVE: anyone who reaches it can join the run "
-                "and see its plan (use --curve-secret and --curve-clients)"
-            )
         if curve_secret:
             from barfast.keys import check_clients_dir, load_secret
 
             load_secret(curve_secret, "--curve-secret")
             check_clients_dir(curve_clients or "")
-    n_total = n_local + expect_workers
-    embedded = None
+        elif not loopback:
+            _log(
+                f"warning: binding {bind} without CURVE: anyone who reaches it can join the run "
+                "and see its plan (use --curve-secret and --curve-clients)"
+            )
+    options: dict[str, Any] = dict(
+        method=method,
+        headers=headers or [],
+        body=body,
+        body_file=body_file,
+        connections=connections,
+        max_connections=max_connections,
+        duration=duration,
+        requests=requests,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        rate=rate,
+        stages=stages,
+        arrival=arrival,
+        default_duration_ns=DEFAULT_EMBEDDED_DURATION_NS if url is None else DEFAULT_DURATION_NS,
+    )
+    run = dict(
+        workers=workers,
+        expect_workers=expect_workers,
+        bind=bind,
+        wait_timeout_s=wait_ns / NS_PER_S,
+        curve_secret=curve_secret,
+        curve_clients=curve_clients,
+        fail_on_worker_loss=fail_on_worker_loss,
+        quiet=quiet,
+    )
+    out = dict(latency=latency, output=output, json_out=json_out)
     if url is None:
-        from barfast.local import start_embedded_target  # agg: embedded target on a free port
+        build_run_config(PLACEHOLDER_URL, **options)  # bad options fail before a server starts
+        # The embedded target takes the last CPU and pins us to the others, so the default worker
+        # count (CPUs we may run on) is decided inside, and local workers inherit the pinning.
+        with embedded_target() as served:
+            return _run(served, options, run, out, extra={"embedded_target": True})
+    return _run(url, options, run, out, extra={})
 
-        embedded = start_embedded_target()
-        url = embedded.url
-        if duration is None and requests is None:
-            from barfast.config import DEFAULT_EMBEDDED_DURATION_NS
 
-            duration = f"{DEFAULT_EMBEDDED_DURATION_NS}ns"
+def _run(
+    url: str,
+    options: dict[str, Any],
+    run: dict[str, Any],
+    out: dict[str, Any],
+    extra: dict[str, Any],
+) -> int:
+    expect_workers = int(run["expect_workers"])
+    n_local = _decide_workers(run["workers"], expect_workers)
+    n_total = n_local + expect_workers
+    cfg = build_run_config(url, workers=n_total, **options)
+    from barfast.plan import effective_workers
+
+    usable = effective_workers(cfg, n_total)
+    if usable < n_total:
+        if expect_workers > usable:
+            raise UsageError(
+                f"this run can use only {usable} workers (each needs a connection and, with "
+                f"-n, a request) but --expect-workers is {expect_workers}"
+            )
+        n_local = usable - expect_workers  # e.g. the default -w (CPUs) with -c 1: fewer workers
+        n_total = usable
+    cfg = dataclasses.replace(cfg, workers=n_total)
+    coord = Coordinator(
+        cfg,
+        local_workers=n_local,
+        expect_workers=expect_workers,
+        bind=run["bind"],
+        wait_timeout_s=run["wait_timeout_s"],
+        curve_secret=run["curve_secret"],
+        curve_clients=run["curve_clients"],
+        fail_on_worker_loss=run["fail_on_worker_loss"],
+        progress=Progress(choose_mode(run["quiet"])),
+    )
+    old_int = signal.signal(signal.SIGINT, coord.request_interrupt)
+    old_term = signal.signal(signal.SIGTERM, coord.request_interrupt)
     try:
-        cfg = build_run_config(
-            url,
-            method=method,
-            headers=headers,
-            body=body,
-            body_file=body_file,
-            connections=connections,
-            max_connections=max_connections,
-            duration=duration,
-            requests=requests,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            rate=rate,
-            stages=stages,
-            arrival=arrival,
-            workers=n_total,
-        )
-        from barfast.plan import effective_workers
-
-        usable = effective_workers(cfg, n_total)
-        if usable < n_total:
-            if expect_workers > usable:
-                raise UsageError(
-                    f"this run can use only {usable} workers (each needs a connection and, with "
-                    f"-n, a request) but --expect-workers is {expect_workers}"
-                )
-            n_local = usable - expect_workers  # e.g. the default -w (CPUs) with -c 1: fewer workers
-            n_total = usable
-        progress = Progress(choose_mode(quiet))
-        coord = Coordinator(
-            cfg,
-            local_workers=n_local,
-            expect_workers=expect_workers,
-            bind=bind,
-            wait_timeout_s=wait_ns / NS_PER_S,
-            curve_secret=curve_secret,
-            curve_clients=curve_clients,
-            fail_on_worker_loss=fail_on_worker_loss,
-            progress=progress,
-        )
-        old_sigterm = signal.getsignal(signal.SIGTERM)
-        old_sigint = signal.getsignal(signal.SIGINT)
-        # Ctrl-C (and SIGTERM) always mean "stop the workers, print the partial report", even when
-        # a parent shell started us with SIGINT ignored (background jobs without job control).
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            try:
-                coord.run()
-            except KeyboardInterrupt:
-                coord.interrupted = True
-                if coord.merger is None:
-                    raise
-            finally:
-                coord.close()
+            coord.run()
         finally:
-            signal.signal(signal.SIGTERM, old_sigterm)
-            signal.signal(signal.SIGINT, old_sigint)
-        return _report(coord, cfg, latency=latency, output=output, json_out=json_out, stream=stream)
+            coord.close()
     finally:
-        if embedded is not None:
-            embedded.stop()
-
-
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    return _report(coord, cfg, extra=extra, **out)
 
 
 def _report(
@@ -804,22 +822,23 @@ def _report(
     latency: bool,
     output: str | None,
     json_out: bool,
-    stream: TextIO | None,
+    extra: dict[str, Any],
 ) -> int:
+    from barfast.local import emit, outcome
     from barfast.report import json as report_json
-    from barfast.report import text as report_text
     from barfast.result import config_info
 
-    out = stream if stream is not None else sys.stdout
-    rep = coord.merger.report(config_info(cfg, coord.n_total))
+    info = config_info(cfg, coord.n_total)
+    info.update(extra)
+    rep = coord.merger.report(info)
     # The Merger's per-worker rows (totals) get where each worker ran and how it ended.
-    info = {w["worker"]: w for w in coord.workers_info()}
+    extra_rows = {w["worker"]: w for w in coord.workers_info()}
     rows = rep.setdefault("workers", [])
     for row in rows:
-        extra = info.pop(row.get("worker"), None)
-        if extra:
-            row.update({k: v for k, v in extra.items() if k not in row or k in ("lost", "state")})
-    rows.extend(info.values())  # workers that never sent a snapshot
+        more = extra_rows.pop(row.get("worker"), None)
+        if more:
+            row.update({k: v for k, v in more.items() if k not in row or k in ("lost", "state")})
+    rows.extend(extra_rows.values())  # workers that never sent a snapshot
     rows.sort(key=lambda r: r.get("worker", 0))
     rep["workers_lost"] = sorted({p.index for p in coord.lost} | set(rep.get("workers_lost", [])))
     rep["interrupted"] = bool(coord.interrupted or rep.get("interrupted"))
@@ -827,28 +846,22 @@ def _report(
         rep["workers_failed"] = [
             {"worker": p.index if p else None, "reason": reason} for p, reason, _ in coord.failed
         ]
-    if output:
-        report_json.write(rep, output)
-    if json_out:
-        out.write(report_json.dumps(rep))
-    else:
-        out.write(report_text.render(rep, latency))
-        if coord.lost:
-            names = ", ".join(p.describe() for p in coord.lost)
-            out.write(f"\nWorker lost: {names}; its data up to its last snapshot is included.\n")
-    out.flush()
+    code, reason = outcome(rep, coord.interrupted)
+    if code == ExitCode.NO_LOAD and not coord.lost:
+        if output:  # the record of a failed run is still worth keeping
+            report_json.write(rep, output)
+        raise NoLoadError(reason or "no load could be generated")
+    emit(rep, latency=latency, json_out=json_out, output=output)
     if coord.interrupted:
+        _log("interrupted: the report above is partial")
         return int(ExitCode.INTERRUPTED)
     if coord.lost:
+        names = ", ".join(p.describe() for p in coord.lost)
+        _log(f"worker lost: {names}; its data up to its last snapshot is in the report (exit 3)")
         return int(WorkerLostError.exit_code)
     if coord.failed:
         return max(code for _, _, code in coord.failed)
-    if rep.get("requests", {}).get("completed", 0) == 0:
-        errs = rep.get("errors", {})
-        detail = ", ".join(f"{k} {v}" for k, v in errs.items() if v) or "no response"
-        _log(f"no load could be generated: {detail}")
-        return int(ExitCode.NO_LOAD)
-    return int(ExitCode.OK)
+    return int(code)
 
 
-__all__ = ["Coordinator", "Peer", "run_command", "BarfastError"]
+__all__ = ["Coordinator", "Peer", "run_command"]

@@ -51,6 +51,13 @@ FINAL_LINGER_MS = 2000  # give FINAL/BYE this long to leave after a normal end
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
+_SIGINTS = [0]  # set by the SIGINT handler; the loop acts on it (no KeyboardInterrupt mid-send)
+
+
+def _count_sigint(signum: int, frame: Any) -> None:
+    _SIGINTS[0] += 1
+
+
 def _log(msg: str) -> None:
     print(f"barfast worker[{os.getpid()}]: {msg}", file=sys.stderr, flush=True)
 
@@ -225,14 +232,14 @@ class _Run:
                 self._join(5.0)
                 self.send(MsgKind.BYE, {"reason": "done"})
                 return self._finish(int(ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK))
-            try:
-                events = dict(self.poller.poll(POLL_MS))
-            except KeyboardInterrupt:
+            if _SIGINTS[0] and not self.interrupted:  # Ctrl-C on a remote worker
                 self.interrupted = True
                 if not started:
                     return int(ExitCode.INTERRUPTED)
+                if self.runner is not None:
+                    self.runner.interrupt()  # final snapshot marked "interrupted"
                 self._stop_engine()
-                continue
+            events = dict(self.poller.poll(POLL_MS))
             if self.monitor is not None and self.monitor in events:
                 refused = self._handshake_failure()
                 if refused is not None:
@@ -343,6 +350,8 @@ def serve_runs(connect: str, curve: _Curve | None, idle_timeout_s: float, once: 
                 result = run.serve()
             finally:
                 run.close()
+            if _SIGINTS[0]:
+                return int(ExitCode.INTERRUPTED)
             if result is None:
                 if once:
                     _log(f"no plan from {connect} within {idle_timeout_s:g} s; exiting")
@@ -374,7 +383,11 @@ def worker_command(
             _log(
                 f"warning: connecting to {connect} without CURVE: plans and results travel in clear"
             )
-    return serve_runs(connect, curve, idle_ns / 1e9, once=False)
+    old = signal.signal(signal.SIGINT, _count_sigint)
+    try:
+        return serve_runs(connect, curve, idle_ns / 1e9, once=False)
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _local_main(argv: list[str]) -> int:
