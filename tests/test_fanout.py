@@ -456,3 +456,40 @@ def test_remote_worker_stops_load_when_coordinator_vanishes(nginx) -> None:
         w.send_signal(signal.SIGTERM)
         _, err = w.communicate(timeout=10)
     assert "coordinator silent" in err
+
+
+def test_fail_on_worker_loss_stops_the_run(nginx) -> None:
+    before = nginx.requests_logged()
+    p = start(
+        "run", "-w", "2", "-c", "2", "-d", "20s", "--fail-on-worker-loss", "--json", nginx.url
+    )
+    pids: list[int] = []
+    try:
+        pids = worker_pids(p.pid, 2)
+        wait_requests(nginx, before, 100)
+        time.sleep(1.2)
+        t0 = time.monotonic()
+        os.kill(pids[1], signal.SIGKILL)
+        code, out, err = finish(p, 30)
+        took = time.monotonic() - t0
+    finally:
+        kill_all([p.pid, *pids])
+    assert code == 3, err
+    assert took < 8, f"the run went on for {took:.1f} s after the loss"
+    assert "--fail-on-worker-loss" in err
+    rep = json.loads(out)
+    assert len(rep["workers_lost"]) == 1
+    assert rep["requests"]["completed"] == sum(r["completed"] for r in rep["workers"])
+
+
+@pytest.mark.load
+def test_million_requests_two_workers_equal_nginx(nginx) -> None:
+    """The issue's "done when": -w 2 -n 1000000, merged count == nginx's count."""
+    before = nginx.requests_logged()
+    code, out, err = finish(
+        start("run", "-w", "2", "-c", "50", "-n", "1000000", "--json", nginx.url), 600
+    )
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["requests"]["completed"] == 1_000_000 == nginx.requests_logged() - before
+    assert sum(r["completed"] for r in rep["workers"]) == 1_000_000

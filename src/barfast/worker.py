@@ -383,6 +383,7 @@ def worker_command(
             _log(
                 f"warning: connecting to {connect} without CURVE: plans and results travel in clear"
             )
+    _log(f"waiting for plans from {connect} (exits after {idle_timeout} without one)")
     old = signal.signal(signal.SIGINT, _count_sigint)
     try:
         return serve_runs(connect, curve, idle_ns / 1e9, once=False)
