@@ -86,17 +86,18 @@ class Netns:
         return p
 
     def teardown(self) -> None:
+        # Kill by namespace membership first (nginx's workers, anything a test started), then
+        # collect our Popen objects: their pipes close only when every holder is gone.
+        for name in reversed(self.names):
+            for pid in _ip("netns", "pids", name).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
             with contextlib.suppress(subprocess.TimeoutExpired, ValueError):
                 p.communicate(timeout=5)
         for name in reversed(self.names):
-            # any process left in a namespace would keep it alive: kill by namespace membership
-            r = _ip("netns", "pids", name)
-            for pid in r.stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
             _ip("netns", "del", name)
 
 

@@ -68,6 +68,7 @@ STOP_GRACE_S = 3.0  # after STOP, wait this long for FINALs
 END_GRACE_S = 5.0  # past the planned end (+ request timeout) before the coordinator sends STOP
 EXIT_WAIT_S = 3.0
 LIVENESS_CHECK_S = 0.2
+PROC_EXIT_GRACE_S = 0.5  # an exited local worker's FINAL may still be in the socket
 COALESCE_S = 0.02  # supervise(): at most ~50 wakeups/s however many workers  # how often supervise() looks for silent or dead workers  # local processes get this long to exit before SIGKILL
 
 
@@ -90,6 +91,7 @@ class Peer:
     index: int = -1
     state: str = "hello"  # hello -> planned -> ready -> running -> done | lost | failed
     snapshots: int = 0
+    exited_at: float | None = None
     last_counters: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -368,8 +370,10 @@ class Coordinator:
         peer.last_heard = now
         kind = msg.kind
         if kind in (MsgKind.SNAPSHOT, MsgKind.FINAL):
-            if not peer.alive and peer.state != "done":
-                return  # lost workers' late data is ignored: the result keeps what it had
+            if peer.state == "failed":
+                return
+            # A lost worker's snapshots that were already on their way are still its real data
+            # (cumulative counters: the Merger keeps the newest), so they are merged too.
             body = msg.body
             if body["worker"] != peer.index:
                 _log(f"ignored a snapshot from {peer.describe()}: it says worker {body['worker']}")
@@ -377,7 +381,7 @@ class Coordinator:
             self.merger.add(body)
             peer.snapshots += 1
             peer.last_counters = body["counters"]
-            if kind == MsgKind.FINAL:
+            if kind == MsgKind.FINAL and peer.state != "lost":
                 peer.state = "done"
         elif kind == MsgKind.ACK and peer.state == "planned":
             peer.state = "ready"
@@ -398,7 +402,12 @@ class Coordinator:
                 continue
             why = None
             if p.proc is not None and p.proc.poll() is not None:
-                why = f"its process exited with code {p.proc.returncode}"
+                # Its last messages (FINAL, BYE) may still be on their way through the socket:
+                # give them PROC_EXIT_GRACE_S before calling an exited worker lost.
+                if p.exited_at is None:
+                    p.exited_at = now
+                if now - p.exited_at >= PROC_EXIT_GRACE_S:
+                    why = f"its process exited with code {p.proc.returncode}"
             elif now - p.last_heard >= WORKER_LOST_AFTER_S:
                 why = f"silent for {now - p.last_heard:.1f} s"
             if why is None:
