@@ -205,6 +205,9 @@ class Coordinator:
         s = self.ctx.socket(zmq.ROUTER)
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable sends raise EHOSTUNREACH, never vanish
+        s.setsockopt(
+            zmq.ROUTER_HANDOVER, 1
+        )  # a worker reconnecting under its routing id takes over
         s.setsockopt(zmq.SNDHWM, 10_000)
         s.setsockopt(zmq.RCVHWM, 100_000)  # 256 workers x a snapshot/s is far below this
         s.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)  # oversize: peer disconnected

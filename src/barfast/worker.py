@@ -31,6 +31,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 import zmq
@@ -104,6 +105,9 @@ class _Run:
         self.endpoint = endpoint
         self.idle_timeout_s = idle_timeout_s
         self.sock = ctx.socket(zmq.DEALER)
+        # Our own routing id: after a transient TCP break ZeroMQ reconnects under the same name, so
+        # the coordinator (ROUTER_HANDOVER) keeps talking to the same worker instead of a stranger.
+        self.sock.setsockopt(zmq.ROUTING_ID, uuid.uuid4().bytes)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, 1000)
         self.sock.setsockopt(zmq.RCVHWM, 1000)
