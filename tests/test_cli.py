@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+
 from conftest import barfast_cmd, free_port
 
 
@@ -48,6 +49,7 @@ URL = f"http://127.0.0.1:{free_port()}/"
         ((URL, "--timeout", "soon"), "--timeout"),
         ((URL, "-n", "0"), "--requests"),
         ((URL, "--max-connections", "3", "-c", "10"), "--max-connections"),
+        ((URL, "-o", "/nonexistent-dir/report.json"), "cannot write report"),
     ],
 )
 def test_bad_input_is_exit_2_one_line(args: tuple[str, ...], needle: str) -> None:

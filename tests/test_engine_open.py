@@ -8,12 +8,12 @@ import time
 
 import numpy as np
 import pytest
-from test_engine import MS, S, check_invariant, drain, make_engine
-from test_engine_hostile import read_request, server
 
 from barfast import _core
 from barfast.kinds import FLAG_OPEN_LOOP, ErrorKind
 from barfast.ring import Ring
+from test_engine import MS, S, check_invariant, drain, make_engine
+from test_engine_hostile import read_request, server
 
 pacing_times = _core.pacing_times
 
@@ -65,8 +65,10 @@ def test_poisson_gaps_are_exponential_with_the_right_mean() -> None:
 
 def test_poisson_ramp_mean_count() -> None:
     # A time-changed unit Poisson process: the count over a ramp is Λ on average.
-    counts = [len(pacing_times(rate=100.0, stages=[(2 * S, 2000.0)], arrival=1, seed=s))
-              for s in range(20)]
+    counts = [
+        len(pacing_times(rate=100.0, stages=[(2 * S, 2000.0)], arrival=1, seed=s))
+        for s in range(20)
+    ]
     assert abs(np.mean(counts) / 2100 - 1) < 0.02
 
 
@@ -104,7 +106,9 @@ def test_rate_1000_for_2s_against_nginx(nginx) -> None:
 
 
 def test_request_count_with_a_rate(nginx) -> None:
-    eng = make_engine(nginx.port, None, connections=2, rate=2000.0, requests=300, duration_ns=10 * S)
+    eng = make_engine(
+        nginx.port, None, connections=2, rate=2000.0, requests=300, duration_ns=10 * S
+    )
     t = time.monotonic()
     eng.run()
     took = time.monotonic() - t
@@ -117,8 +121,7 @@ def test_request_count_with_a_rate(nginx) -> None:
 def test_stages_against_nginx(nginx) -> None:
     stages = [(500 * MS, 400.0), (500 * MS, 1200.0)]
     ring = Ring.create(1 << 12)
-    eng = make_engine(nginx.port, ring, connections=4, rate=400.0, stages=stages,
-                      duration_ns=S)
+    eng = make_engine(nginx.port, ring, connections=4, rate=400.0, stages=stages, duration_ns=S)
     eng.run()
     c = eng.counters()
     check_invariant(c)
@@ -170,8 +173,7 @@ def test_backlog_keeps_intended_time_and_counts_not_sent() -> None:
 
 def test_max_connections_grow_when_all_are_busy() -> None:
     with server(slow_handler(0.02)) as port:
-        eng = make_engine(port, None, connections=1, max_connections=8, rate=200.0,
-                          duration_ns=S)
+        eng = make_engine(port, None, connections=1, max_connections=8, rate=200.0, duration_ns=S)
         eng.run()
     c = eng.counters()
     check_invariant(c)
@@ -192,3 +194,21 @@ def test_stop_counts_only_due_entries_as_not_sent() -> None:
     check_invariant(c)
     # ~50 entries were due by the stop; nothing from the rest of the 30 s is counted
     assert 40 <= c["started"] + c["not_sent"] <= 70
+
+
+def test_refused_target_with_a_count_ends_via_backlog_timeouts() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    eng = make_engine(port, None, connections=2, rate=500.0, requests=200, timeout_ns=300 * MS)
+    t = time.monotonic()
+    eng.run()
+    took = time.monotonic() - t
+    assert took < 2.0  # last entry due at ~0.4 s, expires 0.3 s later
+    c = eng.counters()
+    check_invariant(c)
+    assert c["connects"] == 0 and c["completed"] == 0  # "no load could be generated"
+    assert c["started"] == 200 and c["in_flight"] == 0
+    assert c["err_connect"] + c["err_timeout"] == 200 and c["err_connect"] > 0

@@ -16,10 +16,13 @@ from barfast.ring import Ring, check_synthetic
 pytestmark = pytest.mark.slow
 
 
+CPUS = sorted(os.sched_getaffinity(0))  # taken once: a pinned parent's children inherit its pin
+
+
 def _pin(cpu: int) -> None:
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) >= 2:
-        os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
+    """Producer on the first allowed CPU, consumer on the second (when there are two)."""
+    if len(CPUS) >= 2:
+        os.sched_setaffinity(0, {CPUS[cpu % len(CPUS)]})
 
 
 def _fork_producer(ring: Ring, n: int, **kw: object) -> int:

@@ -7,8 +7,9 @@ import signal
 import subprocess
 import time
 
-from conftest import barfast_cmd
 from hdrh.histogram import HdrHistogram
+
+from conftest import barfast_cmd
 
 
 def run(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -147,3 +148,65 @@ def test_sigint_without_url_stops_the_embedded_target() -> None:
     with socket.socket() as s:
         s.settimeout(1.0)
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def test_embedded_target_dies_with_a_killed_generator() -> None:
+    import os
+
+    proc = subprocess.Popen(
+        barfast_cmd("run", "-d", "30s", "-c", "2"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        kids: list[int] = []
+        while not kids and time.monotonic() < deadline:
+            time.sleep(0.1)
+            kids = _children(proc.pid)
+        assert kids, "the embedded target was not started"
+        time.sleep(1.0)
+        proc.kill()  # SIGKILL: no handler runs, only PR_SET_PDEATHSIG can stop the server
+        proc.wait(5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{kids[0]}"):
+            with open(f"/proc/{kids[0]}/stat") as f:
+                if f.read().split(") ")[1].startswith("Z"):
+                    break  # a zombie is a dead process (its parent is gone; init reaps it)
+            time.sleep(0.05)
+        alive = os.path.exists(f"/proc/{kids[0]}")
+        if alive:
+            with open(f"/proc/{kids[0]}/stat") as f:
+                alive = not f.read().split(") ")[1].startswith("Z")
+        assert not alive, "the embedded target outlived its generator"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_gives_a_partial_report(nginx) -> None:
+    proc = subprocess.Popen(
+        barfast_cmd("run", "-d", "30s", "-c", "2", nginx.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        proc.terminate()
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted: partial report" in out

@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from barfast._core import Server
 from serve_helpers import Client, connect, get, header, running
@@ -249,3 +251,114 @@ def test_wrk_against_the_server() -> None:
     assert rps > 0 and done > 0
     assert "Socket errors" not in out and "Non-2xx" not in out, out
     assert k["responses"] >= done and k["bad_requests"] == 0
+
+
+def test_background_server_helper() -> None:
+    from barfast.serve import BackgroundServer
+
+    with BackgroundServer(body_size=4) as bg:
+        host, port = bg.url.split("//")[1].rstrip("/").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(get())
+            resp, body = Client(s).expect()
+        assert resp.status_code == 200 and body == b"hell"
+    bg.stop()  # idempotent
+    with pytest.raises(RuntimeError):
+        bg.server.run()
+
+
+def test_lingering_close_is_bounded() -> None:
+    """After a 400 the server half-closes and drains; a client that never closes is dropped after the
+    linger timer (2 s) instead of holding the connection forever."""
+    with running() as srv:
+        s = connect(srv)
+        s.sendall(b"BAD\x00\r\n\r\n")
+        c = Client(s)
+        resp, _ = c.expect()
+        assert resp.status_code == 400
+        assert c.at_eof()  # our FIN arrives right after the response
+        assert srv.counters()["connections"] == 1  # still draining the client's side
+        deadline = time.monotonic() + 4
+        while srv.counters()["connections"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert srv.counters()["connections"] == 0
+        s.close()
+
+
+def test_out_of_file_descriptors_backs_off_and_recovers() -> None:
+    """With RLIMIT_NOFILE exhausted, accept() fails with EMFILE: the server must neither spin on the
+    level-triggered listening socket nor stop serving, and accepts again once fds are free."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+    from conftest import barfast_cmd
+
+    proc = subprocess.Popen(
+        barfast_cmd("serve", "--addr", "127.0.0.1:0", "-d", "20s"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().strip().rstrip("/").rsplit(":", 1)[1])
+        socks = []
+        for _ in range(80):  # more than the server can hold; the kernel queues the rest
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            socks.append(s)
+        time.sleep(0.3)
+        with open(f"/proc/{proc.pid}/stat") as f:
+            t0 = sum(int(x) for x in f.read().split()[13:15])
+        time.sleep(1.0)
+        with open(f"/proc/{proc.pid}/stat") as f:
+            t1 = sum(int(x) for x in f.read().split()[13:15])
+        assert t1 - t0 < 30, "the server spins while out of file descriptors"  # ticks of 10 ms
+        socks[0].sendall(get())  # an accepted connection is still served
+        assert Client(socks[0]).expect()[0].status_code == 200
+        for s in socks[:60]:
+            s.close()
+        last = socks[-1]  # queued in the backlog until fds were freed
+        last.sendall(get())
+        assert Client(last).expect()[0].status_code == 200
+        proc.terminate()
+        assert proc.wait(5) == 0
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+_REQ = st.sampled_from(["GET", "HEAD", "POST"]).flatmap(
+    lambda m: st.tuples(
+        st.just(m), st.binary(max_size=3000) if m == "POST" else st.just(b""), st.booleans()
+    )
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(reqs=st.lists(_REQ, min_size=1, max_size=12), cuts=st.lists(st.integers(1, 400), max_size=8))
+def test_pipelined_stream_cut_anywhere(
+    reqs: list[tuple[str, bytes, bool]], cuts: list[int]
+) -> None:
+    """Any mix of GET/HEAD/POST-with-body, pipelined, sent in arbitrary pieces: one response each,
+    in order, framed correctly (h11), whatever the read boundaries on the server were."""
+    stream = b""
+    for method, body, blank in reqs:
+        extra = f"Content-Length: {len(body)}\r\n" if method == "POST" else ""
+        stream += (b"\r\n" if blank else b"") + get(method=method, extra=extra) + body
+    with running() as srv:
+        s = connect(srv)
+        pos = 0
+        for cut in cuts:
+            s.sendall(stream[pos : pos + cut])
+            pos += cut
+            time.sleep(0.001)
+        s.sendall(stream[pos:])
+        c = Client(s)
+        for method, body, _ in reqs:
+            resp, data = c.expect(method, body)
+            assert resp.status_code == 200
+            assert data == (b"" if method == "HEAD" else b"hello world\n")
+        assert srv.counters()["bad_requests"] == 0

@@ -16,6 +16,10 @@ def test_fixed_delay() -> None:
     with running(delay_ns=20 * MS) as srv:
         s = connect(srv)
         lat = [timed_get(s) for _ in range(6)]
+        k = srv.counters()
+    # the server's own timer self-check: when each delayed response was written vs its due time
+    assert k["delayed"] == 6
+    assert k["late_ns_sum"] / 6 < 5 * MS and k["late_ns_max"] >= k["late_ns_sum"] / 6
     assert min(lat) >= 0.020, lat  # never early
     assert statistics.median(lat) < 0.020 + 0.005, lat
     assert max(lat) < 0.020 + 0.050, lat

@@ -52,6 +52,7 @@ def _bench_produce(
     first_seq: int = 0,
     retry: bool = True,
     timeout_s: float = 30.0,
+    full: bool = True,
 ) -> tuple[int, int, int, int, bool]:
     """Publish seq first_seq..first_seq+n-1 (every field derived from seq) under nogil, batched
     (one store-release per batch) or single (ring_publish per record). retry=True waits out a full
@@ -65,16 +66,46 @@ def _bench_consume(
     until_done: bool = False,
     first_seq: int = 0,
     timeout_s: float = 30.0,
+    min_batch: int = 0,
 ) -> dict[str, Any]:
     """Consume under nogil, verifying every record's seq (and with check_all every byte) against
     the producer's formula; one store-release per batch. until_done: stop when the producer is done
-    and nothing is pending, counting seq gaps. Returns a dict: received, bad, gaps, first_bad,
+    and nothing is pending, counting seq gaps. min_batch: with fewer pending, wait (<= 50 us) for
+    more instead of chasing the producer record by record. Returns a dict: received, bad, gaps, first_bad,
     last_seq, t_first_ns, t_last_ns, timed_out."""
 
 def _fill_records_from_seq(dst: object, first_seq: int) -> None:
     """Fill a contiguous writable buffer of whole records with the bench/test formula."""
 
 # --- hist (hist.pxi) ---
+
+class SampleRecorder:
+    """Records 64-byte sample records (bf_sample_t, barfast.ring.RECORD_DTYPE) into three
+    hdrh.histogram.HdrHistogram objects at C speed, writing straight into their counts buffers.
+
+    The counts are bit-identical to hdrh's own record_value(min(v, highest_trackable_value)), so
+    encode()/decode()/add() work unchanged. One pass per record: samples with error == 0 and a status
+    record corrected = done_ns - intended_ns, uncorrected = done_ns - send_ns and
+    send_lag = send_ns - intended_ns (ns); error samples are only counted (by kind and sys_errno);
+    values above the top are clamped to it and counted; negative differences record 0 and are counted.
+    """
+
+    def __init__(self, latency: Any, uncorrected: Any, send_lag: Any) -> None:
+        """Three EMPTY hdrh histograms with 64-bit counts (word_size 8); layouts may differ."""
+    def record(self, raw: Any) -> int:
+        """Record a batch given as a contiguous uint8 buffer of n * 64 bytes (e.g.
+        `batch.view(np.uint8)`; read-only buffers are fine). Releases the GIL; returns n."""
+    def sync(self) -> None:
+        """Set the hdrh objects' min/max/total (exact extremes) from what was recorded; call before
+        reading, encoding or adding them."""
+    def clear_histograms(self) -> None:
+        """Zero the three histograms (only the touched index range) and sync; tallies are kept."""
+    def clamped(self) -> dict[str, int]:
+        """{"latency"|"uncorrected"|"send_lag": values clamped to the top} since the last clear."""
+    def tally(self) -> dict[str, Any]:
+        """Cumulative over every record: samples, completed, errors, no_status, negative, bytes_rx,
+        bytes_tx, seq_gaps (records missing by seq: ring drops), next_seq, status {code: n},
+        error {kind value: n}, sys_errno {kind value: {errno: n}}."""
 
 # --- http parser test hooks (http.pxi) ---
 
@@ -98,7 +129,112 @@ def parse_responses(
     True), anything else gives {"error": "closed"}. `head=True` parses responses to HEAD requests.
     """
 
+def http_parse_bench(data: bytes, iterations: int, head: bool = False) -> tuple[int, float]:
+    """Parse `data` (complete responses back to back) `iterations` times in native code, nogil.
+
+    Returns (responses per pass, mean ns per pass). Raises ValueError if `data` does not consist of
+    complete, well-formed responses. For parser micro-benchmarks (wrap runs in the bench lock).
+    """
+
 # --- engine (loop.pxi, conn.pxi, pacing.pxi) ---
+
+def monotonic_ns() -> int:
+    """CLOCK_MONOTONIC in integer ns (vDSO clock_gettime): the clock of every sample timestamp, the
+    same clock as time.monotonic_ns()."""
+
+def pacing_times(
+    rate: float = 0.0,
+    stages: Any = (),
+    arrival: int = 0,
+    seed: int = 0,
+    count: int = 0,
+    duration_ns: int = 0,
+    requests: int = 0,
+) -> list[int]:
+    """Test hook: the open-loop schedule's intended send times (ns after t0) of the first `count`
+    entries, or all of them when the schedule is bounded by duration_ns, requests or stages.
+    stages: (duration_ns, end_rate) ramps (k6 semantics); arrival 0 constant, 1 poisson."""
+
+class Engine:
+    """The native HTTP/1.1 load engine: one epoll loop (the whole run without the GIL) over
+    `connections` keep-alive connections; closed loop, or open loop when rate > 0 or stages.
+
+    Every finished or failed request publishes one 64-byte sample into `ring` (None: counted only)
+    with seq 0, 1, 2, ... (gaps = ring drops); exact totals are kept as counters.
+    Closed loop: intended_ns == send_ns. Open loop: intended_ns is the schedule's t_k (kept while
+    the request waits for a free connection); BF_FLAG_OPEN_LOOP is set; entries still unsent at
+    the end are counted as not_sent and published with error NOT_SENT (send_ns 0).
+    Errors are counted by kind and never retried: connect (sys_errno; connect timeout ->
+    ETIMEDOUT; retried after a 10 ms..1 s doubling backoff; the request it was for fails: closed
+    loop the slot's, open loop the oldest due one, if any),
+    timeout (request timeout from send_ns, checked every 10 ms; the connection is replaced), read,
+    write, parse, closed (peer closed before the response was complete, also before its first
+    byte on a reused connection). Open loop: an entry that waited for a connection longer than
+    the request timeout fails as a timeout with send_ns 0. `Connection: close` / HTTP/1.0: completed, then reconnect
+    (counted in reconnects).
+    """
+
+    def __init__(
+        self,
+        ring: Ring | None,
+        *,
+        addr: str,
+        port: int,
+        family: int,
+        request: bytes,
+        head: bool,
+        connections: int,
+        max_connections: int = 0,
+        requests: int = 0,
+        duration_ns: int = 0,
+        timeout_ns: int,
+        connect_timeout_ns: int,
+        rate: float = 0.0,
+        stages: list[tuple[int, float]] | tuple[tuple[int, float], ...] = (),
+        arrival: int = 0,
+        seed: int = 0,
+        start_ns: int = 0,
+        endpoint: int = 0,
+    ) -> None:
+        """addr: numeric IPv4/IPv6 address; family: socket.AF_INET/AF_INET6; request: the whole
+        serialised request, sent verbatim; head: the request is HEAD (responses have no body).
+        requests: stop after that many were STARTED (0: no bound); duration_ns: from the start
+        (0: no bound); start_ns: CLOCK_MONOTONIC time to begin (0: now), so workers start
+        together. max_connections (open loop): grow up to this many when all are busy.
+        Raises ValueError for bad arguments, OSError (EMFILE) when the fd limit cannot fit the
+        connections, TypeError when ring is not a Ring."""
+
+    def run(self) -> None:
+        """Run to the deadline, the request count or stop(); releases the GIL throughout. Once per
+        Engine. At the end started == completed + (errors - err_not_sent) + in_flight (in_flight:
+        requests cut off by the deadline or stop(), no sample). Raises OSError (via the errno
+        converter) when not even the first sockets could be created (EMFILE, ENFILE, ...)."""
+
+    def stop(self) -> None:
+        """Thread-safe; returns at once; run() returns within ~5 ms."""
+
+    def now_ns(self) -> int:
+        """CLOCK_MONOTONIC ns (same as monotonic_ns())."""
+
+    def counters(self) -> dict[str, int]:
+        """Totals so far, safe to call while run() runs in another thread (relaxed atomic loads):
+        started, completed, errors, in_flight, not_sent, reconnects, connects, connect_attempts,
+        connect_failures (all failed connects; err_connect counts the requests that failed with one),
+        bytes_rx, bytes_tx, samples, ring_dropped, conns_open, conns_peak, and err_<kind> for
+        connect, timeout, read, write, parse, closed, not_sent. connects == 0 after a run means no
+        load could be generated."""
+
+    def status_counts(self) -> dict[int, int]:
+        """HTTP status (0..999) -> completed responses with it; same thread-safety."""
+
+    @property
+    def open_loop(self) -> bool: ...
+    @property
+    def t0_ns(self) -> int:
+        """When the run began (start_ns, or when run() was called); 0 before run()."""
+
+    def _set_spin_ns(self, spin_ns: int) -> None:
+        """Benchmark knob: the open-loop pacing spin window in ns (default 20 µs)."""
 
 # --- server (serve.pxi) ---
 
@@ -159,7 +295,9 @@ class Server:
         """Safe from any thread while run() runs. Keys: requests (complete requests answered or
         queued), responses (fully written), connections (open now), connections_accepted,
         connections_closed, bytes_rx, bytes_tx, bad_requests (400/431/501 sent), stalls (stall
-        windows entered while there was work), accept_errors."""
+        windows entered while there was work), accept_errors, and the delay timer's self-check:
+        delayed (delayed responses written), late_ns_sum / late_ns_max (time of their sendmsg minus
+        their due time: how late the timer was)."""
     def status_counts(self) -> dict[int, int]:
         """Responses chosen per status (counted when queued), including zero counts."""
     def close(self) -> None:

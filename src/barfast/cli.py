@@ -50,40 +50,104 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     version: Annotated[
-        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version.")
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ) -> None:
     _state["debug"] = debug
 
 
-@app.command(help="Load-test URL (or, with no URL, the embedded target for a few seconds).\n\n" + EXIT_CODES_HELP)
+@app.command(
+    help="Load-test URL (or, with no URL, the embedded target for a few seconds).\n\n"
+    + EXIT_CODES_HELP
+)
 def run(
-    url: Annotated[Optional[str], typer.Argument(help="http://HOST[:PORT]/PATH; omit to test the embedded target")] = None,
-    connections: Annotated[int, typer.Option("-c", "--connections", help="Open connections (total).")] = 50,
-    duration: Annotated[Optional[str], typer.Option("-d", "--duration", help="Run time: 500ms, 10s, 2m (default 10s, or unbounded with -n).")] = None,
-    requests: Annotated[Optional[int], typer.Option("-n", "--requests", help="Stop after N requests (with -d: whichever first).")] = None,
+    url: Annotated[
+        Optional[str],
+        typer.Argument(help="http://HOST[:PORT]/PATH; omit to test the embedded target"),
+    ] = None,
+    connections: Annotated[
+        int, typer.Option("-c", "--connections", help="Open connections (total).")
+    ] = 50,
+    duration: Annotated[
+        Optional[str],
+        typer.Option(
+            "-d", "--duration", help="Run time: 500ms, 10s, 2m (default 10s, or unbounded with -n)."
+        ),
+    ] = None,
+    requests: Annotated[
+        Optional[int],
+        typer.Option("-n", "--requests", help="Stop after N requests (with -d: whichever first)."),
+    ] = None,
     method: Annotated[str, typer.Option("-m", "--method", help="HTTP method.")] = "GET",
-    header: Annotated[Optional[list[str]], typer.Option("-H", "--header", help="'Name: value' (repeatable).")] = None,
+    header: Annotated[
+        Optional[list[str]], typer.Option("-H", "--header", help="'Name: value' (repeatable).")
+    ] = None,
     body: Annotated[Optional[str], typer.Option("--body", help="Request body.")] = None,
-    body_file: Annotated[Optional[str], typer.Option("--body-file", help="Read the request body from a file.")] = None,
-    timeout: Annotated[Optional[str], typer.Option("--timeout", help="Request timeout (default 10s).")] = None,
-    connect_timeout: Annotated[Optional[str], typer.Option("--connect-timeout", help="Connect timeout (default 3s).")] = None,
-    rate: Annotated[Optional[float], typer.Option("-R", "--rate", help="Open loop: total requests per second.")] = None,
-    stages: Annotated[Optional[str], typer.Option("--stages", help="Open loop ramps: 30s:1000,1m:5000,30s:0.")] = None,
-    arrival: Annotated[str, typer.Option("--arrival", help="Open-loop arrivals: constant or poisson.")] = "constant",
-    max_connections: Annotated[int, typer.Option("--max-connections", help="Open loop: grow up to this many connections when all are busy.")] = 0,
-    workers: Annotated[Optional[int], typer.Option("-w", "--workers", "-t", "--threads", help="Worker processes (default: CPUs available).")] = None,
-    latency: Annotated[bool, typer.Option("--latency", help="Print the full percentile spectrum.")] = False,
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write the JSON report to FILE.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the JSON report to stdout.")] = False,
+    body_file: Annotated[
+        Optional[str], typer.Option("--body-file", help="Read the request body from a file.")
+    ] = None,
+    timeout: Annotated[
+        Optional[str], typer.Option("--timeout", help="Request timeout (default 10s).")
+    ] = None,
+    connect_timeout: Annotated[
+        Optional[str], typer.Option("--connect-timeout", help="Connect timeout (default 3s).")
+    ] = None,
+    rate: Annotated[
+        Optional[float], typer.Option("-R", "--rate", help="Open loop: total requests per second.")
+    ] = None,
+    stages: Annotated[
+        Optional[str], typer.Option("--stages", help="Open loop ramps: 30s:1000,1m:5000,30s:0.")
+    ] = None,
+    arrival: Annotated[
+        str, typer.Option("--arrival", help="Open-loop arrivals: constant or poisson.")
+    ] = "constant",
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            help="Open loop: grow up to this many connections when all are busy.",
+        ),
+    ] = 0,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(
+            "-w", "--workers", "-t", "--threads", help="Worker processes (default: CPUs available)."
+        ),
+    ] = None,
+    latency: Annotated[
+        bool, typer.Option("--latency", help="Print the full percentile spectrum.")
+    ] = False,
+    output: Annotated[
+        Optional[str], typer.Option("-o", "--output", help="Write the JSON report to FILE.")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the JSON report to stdout.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only the final report.")] = False,
-    bind: Annotated[Optional[str], typer.Option("--bind", help="Coordinator address for remote workers, tcp://ADDR:PORT.")] = None,
-    expect_workers: Annotated[int, typer.Option("--expect-workers", help="Wait for N remote workers before starting.")] = 0,
-    wait_timeout: Annotated[str, typer.Option("--wait-timeout", help="How long to wait for remote workers.")] = "30s",
-    curve_secret: Annotated[Optional[str], typer.Option("--curve-secret", help="Coordinator's CURVE secret key file.")] = None,
-    curve_clients: Annotated[Optional[str], typer.Option("--curve-clients", help="Folder of authorised worker public key files.")] = None,
-    fail_on_worker_loss: Annotated[bool, typer.Option("--fail-on-worker-loss", help="Stop the run when a worker is lost.")] = False,
+    bind: Annotated[
+        Optional[str],
+        typer.Option("--bind", help="Coordinator address for remote workers, tcp://ADDR:PORT."),
+    ] = None,
+    expect_workers: Annotated[
+        int, typer.Option("--expect-workers", help="Wait for N remote workers before starting.")
+    ] = 0,
+    wait_timeout: Annotated[
+        str, typer.Option("--wait-timeout", help="How long to wait for remote workers.")
+    ] = "30s",
+    curve_secret: Annotated[
+        Optional[str], typer.Option("--curve-secret", help="Coordinator's CURVE secret key file.")
+    ] = None,
+    curve_clients: Annotated[
+        Optional[str],
+        typer.Option("--curve-clients", help="Folder of authorised worker public key files."),
+    ] = None,
+    fail_on_worker_loss: Annotated[
+        bool, typer.Option("--fail-on-worker-loss", help="Stop the run when a worker is lost.")
+    ] = False,
 ) -> None:
     from barfast.coordinator import run_command
 
@@ -148,10 +212,19 @@ def serve(
 
 @app.command(help="Run a worker that takes plans from a coordinator (for multi-host runs).")
 def worker(
-    connect: Annotated[str, typer.Option("--connect", help="Coordinator address, tcp://HOST:PORT.")],
-    curve_secret: Annotated[Optional[str], typer.Option("--curve-secret", help="This worker's CURVE secret key file.")] = None,
-    curve_server: Annotated[Optional[str], typer.Option("--curve-server", help="The coordinator's CURVE public key file.")] = None,
-    idle_timeout: Annotated[str, typer.Option("--idle-timeout", help="Exit if no coordinator is heard for this long.")] = "60s",
+    connect: Annotated[
+        str, typer.Option("--connect", help="Coordinator address, tcp://HOST:PORT.")
+    ],
+    curve_secret: Annotated[
+        Optional[str], typer.Option("--curve-secret", help="This worker's CURVE secret key file.")
+    ] = None,
+    curve_server: Annotated[
+        Optional[str],
+        typer.Option("--curve-server", help="The coordinator's CURVE public key file."),
+    ] = None,
+    idle_timeout: Annotated[
+        str, typer.Option("--idle-timeout", help="Exit if no coordinator is heard for this long.")
+    ] = "60s",
 ) -> None:
     from barfast.worker import worker_command
 
@@ -179,8 +252,12 @@ def keys(
 
 @bench_app.command("ring", help="Benchmark the sample ring cross-process (records/s, GB/s).")
 def bench_ring(
-    records: Annotated[int, typer.Option("--records", help="Records per measurement.")] = 50_000_000,
-    capacity: Annotated[int, typer.Option("--capacity", help="Ring capacity in records (power of two).")] = 1 << 16,
+    records: Annotated[
+        int, typer.Option("--records", help="Records per measurement.")
+    ] = 50_000_000,
+    capacity: Annotated[
+        int, typer.Option("--capacity", help="Ring capacity in records (power of two).")
+    ] = 1 << 16,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     from barfast.bench import ring_command

@@ -87,7 +87,9 @@ def parse_url(url: str) -> Target:
     except ValueError as exc:
         raise UsageError(f"bad URL {url!r}: {exc}") from None
     if parts.scheme == "https":
-        raise UsageError(f"unsupported scheme 'https' in {url!r}: only http:// is supported for now")
+        raise UsageError(
+            f"unsupported scheme 'https' in {url!r}: only http:// is supported for now"
+        )
     if parts.scheme != "http":
         raise UsageError(f"bad URL {url!r}: expected http://HOST[:PORT]/PATH")
     host = parts.hostname
@@ -142,7 +144,9 @@ def parse_stages(text: str) -> tuple[Stage, ...]:
     for part in text.split(","):
         dur, sep, rate = part.strip().partition(":")
         if not sep:
-            raise UsageError(f"bad stage {part!r} in --stages: expected DURATION:RATE, e.g. 30s:1000")
+            raise UsageError(
+                f"bad stage {part!r} in --stages: expected DURATION:RATE, e.g. 30s:1000"
+            )
         d = parse_duration(dur, "stage duration")
         r = parse_rate(rate, "stage rate", allow_zero=True)
         if d <= 0:
@@ -172,7 +176,9 @@ class RunConfig:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     connections: int = DEFAULT_CONNECTIONS
-    max_connections: int = 0  # open loop: may grow up to this many when all are busy (0: = connections)
+    max_connections: int = (
+        0  # open loop: may grow up to this many when all are busy (0: = connections)
+    )
     duration_ns: int = DEFAULT_DURATION_NS  # 0: no time bound (then requests > 0)
     requests: int = 0  # 0: no count bound
     timeout_ns: int = DEFAULT_TIMEOUT_NS
@@ -205,7 +211,11 @@ class RunConfig:
             lines.append(f"{n}: {v}")
         if self.body and "content-length" not in names:
             lines.append(f"Content-Length: {len(self.body)}")
-        elif not self.body and self.method in ("POST", "PUT", "PATCH") and "content-length" not in names:
+        elif (
+            not self.body
+            and self.method in ("POST", "PUT", "PATCH")
+            and "content-length" not in names
+        ):
             lines.append("Content-Length: 0")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head + self.body
@@ -266,7 +276,9 @@ def build_run_config(
     if stage_t:
         dur_ns = sum(s.duration_ns for s in stage_t)
         if duration is not None:
-            raise UsageError("--duration and --stages are mutually exclusive (stages set the duration)")
+            raise UsageError(
+                "--duration and --stages are mutually exclusive (stages set the duration)"
+            )
     elif duration is not None:
         dur_ns = parse_duration(duration)
         if dur_ns <= 0:

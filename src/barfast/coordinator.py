@@ -718,9 +718,10 @@ def run_command(
 ) -> int:
     """`barfast run`: validate, coordinate local and remote workers, print the report, exit code."""
     from barfast.config import DEFAULT_DURATION_NS, DEFAULT_EMBEDDED_DURATION_NS
-    from barfast.local import embedded_target
+    from barfast.local import check_output_path, embedded_target
 
     _decide_workers(workers, expect_workers)  # validate -w early
+    check_output_path(output)  # fail before the run, not after it
     if expect_workers and not bind:
         raise UsageError("--expect-workers needs --bind tcp://ADDR:PORT for the workers to reach")
     if bind and not expect_workers:

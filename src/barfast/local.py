@@ -28,7 +28,7 @@ from barfast.config import RunConfig, available_cpus
 from barfast.plan import split_plan
 from barfast.result import Merger, config_info
 from barfast.runner import EngineRunner, Snapshot
-from barfast.status import ExitCode, NoLoadError
+from barfast.status import ExitCode, NoLoadError, UsageError
 
 SERVE_START_TIMEOUT_S = 10.0
 SERVE_STOP_TIMEOUT_S = 5.0
@@ -44,7 +44,7 @@ class LocalRun:
 
 @contextlib.contextmanager
 def sigint_calls(action: Callable[[], None]) -> Iterator[None]:
-    """While inside, SIGINT (Ctrl-C) calls `action` instead of raising KeyboardInterrupt.
+    """While inside, SIGINT (Ctrl-C) and SIGTERM call `action` instead of ending the process.
 
     The engine then stops cleanly, the ring is drained, and the final snapshot is complete: a
     KeyboardInterrupt raised at an arbitrary bytecode could split a batch between aggregator and ring.
@@ -57,11 +57,12 @@ def sigint_calls(action: Callable[[], None]) -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         action()
 
-    old = signal.signal(signal.SIGINT, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
 
 def run_local(
@@ -128,8 +129,7 @@ def emit(
     """Print the report (text, or JSON with json_out) and write the JSON to `output` if given."""
     from barfast.report import json as report_json
 
-    if output:
-        report_json.write(report, output)
+    # Print first: if the file cannot be written, the run's result is still on the screen.
     if json_out:
         sys.stdout.write(report_json.dumps(report))
     else:
@@ -137,6 +137,23 @@ def emit(
 
         sys.stdout.write(render(report, latency=latency))
     sys.stdout.flush()
+    if output:
+        report_json.write(report, output)
+
+
+def check_output_path(output: str | None) -> None:
+    """Fail before the run (exit 2) when the -o file could not be written afterwards."""
+    if not output:
+        return
+    parent = os.path.dirname(os.path.abspath(output))
+    if os.path.isdir(output):
+        raise UsageError(f"cannot write report to {output!r}: it is a directory")
+    if not os.path.isdir(parent):
+        raise UsageError(f"cannot write report to {output!r}: no directory {parent!r}")
+    if not os.access(parent, os.W_OK) or (
+        os.path.exists(output) and not os.access(output, os.W_OK)
+    ):
+        raise UsageError(f"cannot write report to {output!r}: permission denied")
 
 
 # -- the embedded target ----------------------------------------------------------------------
@@ -153,29 +170,32 @@ def split_cpus() -> tuple[set[int] | None, set[int] | None]:
     return {cpus[-1]}, set(cpus[:-1])
 
 
-@contextlib.contextmanager
-def pinned(cpus: set[int] | None) -> Iterator[None]:
-    """Pin this thread (and threads it starts, e.g. the engine's) to `cpus`; restore afterwards."""
-    if not cpus:
-        yield
-        return
-    old = os.sched_getaffinity(0)
-    try:
-        os.sched_setaffinity(0, cpus)
-    except OSError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, old)
+class EmbeddedTarget:
+    """A running `barfast serve` subprocess on a free loopback port (see embedded_target())."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, old_affinity: set[int] | None):
+        self.proc = proc
+        self.url = url
+        self.pid = proc.pid
+        self._old_affinity = old_affinity
+
+    def stop(self) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after SERVE_STOP_TIMEOUT_S) and give this
+        thread its CPUs back. Idempotent."""
+        _stop(self.proc)
+        if self._old_affinity is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, self._old_affinity)
+            self._old_affinity = None
 
 
-@contextlib.contextmanager
-def embedded_target(args: tuple[str, ...] = ()) -> Iterator[str]:
-    """Start `barfast serve --addr 127.0.0.1:0` and yield its URL; always stop it afterwards."""
-    server_cpus, gen_cpus = split_cpus()
+def start_embedded_target(args: tuple[str, ...] = (), pin: bool = True) -> EmbeddedTarget:
+    """Start `python -m barfast serve --addr 127.0.0.1:0 [args]` and wait for its listening line.
+
+    With pin and >= 2 CPUs the server gets the last CPU and this thread the others; processes and
+    threads started afterwards (workers, the engine thread) inherit that. Call .stop() when done.
+    """
+    server_cpus, gen_cpus = split_cpus() if pin else (None, None)
     with tempfile.TemporaryFile() as errf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "barfast", "serve", "--addr", "127.0.0.1:0", *args],
@@ -183,16 +203,42 @@ def embedded_target(args: tuple[str, ...] = ()) -> Iterator[str]:
             stdout=subprocess.PIPE,
             stderr=errf,
             start_new_session=True,  # our Ctrl-C is not its Ctrl-C: we stop it when we are done
+            preexec_fn=_die_with_parent,
         )
         try:
             if server_cpus:
                 with contextlib.suppress(OSError):
                     os.sched_setaffinity(proc.pid, server_cpus)
             url = _read_listening_line(proc, errf)
-            with pinned(gen_cpus):
-                yield url
-        finally:
+        except BaseException:
             _stop(proc)
+            raise
+    old = None
+    if gen_cpus:
+        with contextlib.suppress(OSError):
+            old = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, gen_cpus)
+    return EmbeddedTarget(proc, url, old)
+
+
+@contextlib.contextmanager
+def embedded_target(args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Start the embedded target, yield its URL, and always stop it afterwards."""
+    target = start_embedded_target(args)
+    try:
+        yield target.url
+    finally:
+        target.stop()
+
+
+def _die_with_parent() -> None:
+    """In the server child: SIGTERM when our process dies, even by SIGKILL (prctl(2),
+    PR_SET_PDEATHSIG), so an embedded target is never left running without its load generator."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _read_listening_line(proc: subprocess.Popen[bytes], errf: Any) -> str:
@@ -242,11 +288,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 __all__ = [
     "LocalRun",
     "available_cpus",
+    "EmbeddedTarget",
     "embedded_target",
+    "start_embedded_target",
+    "check_output_path",
     "emit",
     "no_load_reason",
     "outcome",
-    "pinned",
     "run_local",
     "sigint_calls",
     "split_cpus",

@@ -351,13 +351,21 @@ class Merger:
     ) -> list[str]:
         """The generator's self-check (issue 5 item 4) and other things a reader must not miss."""
         out = []
+        busiest = max((row["cpu_share"] for row in rep["workers"]), default=0.0)
         if open_loop:
             lag99 = rep["send_lag_ms"]["p99"]
             if lag99 > SEND_LAG_WARN_MS:
-                out.append(
-                    f"send lag p99 is {lag99:.3f} ms (> {SEND_LAG_WARN_MS:g} ms): requests left late, "
-                    "so the generator, not the server, may be the bottleneck"
-                )
+                msg = f"send lag p99 is {lag99:.3f} ms (> {SEND_LAG_WARN_MS:g} ms): requests left late"
+                if busiest >= CPU_SATURATED / 2:
+                    msg += ", so the generator, not the server, may be the bottleneck"
+                else:
+                    # The generator had CPU to spare: requests waited for a free connection because
+                    # every connection was waiting on the server (the corrected view counts that).
+                    msg += (
+                        " while the generator had CPU to spare: every connection was busy waiting on "
+                        "the server (more -c or --max-connections keeps the schedule)"
+                    )
+                out.append(msg)
         for row in rep["workers"]:
             if row["elapsed_s"] >= 0.5 and row["cpu_share"] >= CPU_SATURATED:
                 out.append(

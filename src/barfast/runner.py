@@ -113,6 +113,7 @@ class EngineRunner:
         self._rusage0 = resource.getrusage(resource.RUSAGE_SELF)
         self._engine_error: BaseException | None = None
         self._end_ns = 0
+        self._thread: threading.Thread | None = None
 
     # -- control --------------------------------------------------------------------------------
 
@@ -147,7 +148,21 @@ class EngineRunner:
         try:
             return self._run(ring, start_ns)
         finally:
+            # Whatever went wrong here (a snapshot callback raising...), the engine must not outlive
+            # the ring it writes into: stop it and wait for its thread before unmapping.
+            self._join_engine()
             ring.close()
+
+    def _join_engine(self) -> None:
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        self.stop()
+        while thread.is_alive():
+            try:
+                thread.join()
+            except KeyboardInterrupt:
+                self.stop()
 
     def _run(self, ring: Any, start_ns: int) -> Snapshot:
         self._rusage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -157,6 +172,7 @@ class EngineRunner:
         if self._stop_requested.is_set():
             engine.stop()
         thread = threading.Thread(target=self._engine_main, name="barfast-engine", daemon=True)
+        self._thread = thread
         thread.start()
         next_snap_ns = self._t0 + int(SNAPSHOT_INTERVAL_S * NS_PER_S)
         interval = 0
@@ -271,5 +287,6 @@ class EngineRunner:
         return (
             counters.get("completed", 0) == 0
             and counters.get("connects", 0) == 0
-            and counters.get("err_connect", 0) >= self.plan.connections
+            and max(counters.get("err_connect", 0), counters.get("connect_failures", 0))
+            >= self.plan.connections
         )

@@ -264,9 +264,46 @@ def serve_command(
     server.close()
     if failure:
         raise failure[0]
+    late = ""
+    if c["delayed"]:
+        late = (
+            f", delay timer late by {c['late_ns_sum'] / c['delayed'] / 1000:.0f} us on average"
+            f" (max {c['late_ns_max'] / 1000:.0f} us)"
+        )
     print(
         f"barfast serve: {c['requests']} requests, {c['responses']} responses, "
-        f"{c['connections_accepted']} connections, {c['bad_requests']} bad requests",
+        f"{c['connections_accepted']} connections, {c['bad_requests']} bad requests{late}",
         file=sys.stderr,
     )
     return int(ExitCode.OK)
+
+
+class BackgroundServer:
+    """The native Server on a free loopback port, its loop in a daemon thread: for `barfast run`
+    without a URL, benchmarks and tests. Use as a context manager; `url` is ready on entry.
+
+        with BackgroundServer() as target:
+            run_against(target.url)
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, **kw: object) -> None:
+        from barfast._core import Server
+
+        self.server = Server(host, port, **kw)  # type: ignore[arg-type]
+        bracket = f"[{host}]" if ":" in host else host
+        self.url = f"http://{bracket}:{self.server.port}/"
+        self._thread = threading.Thread(target=self.server.run, name="barfast-serve", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop, wait for it, close every socket. Idempotent."""
+        if self._thread.is_alive():
+            self.server.stop()
+            self._thread.join()
+        self.server.close()  # idempotent
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

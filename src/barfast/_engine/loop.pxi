@@ -44,14 +44,14 @@ cdef enum:
 
 ctypedef struct loop_counters_t:
     uint64_t started         # requests begun (open loop: taken from the schedule; closed loop:
-                             # from the connect or the write that begins them; a failed connect
-                             # with no request waiting also counts as one started, failed request)
+                             # by the connect or the write that begins them)
     uint64_t completed       # responses complete (any status)
     uint64_t errors          # failed requests, all kinds (incl. not_sent)
     uint64_t in_flight       # started and not finished
     uint64_t reconnects      # a slot opened again after an established connection ended
     uint64_t connects        # connections established
     uint64_t connect_attempts
+    uint64_t connect_failures  # every failed connect, whether or not a request failed with it
     uint64_t bytes_rx
     uint64_t bytes_tx
     uint64_t samples         # samples produced (== next seq), published or dropped
@@ -81,6 +81,7 @@ ctypedef struct engine_t:
     bint open_loop
     bint stopping            # set when the loop decided to end: no new requests begin
     bint no_pwait2           # epoll_pwait2 returned ENOSYS once: use epoll_wait
+    uint64_t spin_ns         # pacing: poll instead of sleeping this close to a send (LOOP_SPIN_NS)
     uint16_t endpoint
     uint64_t requests        # bound on started requests (0: none)
     uint64_t duration_ns
@@ -209,18 +210,19 @@ cdef void loop_close(engine_t *e, conn_t *c) noexcept nogil:
 
 
 cdef void loop_connect_failed(engine_t *e, conn_t *c, int err, uint64_t now) noexcept nogil:
-    """A connect failed (refused, unreachable, timed out, socket() failed): one failed request, then
-    retry after a backoff (10 ms doubling to 1 s) so that a refused target does not spin."""
+    """A connect failed (refused, unreachable, timed out, socket() failed): the request it was for
+    fails (closed loop: the slot's; open loop: the oldest due one, if any), then the slot retries
+    after a backoff (10 ms doubling to 1 s) so that a refused target does not spin."""
     loop_close(e, c)
-    if not c.has_req:
-        # Open loop: the failure takes the oldest due request (keeping its intended time); with
-        # none due it stands for itself (intended = when the connect began).
-        if e.pacing.next_ns <= now:
-            loop_begin(e, c, e.pacing.next_ns, BF_FLAG_OPEN_LOOP)
-            pacing_advance(&e.pacing)
-        else:
-            loop_begin(e, c, c.connect_ns if c.connect_ns else now, 0)
-    loop_finish(e, c, BF_ERR_CONNECT, err, 0, now)
+    cnt_add(&e.cnt.connect_failures, 1)
+    if not c.has_req and e.pacing.next_ns <= now:
+        # Open loop: the failure takes the oldest due request (keeping its intended time). With
+        # none due it fails no request (it still shows in connect_failures), so `requests`
+        # bounds started requests exactly in both modes.
+        loop_begin(e, c, e.pacing.next_ns, BF_FLAG_OPEN_LOOP)
+        pacing_advance(&e.pacing)
+    if c.has_req:
+        loop_finish(e, c, BF_ERR_CONNECT, err, 0, now)
     c.backoff_ns = LOOP_BACKOFF_MIN_NS if c.backoff_ns == 0 else c.backoff_ns * 2
     if c.backoff_ns > LOOP_BACKOFF_MAX_NS:
         c.backoff_ns = LOOP_BACKOFF_MAX_NS
@@ -273,7 +275,8 @@ cdef int loop_open(engine_t *e, conn_t *c, uint64_t now, bint setup) noexcept no
 cdef void loop_reopen(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
     """A slot without a socket gets a new connection if the run still needs it."""
     if e.open_loop:
-        if not e.stopping and now < e.end_ns:
+        # no new connections once the schedule is exhausted: nothing is left for them to carry
+        if not e.stopping and now < e.end_ns and e.pacing.next_ns != PACING_END:
             loop_open(e, c, now, 0)
     elif loop_can_start(e, now):
         loop_open(e, c, now, 0)
@@ -508,10 +511,27 @@ cdef void loop_on_event(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
         loop_on_readable(e, c)
 
 
+cdef void loop_expire_backlog(engine_t *e, uint64_t now) noexcept nogil:
+    """Open loop: a schedule entry that has waited for a connection longer than the request
+    timeout fails as a timeout (send_ns 0), so that a target nobody can connect to still lets a
+    count-bounded run (-n with a rate, no duration) finish instead of waiting for connect retries
+    to fail each entry one by one."""
+    cdef uint64_t t = e.pacing.next_ns
+    while t != PACING_END and t <= now and now - t >= e.timeout_ns:
+        cnt_add(&e.cnt.started, 1)
+        cnt_add(&e.cnt.errors, 1)
+        cnt_add(&e.cnt.err[BF_ERR_TIMEOUT], 1)
+        loop_publish(e, t, 0, 0, now, 0, 0, 0xFFFFFFFFU, 0, BF_ERR_TIMEOUT, BF_FLAG_OPEN_LOOP, 0)
+        pacing_advance(&e.pacing)
+        t = e.pacing.next_ns
+
+
 cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
     """Connect and request timeouts, backoff expiries (every LOOP_SCAN_NS)."""
     cdef uint32_t i
     cdef conn_t *c
+    if e.open_loop:
+        loop_expire_backlog(e, now)
     for i in range(e.nslots):
         c = &e.conns[i]
         if c.state == CONN_CONNECTING:
@@ -531,6 +551,8 @@ cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
 # ------------------------------------------------------------------ the loop
 
 cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) noexcept nogil:
+    """Wait for events until `until` (ns). Pacing waits sleep until spin_ns before the intended
+    time, then poll with a zero timeout (the spin) until it is due."""
     cdef uint64_t delta
     cdef timespec ts
     cdef int n
@@ -538,15 +560,17 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
     delta = until - now
     if pacing_wait:
-        if delta <= LOOP_SPIN_NS:
+        if delta <= e.spin_ns:
             return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
-        if not e.no_pwait2:
-            clock_ns_to_timespec(delta - LOOP_SPIN_NS, &ts)
-            n = epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts, NULL)
-            if n >= 0 or errno != ENOSYS:   # kernel < 5.11
-                return n
-            e.no_pwait2 = 1
-    # Millisecond waits are fine here: nothing is due before `until` but timeouts and the scan.
+        delta -= e.spin_ns
+    if not e.no_pwait2:
+        # ns timeout: a wait for the scan or the deadline must not overshoot a send that becomes
+        # due meanwhile (epoll_wait's int ms timeout rounds up by up to 1 ms).
+        clock_ns_to_timespec(delta, &ts)
+        n = epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts, NULL)
+        if n >= 0 or errno != ENOSYS:   # kernel < 5.11: fall back to ms waits
+            return n
+        e.no_pwait2 = 1
     return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, <int>((delta + 999999) // 1000000))
 
 
@@ -579,6 +603,8 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         # Connect the pool before t0, so the first intended sends find connections.
         e.nslots = e.nconns
         for i in range(e.nconns):
+            if bf_load_acquire_int(&e.stop_flag):
+                break
             err = loop_open(e, &e.conns[i], now, 1)
             if err:
                 break
@@ -589,7 +615,7 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         now = clock_now_ns()
         e.nslots = e.nconns
         for i in range(e.nconns):
-            if not loop_can_start(e, now):
+            if not loop_can_start(e, now) or bf_load_acquire_int(&e.stop_flag):
                 break
             err = loop_open(e, &e.conns[i], now, 1)
             if err:
@@ -729,6 +755,7 @@ cdef class Engine:
         e.timeout_ns = timeout_ns
         e.connect_timeout_ns = connect_timeout_ns
         e.start_ns = start_ns
+        e.spin_ns = LOOP_SPIN_NS
         e.open_loop = rate > 0.0 or bool(stages)
         if e.open_loop:
             pacing_setup(&e.pacing, rate, stages, arrival, seed, requests)
@@ -785,6 +812,10 @@ cdef class Engine:
         """Thread-safe; run() returns within a few ms (pending not-sent entries are counted)."""
         bf_store_release_int(&self.e.stop_flag, 1)
 
+    def _set_spin_ns(self, uint64_t spin_ns) -> None:
+        """Benchmark knob: the pacing spin window (default LOOP_SPIN_NS). Set before run()."""
+        self.e.spin_ns = spin_ns
+
     def now_ns(self) -> int:
         return clock_now_ns()
 
@@ -801,6 +832,7 @@ cdef class Engine:
             "reconnects": bf_load_relaxed_u64(&k.reconnects),
             "connects": bf_load_relaxed_u64(&k.connects),
             "connect_attempts": bf_load_relaxed_u64(&k.connect_attempts),
+            "connect_failures": bf_load_relaxed_u64(&k.connect_failures),
             "bytes_rx": bf_load_relaxed_u64(&k.bytes_rx),
             "bytes_tx": bf_load_relaxed_u64(&k.bytes_tx),
             "samples": bf_load_relaxed_u64(&k.samples),

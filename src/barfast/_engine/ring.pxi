@@ -76,6 +76,24 @@ cdef extern from * nogil:
         return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     }
 
+    /* Waiting for the other side (bench/test loops only; the engine never waits on the ring).
+     * Spin with PAUSE first, and only after RING_SPIN_NS of continuous waiting give the CPU away:
+     * on a CPU shared with other runnable tasks sched_yield() can cost a whole CFS slice (ms),
+     * which would measure the scheduler, not the ring.  Returns 0 once past deadline_ns. */
+    #define RING_SPIN_NS 20000ull
+    #define RING_BATCH_WAIT_NS 50000ull
+    typedef struct { uint64_t spins, since_ns; } ring_wait_t;
+    static inline void ring_wait_reset(ring_wait_t *w) { w->spins = 0; w->since_ns = 0; }
+    static inline int ring_wait(ring_wait_t *w, uint64_t deadline_ns) {
+        uint64_t now;
+        if ((++w->spins & 63u) != 0) { ring_cpu_relax(); return 1; }
+        now = ring_now_ns();
+        if (w->since_ns == 0) w->since_ns = now;
+        if (now > deadline_ns) return 0;
+        if (now - w->since_ns > RING_SPIN_NS) sched_yield(); else ring_cpu_relax();
+        return 1;
+    }
+
     /* Deterministic record content from seq: every field depends on seq, so a torn or stale record
      * (half old, half new) differs from this in at least one field.  Used by the bench and tests. */
     static inline void ring_fill_from_seq(bf_sample_t *s, uint64_t seq) {
@@ -104,6 +122,7 @@ cdef extern from * nogil:
     uint64_t RING_MAGIC
     uint32_t RING_VERSION
     uint32_t RING_HEADER_SIZE
+    uint64_t RING_BATCH_WAIT_NS
 
     ctypedef struct ring_hdr_t:
         uint64_t magic
@@ -120,6 +139,11 @@ cdef extern from * nogil:
 
     void ring_cpu_relax()
     uint64_t ring_now_ns()
+    ctypedef struct ring_wait_t:
+        uint64_t spins
+        uint64_t since_ns
+    void ring_wait_reset(ring_wait_t *w)
+    int ring_wait(ring_wait_t *w, uint64_t deadline_ns)
     void ring_fill_from_seq(bf_sample_t *s, uint64_t seq)
     int ring_check_seq(const bf_sample_t *s, uint64_t seq)
     int sched_yield()
@@ -348,30 +372,40 @@ cdef class Ring:
 # ---------------------------------------------------------------- benchmark / stress helpers
 
 def _bench_produce(Ring ring not None, uint64_t n, uint64_t batch=4096, bint single=False,
-                   uint64_t first_seq=0, bint retry=True, double timeout_s=30.0):
-    """Publish records seq = first_seq .. first_seq+n-1 (every field from seq) under nogil.
+                   uint64_t first_seq=0, bint retry=True, double timeout_s=30.0, bint full=True):
+    """Publish records seq = first_seq .. first_seq+n-1 under nogil.
 
     single=False: reserve up to `batch` slots, fill in place, one store-release per batch.
     single=True: ring_publish() one stack record at a time (store-release per record).
     retry=True: a full ring is waited out (benchmark/test producer; spins, then sched_yield);
     retry=False: the real producer rule, full -> drop + count.
+    full=True: every field derived from seq (ring_fill_from_seq; torn records detectable);
+    full=False: a 64-byte template copied per record with only seq changed (the benchmark: it
+    measures the ring, not the arithmetic of the fill).
     Returns (published, dropped, t_first_ns, t_last_ns, timed_out)."""
     cdef ring_t *r = &ring.c
     ring._hdr()
     ring_producer_sync(r)
     cdef uint64_t seq = first_seq, end = first_seq + n, k, i, published = 0, dropped = 0
-    cdef uint64_t spins = 0, t0, t1, deadline, timeout_ns = <uint64_t>(timeout_s * 1e9)
+    cdef uint64_t t0, t1, deadline, timeout_ns = <uint64_t>(timeout_s * 1e9), pos, mask = r.mask
+    cdef ring_wait_t w
+    ring_wait_reset(&w)
     cdef bf_sample_t s
     cdef bf_sample_t *slot
+    cdef bf_sample_t *recs = r.records
     cdef bint timed_out = False
     if batch == 0:
         batch = 1
+    ring_fill_from_seq(&s, 0)
     with nogil:
         t0 = ring_now_ns()
         deadline = t0 + timeout_ns
         while seq < end:
             if single:
-                ring_fill_from_seq(&s, seq)
+                if full:
+                    ring_fill_from_seq(&s, seq)
+                else:
+                    s.seq = seq
                 if retry and ring_try_claim(r) == NULL:
                     k = 0
                 elif ring_publish(r, &s):
@@ -388,8 +422,15 @@ def _bench_produce(Ring ring not None, uint64_t n, uint64_t batch=4096, bint sin
                     k = batch
                 k = ring_reserve(r, k)
                 if k:
-                    for i in range(k):
-                        ring_fill_from_seq(&r.records[(r.prod_pos + i) & r.mask], seq + i)
+                    pos = r.prod_pos  # a local: stores to records may alias ring_t's fields
+                    if full:
+                        for i in range(k):
+                            ring_fill_from_seq(&recs[(pos + i) & mask], seq + i)
+                    else:
+                        for i in range(k):
+                            slot = &recs[(pos + i) & mask]
+                            slot[0] = s
+                            slot.seq = seq + i
                     ring_advance(r, k)
                     seq += k
                     published += k
@@ -399,36 +440,35 @@ def _bench_produce(Ring ring not None, uint64_t n, uint64_t batch=4096, bint sin
                     seq += 1
                     continue
             if k:
-                spins = 0
+                ring_wait_reset(&w)
                 continue
-            # full and retrying: spin a little, then give the CPU away (2 shared CPUs here)
-            spins += 1
-            if spins & 63:
-                ring_cpu_relax()
-            else:
-                sched_yield()
-                if ring_now_ns() > deadline:
-                    timed_out = True
-                    break
+            if not ring_wait(&w, deadline):  # full and retrying: wait for the consumer
+                timed_out = True
+                break
         t1 = ring_now_ns()
     return published, dropped, t0, t1, timed_out
 
 
 def _bench_consume(Ring ring not None, uint64_t n, bint check_all=True, bint until_done=False,
-                   uint64_t first_seq=0, double timeout_s=30.0):
+                   uint64_t first_seq=0, double timeout_s=30.0, uint64_t min_batch=0):
     """Consume under nogil and verify every record against ring_fill_from_seq.
 
     Reads whatever is published (whole batches), then one store-release of cons_pos per batch.
     until_done=False: stop after n records.  until_done=True: stop when the producer marked itself
     done and nothing is pending (n is then only an upper bound; seq gaps are counted).
     check_all: compare every byte of every record (torn/stale detection), else seq only.
+    min_batch: when fewer records than this are pending, wait up to RING_BATCH_WAIT_NS for more
+    (pausing without touching the shared lines) instead of chasing the producer record by record:
+    every poll of prod_pos takes its cache line away from a producer that stores it per record.
     Returns dict(received, bad, gaps, first_bad, last_seq, t_first_ns, t_last_ns, timed_out)."""
     cdef ring_hdr_t *h = ring._hdr()
     cdef bf_sample_t *recs = ring.c.records
     cdef uint64_t mask = ring.c.mask, cap = ring.c.capacity
     cdef uint64_t cons = bf_load_relaxed_u64(&h.cons_pos), prod, i, avail
     cdef uint64_t expect = first_seq, received = 0, bad = 0, gaps = 0, first_bad = <uint64_t>-1
-    cdef uint64_t spins = 0, t_first = 0, t_last = 0, deadline, seq
+    cdef uint64_t t_first = 0, t_last = 0, deadline, seq, batch_wait = 0, now, j
+    cdef ring_wait_t w
+    ring_wait_reset(&w)
     cdef uint64_t timeout_ns = <uint64_t>(timeout_s * 1e9)
     cdef bf_sample_t *s
     cdef bint timed_out = False, corrupt = False
@@ -446,16 +486,21 @@ def _bench_consume(Ring ring not None, uint64_t n, bint check_all=True, bint unt
                     if bf_load_acquire_u64(&h.prod_pos) == cons:
                         break
                     continue
-                spins += 1
-                if spins & 63:
-                    ring_cpu_relax()
-                else:
-                    sched_yield()
-                    if ring_now_ns() > deadline:
-                        timed_out = True
-                        break
+                if not ring_wait(&w, deadline):
+                    timed_out = True
+                    break
                 continue
-            spins = 0
+            ring_wait_reset(&w)
+            if avail < min_batch and (until_done or avail < n - received):
+                now = ring_now_ns()
+                if batch_wait == 0:
+                    batch_wait = now
+                if now - batch_wait < RING_BATCH_WAIT_NS and not (
+                        until_done and bf_load_acquire_int(<int *>&h.producer_done)):
+                    for j in range(64):
+                        ring_cpu_relax()
+                    continue
+            batch_wait = 0
             if t_first == 0:
                 t_first = ring_now_ns()
             if not until_done and avail > n - received:

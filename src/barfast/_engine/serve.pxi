@@ -1,8 +1,8 @@
-# serve.pxi — the built-in HTTP/1.1 target (`barfast serve`, class Server): listening socket, nogil epoll
-# Never: touches a Python object, allocates per request, raises, or reorders responses inside run(); never
-# keeps a request body (bodies are counted and skipped); never toggles epoll interest per request.
-# Invariants: the queue of a connection holds responses in request order (RFC 9112 §9.3.2); counters are
-# written only by the run() thread and read with relaxed atomic loads; every C name here starts with srv_.
+# serve.pxi — owns the built-in HTTP/1.1 target (`barfast serve`, class Server): socket, nogil epoll loop.
+# Never: Python objects, allocation per request, exceptions or reordered responses inside run().
+# Invariants: responses leave in request order (RFC 9112 §9.3.2); counters single-writer; C names srv_*.
+#
+# Bodies of requests are counted and skipped, never kept; epoll interest never changes per request.
 #
 # Speed by construction (the MEASURING.md floor): an unpipelined keep-alive request costs one read() and
 # one sendmsg(); epoll is level-triggered and write interest (EPOLLOUT) is armed only while a write would
@@ -344,6 +344,9 @@ ctypedef struct srv_counters_t:
     uint64_t bad_requests
     uint64_t stalls
     uint64_t accept_errors
+    uint64_t delayed            # delayed responses written (timer accuracy self-check below)
+    uint64_t late_ns_sum        # sum over them of (time of the sendmsg - due time)
+    uint64_t late_ns_max
     uint64_t status[SRV_MAX_STATUSES]
 
 ctypedef struct srv_t:
@@ -765,6 +768,7 @@ cdef int srv_flush(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
     cdef srv_ssize_t n
     cdef srv_out_t *o
     cdef srv_resp_t *rp
+    cdef uint64_t sent_ns = 0, late
     if c.flags & SRV_C_WBLOCK:
         return 0
     for i in range(c.qcount):
@@ -794,6 +798,8 @@ cdef int srv_flush(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
         off = 0
     if niov == 0:
         return 0
+    if c.q[c.qhead].due_ns:
+        sent_ns = srv_now_ns()
     n = srv_sendv(c.fd, iov, niov)
     if n < 0:
         if srv_would_block(srv_errno) or srv_errno == SRV_EINTR:
@@ -814,6 +820,12 @@ cdef int srv_flush(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
             c.qoff += <uint32_t>rem
             break
         rem -= ln
+        if o.due_ns and sent_ns:
+            late = sent_ns - o.due_ns if sent_ns > o.due_ns else 0
+            srv_add(&s.c.delayed, 1)
+            srv_add(&s.c.late_ns_sum, late)
+            if late > s.c.late_ns_max:
+                bf_store_relaxed_u64(&s.c.late_ns_max, late)
         c.qoff = 0
         c.qhead = (c.qhead + 1) & SRV_QMASK
         c.qcount -= 1
@@ -1190,6 +1202,9 @@ cdef class Server:
             "bad_requests": bf_load_relaxed_u64(&c.bad_requests),
             "stalls": bf_load_relaxed_u64(&c.stalls),
             "accept_errors": bf_load_relaxed_u64(&c.accept_errors),
+            "delayed": bf_load_relaxed_u64(&c.delayed),
+            "late_ns_sum": bf_load_relaxed_u64(&c.late_ns_sum),
+            "late_ns_max": bf_load_relaxed_u64(&c.late_ns_max),
         }
 
     def status_counts(self):

@@ -74,7 +74,7 @@ def _distribution(h: HdrHistogram) -> list[str]:
         level = it.percentile_level_iterated_to
         inv = f"{1 / (1 - level / 100):16.2f}" if level < 100 else f"{'inf':>16}"
         out.append(
-            f"    {value:12.3f} {level / 100:14.6f} {it.total_count_to_this_value:10d} {inv}"
+            f"    {value:12.6f} {level / 100:14.6f} {it.total_count_to_this_value:10d} {inv}"
         )
     return out
 
