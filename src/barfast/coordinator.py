@@ -76,6 +76,24 @@ def _log(msg: str) -> None:
     print(f"barfast: {msg}", file=sys.stderr, flush=True)
 
 
+TMP_PREFIX = "barfast-coord-"
+
+
+def _sweep_stale_dirs() -> None:
+    """Remove our uid's barfast-coord-PID-* folders whose coordinator process is gone."""
+    base = Path(tempfile.gettempdir())
+    for d in base.glob(f"{TMP_PREFIX}*"):
+        try:
+            pid = int(d.name[len(TMP_PREFIX) :].split("-", 1)[0])
+            if d.stat().st_uid != os.getuid() or pid == os.getpid():
+                continue
+            os.kill(pid, 0)  # alive (or not ours to judge): leave it
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (ValueError, OSError):
+            continue
+
+
 # --- peers ---------------------------------------------------------------------------------------
 @dataclass
 class Peer:
@@ -215,7 +233,10 @@ class Coordinator:
 
     def open(self) -> None:
         if self.n_local:
-            self.tmpdir = tempfile.mkdtemp(prefix="barfast-")  # 0700: only we reach the ipc socket
+            _sweep_stale_dirs()
+            # 0700: only we reach the ipc socket. The pid in the name lets a later run remove the
+            # folder of a coordinator that was SIGKILLed (it could not clean up after itself).
+            self.tmpdir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
             s = self._router()
             s.bind(f"ipc://{self.tmpdir}/coordinator")
             self.sockets.append(s)
