@@ -1,0 +1,218 @@
+"""Coordinator cost: 256 simulated workers, each sending one realistic snapshot per second.
+
+    flock /tmp/barfast-bench.lock python benchmarks/bench_coordinator.py [--workers 256] [--seconds 10]
+    python benchmarks/bench_coordinator.py --quick        # CI: 64 workers, 3 s
+
+A real `barfast run --bind ... --expect-workers N` coordinator (its own process, the real Merger) is fed
+by N real DEALER sockets living in a second process (the simulator) that speaks the real protocol:
+HELLO, ACK to the plan, then per worker one SNAPSHOT per second (spread evenly over the second) with
+three real HdrHistograms encoded by hdrh (about 2000 distinct latency values each, like a busy
+worker's second), a heartbeat per second, and a FINAL at the end. The figure is the coordinator
+process's CPU time (utime + stime from /proc/PID/stat) between the START and the FINALs, divided by
+the wall time: its share of one core. Target: < 10 % at 256 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (man 5 proc)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_histograms(n: int, seed: int) -> list[dict[str, bytes]]:
+    from hdrh.histogram import HdrHistogram
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        views = {}
+        for name, scale in (("latency", 400_000), ("uncorrected", 350_000), ("send_lag", 20_000)):
+            h = HdrHistogram(1, 3600 * 1_000_000_000, 3)
+            for _ in range(20_000):
+                h.record_value(max(1, int(rng.lognormvariate(0, 0.8) * scale)))
+            views[name] = h.encode()
+        out.append(views)
+    return out
+
+
+def simulate(endpoint: str, workers: int, seconds: float) -> int:
+    """The N workers, in this one process. Prints STARTED and ENDING for the measuring parent."""
+    import zmq
+
+    from barfast import protocol
+    from barfast.protocol import MsgKind
+
+    hists = make_histograms(8, 1)
+    ctx = zmq.Context()
+    socks = []
+    for i in range(workers):
+        s = ctx.socket(zmq.DEALER)
+        s.linger = 2000
+        s.connect(endpoint)
+        s.send(protocol.encode(MsgKind.HELLO, {"pid": 100000 + i, "host": "sim", "cpus": 1}))
+        socks.append(s)
+    poller = zmq.Poller()
+    for s in socks:
+        poller.register(s, zmq.POLLIN)
+    index: dict[zmq.Socket, int] = {}
+    started = 0
+    start_t = 0.0
+    deadline = time.monotonic() + 60
+    while started < workers and time.monotonic() < deadline:
+        for s, _ in poller.poll(100):
+            msg = protocol.decode(s.recv())
+            if msg.kind == MsgKind.PLAN:
+                index[s] = msg.body["worker"]
+                s.send(protocol.encode(MsgKind.ACK, {"worker": msg.body["worker"]}))
+            elif msg.kind == MsgKind.START:
+                started += 1
+                start_t = time.monotonic() + msg.body["start_in_ns"] / 1e9
+    if started < workers:
+        print(f"only {started} of {workers} simulated workers were started", file=sys.stderr)
+        return 1
+    print("STARTED", flush=True)
+    seq = [0] * workers
+    done = [0] * workers
+    end_t = start_t + seconds
+    # Each worker sends at its own offset within the second, as independent workers would.
+    next_send = [start_t + 1.0 + i / workers for i in range(workers)]
+    while True:
+        now = time.monotonic()
+        if now >= end_t:
+            break
+        for i, s in enumerate(socks):
+            if now >= next_send[i]:
+                done[i] += 40_000
+                snap = {
+                    "worker": index[s],
+                    "seq": seq[i],
+                    "final": False,
+                    "interval": seq[i],
+                    "elapsed_ns": int((now - start_t) * 1e9),
+                    "counters": {
+                        "started": done[i],
+                        "completed": done[i],
+                        "errors": 0,
+                        "in_flight": 0,
+                        "not_sent": 0,
+                        "bytes_rx": done[i] * 180,
+                        "bytes_tx": done[i] * 40,
+                    },
+                    "status": {200: done[i]},
+                    "errors": {},
+                    "hist": hists[(i + seq[i]) % len(hists)],
+                    "samples": 40_000,
+                    "interval_completed": 40_000,
+                    "interval_errors": 0,
+                    "cpu": {"user_s": 0.5 * seq[i], "sys_s": 0.3 * seq[i]},
+                }
+                # A real worker sends no separate heartbeat in a second that carried a snapshot.
+                s.send(protocol.encode(MsgKind.SNAPSHOT, snap))
+                seq[i] += 1
+                next_send[i] += 1.0
+        for s, _ in poller.poll(5):
+            while s.poll(0):
+                s.recv()  # the coordinator's heartbeats
+    print("ENDING", flush=True)
+    for i, s in enumerate(socks):
+        snap = {
+            "worker": index[s],
+            "seq": seq[i],
+            "final": True,
+            "interval": seq[i],
+            "elapsed_ns": int(seconds * 1e9),
+            "counters": {"started": done[i], "completed": done[i], "errors": 0},
+            "hist": hists[i % len(hists)],
+        }
+        s.send(protocol.encode(MsgKind.FINAL, snap))
+        s.send(protocol.encode(MsgKind.BYE, {"reason": "done"}))
+    for s in socks:
+        s.close()
+    ctx.term()
+    return 0
+
+
+def bench(workers: int, seconds: float) -> float:
+    port = free_port()
+    ep = f"tcp://127.0.0.1:{port}"
+    prefix = os.environ.get("BENCH_COORD_PREFIX", "").split()  # e.g. "-m cProfile -o FILE"
+    coord = subprocess.Popen(
+        [
+            sys.executable, *prefix, "-m", "barfast", "run",
+            "--bind", ep, "--expect-workers", str(workers), "--wait-timeout", "60s",
+            "-c", str(workers), "-d", f"{seconds + 2:g}s", "-q", "--json",
+            f"http://127.0.0.1:{free_port()}/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    sim = subprocess.Popen(
+        [sys.executable, __file__, "--simulate", ep, "--workers", str(workers),
+         "--seconds", str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert sim.stdout is not None
+        line = sim.stdout.readline().strip()
+        if line != "STARTED":
+            raise SystemExit(f"simulator failed: {line!r}; coordinator: {coord.stderr.read()}")
+        t0, c0 = time.monotonic(), cpu_seconds(coord.pid)
+        line = sim.stdout.readline().strip()
+        t1, c1 = time.monotonic(), cpu_seconds(coord.pid)
+        if line != "ENDING":
+            raise SystemExit(f"simulator failed: {line!r}")
+        sim.wait(30)
+        _, err = coord.communicate(timeout=60)
+        if coord.returncode != 0:
+            raise SystemExit(f"coordinator exited with {coord.returncode}: {err[-1000:]}")
+    finally:
+        for p in (sim, coord):
+            if p.poll() is None:
+                p.kill()
+    return (c1 - c0) / (t1 - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--workers", type=int, default=256)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--quick", action="store_true", help="CI mode: 64 workers for 3 s")
+    ap.add_argument("--simulate", metavar="ENDPOINT", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.simulate:
+        return simulate(args.simulate, args.workers, args.seconds)
+    if args.quick:
+        args.workers, args.seconds = 64, 3.0
+    share = bench(args.workers, args.seconds)
+    verdict = "OK" if share < 0.10 else "ABOVE TARGET"
+    print(
+        f"coordinator CPU with {args.workers} workers x 1 snapshot/s for {args.seconds:g} s: "
+        f"{share * 100:.1f}% of one core (target < 10%: {verdict})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,419 @@
+"""A worker: one engine in this process, driven by a coordinator over ZeroMQ (DEALER -> ROUTER).
+
+State machine of one run (protocol.py names the messages):
+
+    HELLO (every HEARTBEAT_INTERVAL_S until a PLAN comes) -> PLAN -> ACK -> START -> running:
+    SNAPSHOT ~1/s, HEARTBEAT ~1/s -> FINAL -> BYE -> close.
+
+The engine runs in a second thread (EngineRunner.run releases the GIL for the native loop); only the
+main thread touches the ZeroMQ socket (sockets are not thread-safe), so snapshots travel from the
+runner thread to the main thread through a queue, already encoded.
+
+Nothing keeps hammering a target when the coordinator is gone: once a plan has been received, a
+coordinator silent for WORKER_LOST_AFTER_S stops the engine (runner.stop(), which returns within
+milliseconds) and the worker exits with code 3. Local workers additionally ask the kernel for SIGKILL
+when their parent dies (prctl PR_SET_PDEATHSIG, man 2 prctl), so a SIGKILLed coordinator takes its
+local workers with it at once.
+
+`barfast worker --connect tcp://HOST:PORT` (remote) serves runs one after another, each on a fresh
+socket, and exits 0 when no plan arrives within --idle-timeout; local workers (`python -m
+barfast.worker`, started by the coordinator) serve exactly one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+import zmq
+
+from barfast import protocol
+from barfast.config import (
+    HEARTBEAT_INTERVAL_S,
+    WORKER_LOST_AFTER_S,
+    available_cpus,
+    parse_duration,
+)
+from barfast.protocol import MsgKind
+from barfast.status import BarfastError, ExitCode, ProtocolError, UsageError
+
+POLL_MS = 50  # main-loop granularity: bounds how late a lost coordinator is noticed
+LOCAL_IDLE_TIMEOUT_S = 30.0
+FINAL_LINGER_MS = 2000  # give FINAL/BYE this long to leave after a normal end
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+_SIGINTS = [0]  # set by the SIGINT handler; the loop acts on it (no KeyboardInterrupt mid-send)
+
+
+def _count_sigint(signum: int, frame: Any) -> None:
+    _SIGINTS[0] += 1
+
+
+def _log(msg: str) -> None:
+    print(f"barfast worker[{os.getpid()}]: {msg}", file=sys.stderr, flush=True)
+
+
+def set_parent_death_signal(parent_pid: int) -> None:
+    """Die with SIGKILL when the parent (the coordinator) dies; exit now if it is already gone."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the heartbeat timeout still applies
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect (man 2 prctl)
+        os._exit(int(ExitCode.NO_LOAD))
+
+
+def check_endpoint(connect: str) -> str:
+    if not connect.startswith(("tcp://", "ipc://")):
+        raise UsageError(f"bad --connect {connect!r}: expected tcp://HOST:PORT (or ipc://PATH)")
+    if connect.startswith("tcp://"):
+        rest = connect[6:]
+        host, sep, port = rest.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UsageError(f"bad --connect {connect!r}: expected tcp://HOST:PORT")
+    return connect
+
+
+class _Curve:
+    def __init__(self, public: bytes, secret: bytes, server: bytes):
+        self.public, self.secret, self.server = public, secret, server
+
+    def apply(self, sock: zmq.Socket[Any]) -> None:
+        sock.curve_publickey = self.public
+        sock.curve_secretkey = self.secret
+        sock.curve_serverkey = self.server
+
+
+class _Run:
+    """One run on one fresh DEALER socket. `serve()` returns an exit code, or None when idle."""
+
+    def __init__(
+        self, ctx: zmq.Context[Any], endpoint: str, curve: _Curve | None, idle_timeout_s: float
+    ):
+        self.ctx = ctx
+        self.endpoint = endpoint
+        self.idle_timeout_s = idle_timeout_s
+        self.sock = ctx.socket(zmq.DEALER)
+        # Our own routing id: after a transient TCP break ZeroMQ reconnects under the same name, so
+        # the coordinator (ROUTER_HANDOVER) keeps talking to the same worker instead of a stranger.
+        self.sock.setsockopt(zmq.ROUTING_ID, uuid.uuid4().bytes)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDHWM, 1000)
+        self.sock.setsockopt(zmq.RCVHWM, 1000)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
+        self.sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        self.monitor: zmq.Socket[Any] | None = None
+        self.handshake_warned = False
+        self.poller = zmq.Poller()
+        if curve is not None:
+            curve.apply(self.sock)
+            # A refused handshake is otherwise invisible (ZeroMQ just reconnects): watch for it.
+            mon_ep = f"inproc://barfast-worker-monitor-{id(self)}"
+            self.sock.monitor(
+                mon_ep,
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+            )
+            self.monitor = ctx.socket(zmq.PAIR)
+            self.monitor.connect(mon_ep)
+            self.poller.register(self.monitor, zmq.POLLIN)
+        self.sock.connect(endpoint)
+        self.poller.register(self.sock, zmq.POLLIN)
+        self.out: queue.Queue[tuple[MsgKind, dict[str, Any]]] = queue.Queue()
+        self.runner: Any = None
+        self.thread: threading.Thread | None = None
+        self.worker_index = -1
+        self.stopping = False
+        self.interrupted = False
+
+    # -- sending ----------------------------------------------------------------------------------
+    def send(self, kind: MsgKind, body: dict[str, Any] | None = None) -> None:
+        # EAGAIN at the HWM means the coordinator is gone or stalled: liveness decides, not us.
+        with contextlib.suppress(zmq.Again):
+            self.sock.send(protocol.encode(kind, body), zmq.NOBLOCK)
+
+    def hello(self) -> None:
+        self.send(
+            MsgKind.HELLO,
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "cpus": available_cpus(),
+                "name": f"{socket.gethostname()}:{os.getpid()}",
+            },
+        )
+
+    # -- the engine thread ------------------------------------------------------------------------
+    def _on_snapshot(self, snap: dict[str, Any]) -> None:
+        kind = MsgKind.FINAL if snap.get("final") else MsgKind.SNAPSHOT
+        self.out.put((kind, snap))
+
+    def _run_engine(self, start_ns: int) -> None:
+        try:
+            self.runner.run(start_ns)
+        except BaseException as exc:  # the engine failed: the coordinator must hear why
+            reason = str(exc) or type(exc).__name__
+            code = getattr(exc, "exit_code", ExitCode.NO_LOAD)
+            self.out.put((MsgKind.ERROR, {"reason": reason, "code": int(code)}))
+
+    def _accept_plan(self, body: dict[str, Any]) -> bool:
+        from barfast.plan import WorkerPlan
+        from barfast.runner import EngineRunner
+
+        self.worker_index = int(body["worker"])
+        try:
+            plan = WorkerPlan.from_dict(body["plan"])
+            self.runner = EngineRunner(plan, self._on_snapshot)
+        except Exception as exc:
+            reason = str(exc) or type(exc).__name__
+            code = int(getattr(exc, "exit_code", ExitCode.NO_LOAD))
+            self.send(MsgKind.ERROR, {"reason": reason, "code": code, "worker": self.worker_index})
+            _log(f"cannot start: {reason}")
+            return False
+        self.send(MsgKind.ACK, {"worker": self.worker_index})
+        return True
+
+    def _stop_engine(self) -> None:
+        if self.runner is not None and not self.stopping:
+            self.stopping = True
+            self.runner.stop()
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def serve(self) -> int | None:
+        now = time.monotonic()
+        idle_deadline = now + self.idle_timeout_s
+        last_heard = now  # from the coordinator
+        last_sent = 0.0
+        have_plan = False
+        started = False
+        final_sent = False
+        while True:
+            now = time.monotonic()
+            if not have_plan:
+                if now >= idle_deadline:
+                    return None
+                if now - last_sent >= HEARTBEAT_INTERVAL_S:
+                    self.hello()  # repeated: a coordinator that starts (or restarts) later still hears it
+                    last_sent = now
+            else:
+                if now - last_heard >= WORKER_LOST_AFTER_S:
+                    self._stop_engine()
+                    self._join(5.0)
+                    _log(f"coordinator silent for {WORKER_LOST_AFTER_S:g} s: load stopped, exiting")
+                    return int(ExitCode.NO_LOAD)
+                if now - last_sent >= HEARTBEAT_INTERVAL_S:
+                    self.send(MsgKind.HEARTBEAT, {"state": "running" if started else "ready"})
+                    last_sent = now
+            # forward what the engine thread produced
+            while True:
+                try:
+                    kind, body = self.out.get_nowait()
+                except queue.Empty:
+                    break
+                if kind == MsgKind.ERROR:
+                    body["worker"] = self.worker_index
+                    _log(f"engine failed: {body['reason']}")
+                    self.send(kind, body)
+                    return self._finish(int(ExitCode.NO_LOAD))
+                self.send(kind, body)
+                last_sent = now
+                if kind == MsgKind.FINAL:
+                    final_sent = True
+            if final_sent:
+                self._join(5.0)
+                self.send(MsgKind.BYE, {"reason": "done"})
+                return self._finish(int(ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK))
+            if _SIGINTS[0] and not self.interrupted:  # Ctrl-C on a remote worker
+                self.interrupted = True
+                if not started:
+                    return int(ExitCode.INTERRUPTED)
+                if self.runner is not None:
+                    self.runner.interrupt()  # final snapshot marked "interrupted"
+                self._stop_engine()
+            events = dict(self.poller.poll(POLL_MS))
+            if self.monitor is not None and self.monitor in events:
+                refused = self._handshake_failure()
+                if refused is not None:
+                    self._stop_engine()
+                    self._join(5.0)
+                    raise UsageError(refused)
+            if self.sock not in events:
+                continue
+            while True:
+                try:
+                    frame = self.sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    msg = protocol.decode(frame)
+                except ProtocolError as exc:
+                    _log(f"refusing coordinator message: {exc}")
+                    if isinstance(exc, protocol.ProtocolVersionError):
+                        self._stop_engine()
+                        self._join(5.0)
+                        return int(ExitCode.NO_LOAD)
+                    continue
+                last_heard = time.monotonic()
+                kind = msg.kind
+                if kind == MsgKind.PLAN and not have_plan:
+                    if not self._accept_plan(msg.body):
+                        return self._finish(int(ExitCode.NO_LOAD))
+                    have_plan = True
+                elif kind == MsgKind.START and have_plan and not started:
+                    start_ns = time.monotonic_ns() + max(0, int(msg.body["start_in_ns"]))
+                    self.thread = threading.Thread(
+                        target=self._run_engine,
+                        args=(start_ns,),
+                        name="barfast-engine",
+                        daemon=True,
+                    )
+                    self.thread.start()
+                    started = True
+                elif kind == MsgKind.STOP:
+                    if not started:
+                        return self._finish(int(ExitCode.OK))
+                    self._stop_engine()
+                elif kind == MsgKind.ERROR:
+                    _log(f"coordinator error: {msg.body['reason']}")
+                    self._stop_engine()
+                    self._join(5.0)
+                    return int(ExitCode.NO_LOAD)
+                # HEARTBEAT: liveness only (last_heard above)
+
+    def _handshake_failure(self) -> str | None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        assert self.monitor is not None
+        try:
+            ev = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        if ev["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return (
+                f"the coordinator at {self.endpoint} refused this worker: not authorised "
+                "(is this worker's NAME.key in the coordinator's --curve-clients folder?)"
+            )
+        # Other handshake failures also happen when a coordinator closes mid-handshake: keep
+        # trying (ZeroMQ reconnects), but say it once, since a wrong --curve-server looks the same.
+        if not self.handshake_warned:
+            self.handshake_warned = True
+            _log(
+                f"CURVE handshake with {self.endpoint} failed; retrying "
+                "(is --curve-server the coordinator's public key?)"
+            )
+        return None
+
+    def _join(self, timeout_s: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout_s)
+
+    def _finish(self, code: int) -> int:
+        # After a normal end, let FINAL and BYE leave before the socket goes.
+        self.sock.setsockopt(zmq.LINGER, FINAL_LINGER_MS)
+        return code
+
+    def close(self) -> None:
+        if self.monitor is not None:
+            self.sock.disable_monitor()
+            self.monitor.close(linger=0)
+        self.sock.close()
+
+
+def _curve_from_files(curve_secret: str | None, curve_server: str | None) -> _Curve | None:
+    if curve_secret is None and curve_server is None:
+        return None
+    if curve_secret is None or curve_server is None:
+        raise UsageError("CURVE needs both --curve-secret (this worker) and --curve-server")
+    from barfast.keys import load_public, load_secret
+
+    public, secret = load_secret(curve_secret, "--curve-secret")
+    server = load_public(curve_server, "--curve-server")
+    return _Curve(public, secret, server)
+
+
+def serve_runs(connect: str, curve: _Curve | None, idle_timeout_s: float, once: bool) -> int:
+    ctx = zmq.Context()
+    try:
+        code = int(ExitCode.OK)
+        while True:
+            run = _Run(ctx, connect, curve, idle_timeout_s)
+            try:
+                result = run.serve()
+            finally:
+                run.close()
+            if _SIGINTS[0]:
+                return int(ExitCode.INTERRUPTED)
+            if result is None:
+                if once:
+                    _log(f"no plan from {connect} within {idle_timeout_s:g} s; exiting")
+                    return int(ExitCode.NO_LOAD)
+                _log(f"no coordinator at {connect} for {idle_timeout_s:g} s; exiting")
+                return code
+            code = result
+            if once or result == ExitCode.INTERRUPTED:
+                return result
+    finally:
+        ctx.term()
+
+
+def worker_command(
+    connect: str,
+    curve_secret: str | None = None,
+    curve_server: str | None = None,
+    idle_timeout: str = "60s",
+) -> int:
+    """`barfast worker`: serve plans from the coordinator at `connect` until idle for idle_timeout."""
+    check_endpoint(connect)
+    idle_ns = parse_duration(idle_timeout, "--idle-timeout")
+    if idle_ns <= 0:
+        raise UsageError(f"bad --idle-timeout {idle_timeout!r}: must be positive")
+    curve = _curve_from_files(curve_secret, curve_server)
+    if curve is None and connect.startswith("tcp://"):
+        host = connect[6:].rpartition(":")[0].strip("[]")
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            _log(
+                f"warning: connecting to {connect} without CURVE: plans and results travel in clear"
+            )
+    _log(f"waiting for plans from {connect} (exits after {idle_timeout} without one)")
+    old = signal.signal(signal.SIGINT, _count_sigint)
+    try:
+        return serve_runs(connect, curve, idle_ns / 1e9, once=False)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _local_main(argv: list[str]) -> int:
+    """Entry of a local worker started by the coordinator: one run, dies with its parent."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m barfast.worker")
+    ap.add_argument("--connect", required=True)
+    ap.add_argument("--parent", type=int, required=True)
+    ap.add_argument("--idle-timeout", type=float, default=LOCAL_IDLE_TIMEOUT_S)
+    args = ap.parse_args(argv)
+    set_parent_death_signal(args.parent)
+    # Ctrl-C on a terminal reaches the whole process group; the coordinator stops us with STOP so
+    # that our FINAL snapshot still makes it into the partial report.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return serve_runs(check_endpoint(args.connect), None, args.idle_timeout, once=True)
+    except BarfastError as exc:
+        _log(str(exc))
+        return int(exc.exit_code)
+
+
+if __name__ == "__main__":
+    sys.exit(_local_main(sys.argv[1:]))

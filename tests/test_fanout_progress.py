@@ -1,0 +1,65 @@
+"""progress.py: what each mode writes (to a real stream), and that quiet writes nothing."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from barfast import progress
+from barfast.progress import Progress, ProgressStats, choose_mode, format_line
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_choose_mode() -> None:
+    assert choose_mode(True, Tty()) == "off"
+    assert choose_mode(False, Tty()) == "live"
+    assert choose_mode(False, io.StringIO()) == "plain"
+
+
+def test_format_line_has_every_figure() -> None:
+    st = ProgressStats(2.0, 8.0, 1234, 0, 617.0, 0.25, 1.5, 3, 2, 3)
+    line = format_line(st)
+    for needle in ("2.0s", "remaining   8.0s", "requests 1234", "617 req/s", "p50 0.25ms",
+                   "p99 1.50ms", "errors 3", "workers 2/3"):  # fmt: skip
+        assert needle in line, needle
+    st = ProgressStats(2.0, None, 10, 100, 5.0, None, None, 0, 1, 1)
+    line = format_line(st)
+    assert "remaining" not in line and "requests 10/100" in line and "p50" not in line
+
+
+def _tick(p: Progress, requests: int) -> ProgressStats:
+    return p.tick(elapsed_s=1.0, remaining_s=1.0, requests=requests, target_requests=0, errors=0,
+                  workers_alive=1, workers_total=1, p50_ms=0.5, p99_ms=0.9)  # fmt: skip
+
+
+def test_plain_lines_are_rate_limited(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    p = Progress("plain", out)
+    _tick(p, 10)
+    assert out.getvalue() == ""  # the first line waits PLAIN_EVERY_S: short runs stay quiet
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    st = _tick(p, 20)
+    assert out.getvalue().count("\n") == 1 and "requests 20" in out.getvalue()
+    assert st.rps > 0
+
+
+def test_live_display_on_a_terminal() -> None:
+    out = Tty()
+    p = Progress("live", out)
+    _tick(p, 42)
+    p.close()
+    text = out.getvalue()
+    assert "workers alive" in text and "42" in text
+
+
+def test_quiet_writes_nothing() -> None:
+    out = Tty()
+    p = Progress("off", out)
+    _tick(p, 42)
+    p.close()
+    assert out.getvalue() == ""
