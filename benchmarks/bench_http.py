@@ -116,7 +116,7 @@ def timed(cmd: list[str], timeout_s: float) -> tuple[str, float]:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
-        raise RuntimeError(f"{cmd[2:4]} exited {out.returncode}: {out.stderr.strip()[-400:]}")
+        raise RuntimeError(f"{cmd[2:4]} exited {out.returncode}: {(out.stdout + out.stderr).strip()[-400:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return out.stdout, cpu
 
@@ -134,7 +134,7 @@ def _wrk_count(text: str) -> tuple[int, float]:
 
 def run_wrk(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
     out, cpu_s = timed(
-        ["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{dur}s", url], dur + 30
+        ["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{dur:g}s", url], dur + 30
     )
     n, secs = _wrk_count(out)
     return {"requests": n, "rps": n / secs, "cpu_s": cpu_s}
@@ -195,7 +195,7 @@ def run_ab(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
 
 def run_h2load(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
     out, cpu_s = timed(
-        ["taskset", "-c", cpu, "h2load", "--h1", "-c", str(conns), "-D", str(dur), url], dur + 30
+        ["taskset", "-c", cpu, "h2load", "--h1", "-c", str(conns), "-D", f"{dur:g}", url], dur + 30
     )
     m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     secs = re.search(r"finished in ([\d.]+)(m?s)", out)
