@@ -116,7 +116,9 @@ def timed(cmd: list[str], timeout_s: float) -> tuple[str, float]:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
-        raise RuntimeError(f"{cmd[2:4]} exited {out.returncode}: {(out.stdout + out.stderr).strip()[-400:]}")
+        raise RuntimeError(
+            f"{cmd[2:4]} exited {out.returncode}: {(out.stdout + out.stderr).strip()[-400:]}"
+        )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return out.stdout, cpu
 
