@@ -203,7 +203,7 @@ def test_fixed_delay_corrected_median_is_the_delay() -> None:
     check_accounting(rep)
     assert rep["errors"] == {}
     lat, unc = rep["latency_ms"], rep["latency_uncorrected_ms"]
-    assert 20 - 0.016 <= lat["min"] and 20 - 0.016 <= unc["min"], (lat, unc)
+    assert min(lat["min"], unc["min"]) >= 20 - 0.016, (lat, unc)
     assert 20 <= lat["p50"] <= 22, lat
     assert abs(lat["p50"] - unc["p50"]) < 1, (lat, unc)  # nothing queued: the views agree
     assert rep["requests"]["completed"] >= 0.99 * 400 - 20  # minus up to 20 in flight at the end
