@@ -36,10 +36,27 @@ cdef enum:
     LOOP_BACKOFF_MIN_NS = 10000000   # first retry delay after a failed connect
     LOOP_BACKOFF_MAX_NS = 1000000000 # doubling up to this
     LOOP_STATUS_MAX = 1000           # status codes 0..999 are counted individually
-    # Open-loop pacing: sleep in epoll_pwait2 until LOOP_SPIN_NS before the next intended send, then
-    # poll epoll with a zero timeout until it is due (hrtimer wake-ups are late by several µs to
-    # tens of µs on a VM even with 1 ns timer slack).
-    LOOP_SPIN_NS = 20000
+    # Open-loop pacing: sleep in epoll_pwait2 until `spin_ns` before the next intended send, then
+    # poll epoll with a zero timeout until it is due. hrtimer wake-ups are late, even with 1 ns timer
+    # slack: measured on this project's 2-CPU VMs (benchmarks/README.md, "Open-loop pacing") a
+    # timed epoll_pwait2 / clock_nanosleep / timerfd wake-up is late by ~15-40 µs at the median and
+    # ~30-200 µs at p99, and costs ~20-28 µs of CPU itself (all three alike). So:
+    #   - the spin window adapts (LOOP_SPIN_AUTO, the default): it follows a high envelope of the
+    #     measured lateness of our own timed wake-ups (fast up, slow down; roughly their p95-p99),
+    #     clamped to [LOOP_SPIN_MIN_NS, LOOP_SPIN_MAX_NS]; a fixed window can be set for benchmarks;
+    #   - the spin follows a timed sleep only ("armed" by that sleep, disarmed by the next send).
+    #     When the next send is closer than the window without having slept (high rates: the gap
+    #     between sends is shorter than the window), the loop sleeps until the send itself instead
+    #     of spinning: a spin there would keep the thread at 100 % CPU between every pair of sends,
+    #     starve the process's own ring-draining thread on the same CPU (time-slice preemptions of
+    #     ms: the p99.9 lag explodes) and cost as much CPU as the wake-ups it avoids.
+    #   - coalesce_ns (benchmark knob, 0 by default) trades lag for CPU: wake at most once per
+    #     window after a send is due and send everything due then (each wake-up costs ~20 µs here).
+    LOOP_SPIN_INIT_NS = 20000
+    LOOP_SPIN_MIN_NS = 2000
+    LOOP_SPIN_MAX_NS = 150000
+    LOOP_SPIN_UP_SHIFT = 2           # envelope: move 1/4 of the way up to a later wake-up...
+    LOOP_SPIN_DOWN_SHIFT = 6         # ...and 1/64 of the way down to an earlier one
 
 
 ctypedef struct loop_counters_t:
@@ -81,7 +98,12 @@ ctypedef struct engine_t:
     bint open_loop
     bint stopping            # set when the loop decided to end: no new requests begin
     bint no_pwait2           # epoll_pwait2 returned ENOSYS once: use epoll_wait
-    uint64_t spin_ns         # pacing: poll instead of sleeping this close to a send (LOOP_SPIN_NS)
+    uint64_t spin_ns         # pacing: poll instead of sleeping this close to a send
+    bint spin_auto           # spin_ns follows the measured wake-up lateness (the default)
+    bint spin_armed          # a timed pacing sleep ended spin_ns before the next send: spin to it
+    uint64_t coalesce_ns     # pacing: wake this long after a send is due (0: at its time)
+    uint64_t pace_sleeps     # timed pacing sleeps that ended by their timeout (benchmark stats)
+    uint64_t pace_late_sum   # their summed lateness past the wake target, ns
     uint16_t endpoint
     uint64_t requests        # bound on started requests (0: none)
     uint64_t duration_ns
@@ -332,6 +354,7 @@ cdef inline void loop_send_scheduled(engine_t *e, conn_t *c) noexcept nogil:
     """Open loop: the next schedule entry goes out on idle slot c, keeping its intended time."""
     cdef uint64_t t = e.pacing.next_ns
     pacing_advance(&e.pacing)
+    e.spin_armed = 0
     loop_begin(e, c, t, BF_FLAG_OPEN_LOOP)
     loop_send(e, c)
 
@@ -551,6 +574,25 @@ cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
 
 # ------------------------------------------------------------------ the loop
 
+cdef inline void loop_spin_learn(engine_t *e, uint64_t woke, uint64_t target) noexcept nogil:
+    """A timed pacing sleep ended by its timeout at `woke` for `target`: learn its lateness."""
+    cdef uint64_t late = woke - target if woke > target else 0
+    cdef uint64_t m = e.spin_ns
+    e.pace_sleeps += 1
+    e.pace_late_sum += late
+    if not e.spin_auto:
+        return
+    if late > m:
+        m += (late - m) >> LOOP_SPIN_UP_SHIFT
+    else:
+        m -= (m - late) >> LOOP_SPIN_DOWN_SHIFT
+    if m < LOOP_SPIN_MIN_NS:
+        m = LOOP_SPIN_MIN_NS
+    elif m > LOOP_SPIN_MAX_NS:
+        m = LOOP_SPIN_MAX_NS
+    e.spin_ns = m
+
+
 cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) noexcept nogil:
     """Wait for events until `until` (ns). Pacing waits sleep until spin_ns before the intended
     time, then poll with a zero timeout (the spin) until it is due."""
@@ -561,18 +603,27 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
     delta = until - now
     if pacing_wait:
-        if delta <= e.spin_ns:
+        if e.spin_armed:
+            # inside the window after a timed sleep: poll until the send is due
             return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
-        delta -= e.spin_ns
+        if delta > e.spin_ns:
+            delta -= e.spin_ns
+        # else: closer than the window without having slept (a high rate): sleep until the send
+        # itself, no spin (see LOOP_SPIN_* above).
     if not e.no_pwait2:
         # ns timeout: a wait for the scan or the deadline must not overshoot a send that becomes
         # due meanwhile (epoll_wait's int ms timeout rounds up by up to 1 ms).
         clock_ns_to_timespec(delta, &ts)
         n = epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts, NULL)
+        if n == 0 and pacing_wait:
+            loop_spin_learn(e, clock_now_ns(), now + delta)
+            if now + delta < until:
+                e.spin_armed = 1
         if n >= 0 or errno != ENOSYS:   # kernel < 5.11: fall back to ms waits
             return n
         e.no_pwait2 = 1
     return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, <int>((delta + 999999) // 1000000))
+
 
 
 cdef bint loop_done(engine_t *e, uint64_t now) noexcept nogil:
@@ -648,8 +699,13 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         pacing_wait = 0
         if e.open_loop and e.pacing.next_ns <= until and (
                 e.nfree > 0 or (e.n_connecting == 0 and e.nslots < e.max_conns)):
-            until = e.pacing.next_ns
-            pacing_wait = 1
+            if e.coalesce_ns:
+                # benchmark knob: no spin, wake once per window after the first due send
+                if e.pacing.next_ns + e.coalesce_ns < until:
+                    until = e.pacing.next_ns + e.coalesce_ns
+            else:
+                until = e.pacing.next_ns
+                pacing_wait = 1
         n = loop_wait(e, now, until, pacing_wait)
         for j in range(n):
             key = e.events[j].data.u64
@@ -756,7 +812,8 @@ cdef class Engine:
         e.timeout_ns = timeout_ns
         e.connect_timeout_ns = connect_timeout_ns
         e.start_ns = start_ns
-        e.spin_ns = LOOP_SPIN_NS
+        e.spin_ns = LOOP_SPIN_INIT_NS
+        e.spin_auto = 1
         e.open_loop = rate > 0.0 or bool(stages)
         if e.open_loop:
             pacing_setup(&e.pacing, rate, stages, arrival, seed, requests)
@@ -813,9 +870,31 @@ cdef class Engine:
         """Thread-safe; run() returns within a few ms (pending not-sent entries are counted)."""
         bf_store_release_int(&self.e.stop_flag, 1)
 
-    def _set_spin_ns(self, uint64_t spin_ns) -> None:
-        """Benchmark knob: the pacing spin window (default LOOP_SPIN_NS). Set before run()."""
-        self.e.spin_ns = spin_ns
+    def _set_spin_ns(self, spin_ns) -> None:
+        """Benchmark knob: a fixed pacing spin window in ns, or None for the adaptive default.
+        Set before run()."""
+        if spin_ns is None:
+            self.e.spin_ns = LOOP_SPIN_INIT_NS
+            self.e.spin_auto = 1
+        else:
+            self.e.spin_ns = <uint64_t>spin_ns
+            self.e.spin_auto = 0
+
+    def _set_coalesce_ns(self, uint64_t coalesce_ns) -> None:
+        """Benchmark knob: wake at most once per `coalesce_ns` after a send is due and send all
+        that are due (no spin); 0 (the default) wakes for each send. Set before run()."""
+        self.e.coalesce_ns = coalesce_ns
+
+    def _pacing_stats(self) -> dict:
+        """Benchmark stats (read after run()): the spin window at the end, how many timed pacing
+        sleeps ended by their timeout, and their mean lateness past the wake target."""
+        cdef engine_t *e = self.e
+        return {
+            "spin_ns": e.spin_ns,
+            "spin_auto": bool(e.spin_auto),
+            "timed_sleeps": e.pace_sleeps,
+            "late_ns_mean": e.pace_late_sum / e.pace_sleeps if e.pace_sleeps else 0.0,
+        }
 
     def now_ns(self) -> int:
         return clock_now_ns()
