@@ -41,9 +41,12 @@ cdef enum:
     # slack: measured on this project's 2-CPU VMs (benchmarks/README.md, "Open-loop pacing") a
     # timed epoll_pwait2 / clock_nanosleep / timerfd wake-up is late by ~15-40 µs at the median and
     # ~30-200 µs at p99, and costs ~20-28 µs of CPU itself (all three alike). So:
-    #   - the spin window adapts (LOOP_SPIN_AUTO, the default): it follows a high envelope of the
-    #     measured lateness of our own timed wake-ups (fast up, slow down; roughly their p95-p99),
-    #     clamped to [LOOP_SPIN_MIN_NS, LOOP_SPIN_MAX_NS]; a fixed window can be set for benchmarks;
+    #   - the spin window adapts (spin_auto, the default): it tracks the p99 of the measured
+    #     lateness of our own timed wake-ups by stochastic approximation with fixed steps (up
+    #     LOOP_SPIN_UP_NS when a wake-up was later than the window, down LOOP_SPIN_DOWN_NS when not:
+    #     the drift is zero where P(late > window) = DOWN / (UP + DOWN) = 1 %), so one preempted
+    #     wake-up of a few ms moves it by one step, not by its size; clamped to
+    #     [LOOP_SPIN_MIN_NS, LOOP_SPIN_MAX_NS]. A fixed window can be set for benchmarks;
     #   - the spin follows a timed sleep only ("armed" by that sleep, disarmed by the next send).
     #     When the next send is closer than the window without having slept (high rates: the gap
     #     between sends is shorter than the window), the loop sleeps until the send itself instead
@@ -54,9 +57,9 @@ cdef enum:
     #     window after a send is due and send everything due then (each wake-up costs ~20 µs here).
     LOOP_SPIN_INIT_NS = 20000
     LOOP_SPIN_MIN_NS = 2000
-    LOOP_SPIN_MAX_NS = 150000
-    LOOP_SPIN_UP_SHIFT = 2           # envelope: move 1/4 of the way up to a later wake-up...
-    LOOP_SPIN_DOWN_SHIFT = 6         # ...and 1/64 of the way down to an earlier one
+    LOOP_SPIN_MAX_NS = 100000
+    LOOP_SPIN_UP_NS = 9900
+    LOOP_SPIN_DOWN_NS = 100
 
 
 ctypedef struct loop_counters_t:
@@ -582,10 +585,11 @@ cdef inline void loop_spin_learn(engine_t *e, uint64_t woke, uint64_t target) no
     e.pace_late_sum += late
     if not e.spin_auto:
         return
+    # `late` is past the wake target (send time - m): the send itself was late iff late > m.
     if late > m:
-        m += (late - m) >> LOOP_SPIN_UP_SHIFT
-    else:
-        m -= (m - late) >> LOOP_SPIN_DOWN_SHIFT
+        m += LOOP_SPIN_UP_NS
+    elif m > LOOP_SPIN_DOWN_NS:
+        m -= LOOP_SPIN_DOWN_NS
     if m < LOOP_SPIN_MIN_NS:
         m = LOOP_SPIN_MIN_NS
     elif m > LOOP_SPIN_MAX_NS:
