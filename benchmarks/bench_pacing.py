@@ -8,9 +8,10 @@ worker on loopback.
 Pin it the way MEASURING.md says (nginx on CPU 1 via --nginx-cpu, this process on CPU 0 via
 taskset) for figures that mean something; on a shared machine read the ratios, not the absolutes.
 
-"sustainable" is 50 % of the closed-loop maximum measured at the start. The closed-loop reference
-(CPU per request at full speed, 50 connections) is measured before and after the open-loop runs; the
-ratio uses their mean. --spins lists pacing modes: "auto" (the engine's adaptive default), a fixed
+"sustainable" is 50 % of the closed-loop maximum measured at the start of each round. The
+closed-loop reference (CPU per request at full speed, same connections) is measured at the start of
+every round; each open-loop run's ratio uses its round's reference, and the summary gives medians
+over rounds (MEASURING.md: alternate, quote medians). --spins lists pacing modes: "auto" (the engine's adaptive default), a fixed
 spin window in µs, or "cN": no spin, one wake-up per N µs sending all that is due (lag for CPU). CPU is the engine thread's own (RUSAGE_THREAD): the ring drain is not counted.
 """
 
@@ -143,10 +144,39 @@ def one_run(
 
 
 def closed_reference(port: int, conns: int, dur_ns: int) -> dict:
-    cl = one_run(port, conns, dur_ns, 0.0)
+    cl = one_run(port, conns, dur_ns // 2, 0.0)
     return {
-        "rps": cl["completed"] / (dur_ns / S),
+        "rps": cl["completed"] / (dur_ns / 2 / S),
         "cpu_us_per_req": cl["cpu_s"] / max(1, cl["completed"]) * 1e6,
+    }
+
+
+def parse_mode(text: str) -> tuple[int | None, int]:
+    """'auto' -> (None, 0); '20' -> (20 µs fixed spin, 0); 'c500' -> (None, coalesce 500 µs)."""
+    if text.startswith("c"):
+        return None, int(float(text[1:]) * 1000)
+    if text == "auto":
+        return None, 0
+    return int(float(text) * 1000), 0
+
+
+def measure(port: int, conns: int, dur: int, rate: float, mode: str) -> dict:
+    spin, coalesce = parse_mode(mode)
+    o = one_run(port, conns, dur, rate, spin_ns=spin, coalesce_ns=coalesce)
+    lag = o["lag"]
+    p = np.percentile(lag, [50, 99, 99.9]) / 1000 if len(lag) else [float("nan")] * 3
+    st = o["pacing"]
+    return {
+        "mode": mode,
+        "rate": round(rate, 1),
+        "achieved_over_target": o["completed"] / (rate * dur / S),
+        "lag_p50_us": float(p[0]),
+        "lag_p99_us": float(p[1]),
+        "lag_p999_us": float(p[2]),
+        "not_sent": int(o["not_sent"]),
+        "cpu_us_per_req": o["cpu_s"] / max(1, o["completed"]) * 1e6,
+        "spin_end_us": st["spin_ns"] / 1000,
+        "wake_late_us_mean": st["late_ns_mean"] / 1000,
     }
 
 
@@ -157,85 +187,89 @@ def main() -> None:
     ap.add_argument(
         "--spins",
         default="auto,0,20",
-        help="auto, fixed windows in µs, or cN: coalesce sends once per N µs",
+        help="pacing modes: auto, a fixed spin window in µs, or cN: coalesce sends per N µs",
     )
+    ap.add_argument("--repeat", type=int, default=1, help="rounds (modes alternate in each)")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--nginx-cpu", type=int, default=None)
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     dur = (1 if args.quick else 3) * S
+    modes = args.spins.split(",")
     proc, port = start_nginx(args.nginx_cpu)
-    rows: list[dict] = []
+    runs: list[dict] = []
+    closed: list[dict] = []
     try:
-        ref0 = closed_reference(port, args.connections, dur)
-        rates = [
-            ref0["rps"] * 0.5 if r == "sustainable" else float(r) for r in args.rates.split(",")
-        ]
-        print(
-            f"closed loop: {ref0['rps']:.0f} req/s, {ref0['cpu_us_per_req']:.2f} µs CPU/request; "
-            f"sustainable = {rates[-1]:.0f} req/s"
-        )
-        print(
-            f"{'spin':>5} {'rate':>7} {'achieved/target':>16} {'lag p50 µs':>11} {'p99 µs':>8} "
-            f"{'p99.9 µs':>9} {'not_sent':>9} {'cpu µs/req':>11} {'spin end µs':>12} "
-            f"{'wake late µs':>13}"
-        )
-        for spin_txt in args.spins.split(","):
-            spin: int | None = None
-            coalesce = 0
-            if spin_txt.startswith("c"):  # cN: coalesce sends, one wake per N µs (no spin)
-                coalesce = int(float(spin_txt[1:]) * 1000)
-            elif spin_txt != "auto":
-                spin = int(float(spin_txt) * 1000)
-            for rate in rates:
-                o = one_run(port, args.connections, dur, rate, spin_ns=spin, coalesce_ns=coalesce)
-                target = rate * dur / S
-                lag = o["lag"]
-                p = np.percentile(lag, [50, 99, 99.9]) / 1000 if len(lag) else [float("nan")] * 3
-                cpu_open = o["cpu_s"] / max(1, o["completed"]) * 1e6
-                st = o["pacing"]
-                row = {
-                    "spin": spin_txt,
-                    "rate": round(rate, 1),
-                    "achieved_over_target": round(o["completed"] / target, 5),
-                    "lag_us": {"p50": p[0], "p99": p[1], "p99.9": p[2]},
-                    "not_sent": o["not_sent"],
-                    "cpu_us_per_req": round(cpu_open, 3),
-                    "spin_end_us": st["spin_ns"] / 1000,
-                    "wake_late_us_mean": round(st["late_ns_mean"] / 1000, 2),
-                    "timed_sleeps": st["timed_sleeps"],
-                }
-                rows.append(row)
-                print(
-                    f"{spin_txt:>5} {rate:7.0f} {row['achieved_over_target']:16.4f} {p[0]:11.1f} "
-                    f"{p[1]:8.1f} {p[2]:9.1f} {o['not_sent']:9d} {cpu_open:11.2f} "
-                    f"{row['spin_end_us']:12.1f} {row['wake_late_us_mean']:13.1f}"
-                )
-                sys.stdout.flush()
-        ref1 = closed_reference(port, args.connections, dur)
+        for rnd in range(args.repeat):
+            ref = closed_reference(port, args.connections, dur)
+            closed.append(ref)
+            rates = [
+                ref["rps"] * 0.5 if r == "sustainable" else float(r) for r in args.rates.split(",")
+            ]
+            print(
+                f"round {rnd}: closed loop {ref['rps']:.0f} req/s, "
+                f"{ref['cpu_us_per_req']:.2f} µs CPU/request"
+            )
+            for i, rate in enumerate(rates):
+                for mode in modes:
+                    row = measure(port, args.connections, dur, rate, mode)
+                    row["round"] = rnd
+                    row["rate_label"] = args.rates.split(",")[i]
+                    row["cpu_ratio_open_closed"] = row["cpu_us_per_req"] / ref["cpu_us_per_req"]
+                    runs.append(row)
+                    print(
+                        f"  {mode:>5} {rate:7.0f} ach {row['achieved_over_target']:.4f} lag "
+                        f"{row['lag_p50_us']:.1f}/{row['lag_p99_us']:.1f}/{row['lag_p999_us']:.1f}"
+                        f" µs cpu {row['cpu_us_per_req']:.2f} µs/req "
+                        f"(x{row['cpu_ratio_open_closed']:.2f}) spin {row['spin_end_us']:.1f}",
+                        flush=True,
+                    )
     finally:
         proc.terminate()
         proc.wait()
-    closed_cpu = (ref0["cpu_us_per_req"] + ref1["cpu_us_per_req"]) / 2
-    print(
-        f"closed loop after: {ref1['rps']:.0f} req/s, {ref1['cpu_us_per_req']:.2f} µs CPU/request; "
-        f"mean {closed_cpu:.2f}"
+    keys = (
+        "achieved_over_target",
+        "lag_p50_us",
+        "lag_p99_us",
+        "lag_p999_us",
+        "cpu_us_per_req",
+        "cpu_ratio_open_closed",
+        "spin_end_us",
     )
-    print("CPU per request open / closed:")
-    for row in rows:
-        row["cpu_ratio_open_closed"] = round(row["cpu_us_per_req"] / closed_cpu, 3)
-        print(
-            f"  spin {row['spin']:>5} rate {row['rate']:8.0f}: {row['cpu_ratio_open_closed']:.2f}"
-        )
+    summary = []
+    print(f"\nmedians over {args.repeat} round(s), {dur // S} s per run, {args.connections} conns")
+    print(
+        f"{'mode':>5} {'rate':>11} {'achieved':>9} {'lag p50':>8} {'p99':>7} {'p99.9':>8} "
+        f"{'cpu µs/req':>10} {'open/closed':>11} {'spin µs':>8}"
+    )
+    for label in args.rates.split(","):
+        for mode in modes:
+            sel = [r for r in runs if r["rate_label"] == label and r["mode"] == mode]
+            med = {k: float(np.median([r[k] for r in sel])) for k in keys}
+            med["rate"] = float(np.median([r["rate"] for r in sel]))
+            med["not_sent_max"] = max(r["not_sent"] for r in sel)
+            summary.append({"mode": mode, "rate_label": label, **med})
+            print(
+                f"{mode:>5} {label:>11} {med['achieved_over_target']:9.4f} "
+                f"{med['lag_p50_us']:8.1f} {med['lag_p99_us']:7.1f} {med['lag_p999_us']:8.1f} "
+                f"{med['cpu_us_per_req']:10.2f} {med['cpu_ratio_open_closed']:11.2f} "
+                f"{med['spin_end_us']:8.1f}"
+            )
+    closed_cpu = float(np.median([c["cpu_us_per_req"] for c in closed]))
+    closed_rps = float(np.median([c["rps"] for c in closed]))
+    print(f"closed loop: median {closed_rps:.0f} req/s, {closed_cpu:.2f} µs CPU/request")
     if args.json:
         import json
 
         out = {
             "benchmark": "bench_pacing",
+            "command": " ".join(sys.argv),
             "duration_s": dur / S,
             "connections": args.connections,
-            "closed_loop": {"before": ref0, "after": ref1, "cpu_us_per_req_mean": closed_cpu},
-            "runs": rows,
+            "repeat": args.repeat,
+            "closed_loop": {"runs": closed, "rps_median": closed_rps, "cpu_us_median": closed_cpu},
+            "summary_medians": summary,
+            "runs": runs,
         }
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -47,18 +47,19 @@ cdef enum:
     #     the drift is zero where P(late > window) = DOWN / (UP + DOWN) = 1 %), so one preempted
     #     wake-up of a few ms moves it by one step, not by its size; clamped to
     #     [LOOP_SPIN_MIN_NS, LOOP_SPIN_MAX_NS]. A fixed window can be set for benchmarks;
-    #   - the spin follows a timed sleep only ("armed" by that sleep, disarmed by the next send).
-    #     When the next send is closer than the window without having slept (high rates: the gap
-    #     between sends is shorter than the window), the loop sleeps until the send itself instead
-    #     of spinning: a spin there would keep the thread at 100 % CPU between every pair of sends,
-    #     starve the process's own ring-draining thread on the same CPU (time-slice preemptions of
-    #     ms: the p99.9 lag explodes) and cost as much CPU as the wake-ups it avoids.
+    #   - the loop spins only when the gap between the previous intended send and the next one is
+    #     at least LOOP_SPIN_GAP_FACTOR windows (so spinning takes at most 1/FACTOR of the time).
+    #     At higher rates it sleeps until the send itself: a spin there would keep the thread at
+    #     100 % CPU between every pair of sends, starve the process's own ring-draining thread on
+    #     the same CPU (time-slice preemptions of ms: the p99.9 lag explodes) and cost as much CPU
+    #     as the wake-ups it avoids.
     #   - coalesce_ns (benchmark knob, 0 by default) trades lag for CPU: wake at most once per
     #     window after a send is due and send everything due then (each wake-up costs ~20 µs here).
     LOOP_SPIN_INIT_NS = 20000
     LOOP_SPIN_MIN_NS = 2000
-    LOOP_SPIN_MAX_NS = 100000
+    LOOP_SPIN_MAX_NS = 50000        # = the send-lag p99 target: a later wake-up misses it anyway
     LOOP_SPIN_UP_NS = 9900
+    LOOP_SPIN_GAP_FACTOR = 2
     LOOP_SPIN_DOWN_NS = 100
 
 
@@ -103,7 +104,7 @@ ctypedef struct engine_t:
     bint no_pwait2           # epoll_pwait2 returned ENOSYS once: use epoll_wait
     uint64_t spin_ns         # pacing: poll instead of sleeping this close to a send
     bint spin_auto           # spin_ns follows the measured wake-up lateness (the default)
-    bint spin_armed          # a timed pacing sleep ended spin_ns before the next send: spin to it
+    uint64_t last_intended   # intended time of the last schedule entry taken (0: none yet)
     uint64_t coalesce_ns     # pacing: wake this long after a send is due (0: at its time)
     uint64_t pace_sleeps     # timed pacing sleeps that ended by their timeout (benchmark stats)
     uint64_t pace_late_sum   # their summed lateness past the wake target, ns
@@ -357,7 +358,7 @@ cdef inline void loop_send_scheduled(engine_t *e, conn_t *c) noexcept nogil:
     """Open loop: the next schedule entry goes out on idle slot c, keeping its intended time."""
     cdef uint64_t t = e.pacing.next_ns
     pacing_advance(&e.pacing)
-    e.spin_armed = 0
+    e.last_intended = t
     loop_begin(e, c, t, BF_FLAG_OPEN_LOOP)
     loop_send(e, c)
 
@@ -607,13 +608,11 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
     delta = until - now
     if pacing_wait:
-        if e.spin_armed:
-            # inside the window after a timed sleep: poll until the send is due
-            return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
         if delta > e.spin_ns:
-            delta -= e.spin_ns
-        # else: closer than the window without having slept (a high rate): sleep until the send
-        # itself, no spin (see LOOP_SPIN_* above).
+            delta -= e.spin_ns        # sleep until the window, then spin (or sleep) the rest
+        elif until - e.last_intended >= LOOP_SPIN_GAP_FACTOR * e.spin_ns:
+            return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)   # the spin: poll to the send
+        # else: a gap shorter than the factor allows (a high rate): sleep until the send itself
     if not e.no_pwait2:
         # ns timeout: a wait for the scan or the deadline must not overshoot a send that becomes
         # due meanwhile (epoll_wait's int ms timeout rounds up by up to 1 ms).
@@ -621,8 +620,6 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         n = epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts, NULL)
         if n == 0 and pacing_wait:
             loop_spin_learn(e, clock_now_ns(), now + delta)
-            if now + delta < until:
-                e.spin_armed = 1
         if n >= 0 or errno != ENOSYS:   # kernel < 5.11: fall back to ms waits
             return n
         e.no_pwait2 = 1
