@@ -183,6 +183,7 @@ def measure(port: int, conns: int, dur: int, rate: float, mode: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1 s per run (CI smoke)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds per run")
     ap.add_argument("--rates", default="1000,10000,50000,sustainable")
     ap.add_argument(
         "--spins",
@@ -194,7 +195,7 @@ def main() -> None:
     ap.add_argument("--nginx-cpu", type=int, default=None)
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
-    dur = (1 if args.quick else 3) * S
+    dur = int((1 if args.quick else args.seconds) * S)
     modes = args.spins.split(",")
     proc, port = start_nginx(args.nginx_cpu)
     runs: list[dict] = []
@@ -237,7 +238,7 @@ def main() -> None:
         "spin_end_us",
     )
     summary = []
-    print(f"\nmedians over {args.repeat} round(s), {dur // S} s per run, {args.connections} conns")
+    print(f"\nmedians over {args.repeat} round(s), {dur / S:g} s per run, {args.connections} conns")
     print(
         f"{'mode':>5} {'rate':>11} {'achieved':>9} {'lag p50':>8} {'p99':>7} {'p99.9':>8} "
         f"{'cpu µs/req':>10} {'open/closed':>11} {'spin µs':>8}"
