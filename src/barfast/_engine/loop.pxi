@@ -604,6 +604,10 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
     cdef uint64_t delta
     cdef timespec ts
     cdef int n
+    if pacing_wait:
+        # The caller's `now` predates this pass's sends (a few µs each): a relative timeout from it
+        # would wake that much late, every time.
+        now = clock_now_ns()
     if until <= now:
         return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
     delta = until - now
@@ -624,7 +628,6 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
             return n
         e.no_pwait2 = 1
     return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, <int>((delta + 999999) // 1000000))
-
 
 
 cdef bint loop_done(engine_t *e, uint64_t now) noexcept nogil:
