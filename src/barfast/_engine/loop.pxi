@@ -40,7 +40,8 @@ cdef enum:
     # poll epoll with a zero timeout until it is due. hrtimer wake-ups are late, even with 1 ns timer
     # slack: measured on this project's 2-CPU VMs (benchmarks/README.md, "Open-loop pacing") a
     # timed epoll_pwait2 / clock_nanosleep / timerfd wake-up is late by ~15-40 µs at the median and
-    # ~30-200 µs at p99, and costs ~20-28 µs of CPU itself (all three alike). So:
+    # 30 µs to 2 ms at p99, and costs ~12-28 µs of CPU itself (all three alike;
+    # benchmarks/wake_cost.c). So:
     #   - the spin window adapts (spin_auto, the default): it tracks the p99 of the measured
     #     lateness of our own timed wake-ups by stochastic approximation with fixed steps (up
     #     LOOP_SPIN_UP_NS when a wake-up was later than the window, down LOOP_SPIN_DOWN_NS when not:
