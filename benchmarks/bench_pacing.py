@@ -2,10 +2,17 @@
 CPU per request (open loop vs a closed loop doing the same number of requests), against one nginx
 worker on loopback.
 
-    flock /tmp/barfast-bench.lock python benchmarks/bench_pacing.py [--quick] [--rates 1000,10000]
+    flock /tmp/barfast-bench.lock taskset -c 0 python benchmarks/bench_pacing.py --nginx-cpu 1 \
+        [--quick] [--rates 1000,10000,50000,sustainable] [--spins auto,0,20] [--json FILE]
 
 Pin it the way MEASURING.md says (nginx on CPU 1 via --nginx-cpu, this process on CPU 0 via
 taskset) for figures that mean something; on a shared machine read the ratios, not the absolutes.
+
+"sustainable" is 50 % of the closed-loop maximum measured at the start of each round. The
+closed-loop reference (CPU per request at full speed, same connections) is measured at the start of
+every round; each open-loop run's ratio uses its round's reference, and the summary gives medians
+over rounds (MEASURING.md: alternate, quote medians). --spins lists pacing modes: "auto" (the engine's adaptive default), a fixed
+spin window in µs, or "cN": no spin, one wake-up per N µs sending all that is due (lag for CPU). CPU is the engine thread's own (RUSAGE_THREAD): the ring drain is not counted.
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ def one_run(
     rate: float,
     requests: int = 0,
     spin_ns: int | None = None,
+    coalesce_ns: int = 0,
 ) -> dict:
     ring = Ring.create(1 << 20)
     req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
@@ -102,8 +110,8 @@ def one_run(
         connect_timeout_ns=S,
         rate=rate,
     )
-    if spin_ns is not None:
-        eng._set_spin_ns(spin_ns)
+    eng._set_spin_ns(spin_ns)
+    eng._set_coalesce_ns(coalesce_ns)
     out: dict = {}
     lags: list[np.ndarray] = []
     done = threading.Event()
@@ -130,45 +138,143 @@ def one_run(
     c = eng.counters()
     lag = np.concatenate(lags) if lags else np.zeros(0, np.int64)
     out.update(c)
+    out["pacing"] = eng._pacing_stats()
     out["lag"] = lag
     return out
 
 
+def closed_reference(port: int, conns: int, dur_ns: int) -> dict:
+    cl = one_run(port, conns, dur_ns // 2, 0.0)
+    return {
+        "rps": cl["completed"] / (dur_ns / 2 / S),
+        "cpu_us_per_req": cl["cpu_s"] / max(1, cl["completed"]) * 1e6,
+    }
+
+
+def parse_mode(text: str) -> tuple[int | None, int]:
+    """'auto' -> (None, 0); '20' -> (20 µs fixed spin, 0); 'c500' -> (None, coalesce 500 µs)."""
+    if text.startswith("c"):
+        return None, int(float(text[1:]) * 1000)
+    if text == "auto":
+        return None, 0
+    return int(float(text) * 1000), 0
+
+
+def measure(port: int, conns: int, dur: int, rate: float, mode: str) -> dict:
+    spin, coalesce = parse_mode(mode)
+    o = one_run(port, conns, dur, rate, spin_ns=spin, coalesce_ns=coalesce)
+    lag = o["lag"]
+    p = np.percentile(lag, [50, 99, 99.9]) / 1000 if len(lag) else [float("nan")] * 3
+    st = o["pacing"]
+    return {
+        "mode": mode,
+        "rate": round(rate, 1),
+        "achieved_over_target": o["completed"] / (rate * dur / S),
+        "lag_p50_us": float(p[0]),
+        "lag_p99_us": float(p[1]),
+        "lag_p999_us": float(p[2]),
+        "not_sent": int(o["not_sent"]),
+        "cpu_us_per_req": o["cpu_s"] / max(1, o["completed"]) * 1e6,
+        "spin_end_us": st["spin_ns"] / 1000,
+        "wake_late_us_mean": st["late_ns_mean"] / 1000,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="1 s per rate (CI smoke)")
-    ap.add_argument("--rates", default="1000,10000,50000")
+    ap.add_argument("--quick", action="store_true", help="1 s per run (CI smoke)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds per run")
+    ap.add_argument("--rates", default="1000,10000,50000,sustainable")
+    ap.add_argument(
+        "--spins",
+        default="auto,0,20",
+        help="pacing modes: auto, a fixed spin window in µs, or cN: coalesce sends per N µs",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="rounds (modes alternate in each)")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--nginx-cpu", type=int, default=None)
-    ap.add_argument("--spin-us", type=float, default=None, help="override the pacing spin window")
+    ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
-    dur = (1 if args.quick else 5) * S
+    dur = int((1 if args.quick else args.seconds) * S)
+    modes = args.spins.split(",")
     proc, port = start_nginx(args.nginx_cpu)
+    runs: list[dict] = []
+    closed: list[dict] = []
     try:
-        print(
-            f"{'rate':>8} {'achieved/target':>16} {'lag p50 µs':>11} {'lag p99 µs':>11} "
-            f"{'lag p99.9 µs':>13} {'not_sent':>9} {'cpu µs/req open':>16} "
-            f"{'closed':>8} {'ratio':>6}"
-        )
-        for rate in (float(r) for r in args.rates.split(",")):
-            spin = None if args.spin_us is None else int(args.spin_us * 1000)
-            o = one_run(port, args.connections, dur, rate, spin_ns=spin)
-            target = rate * dur / S
-            # closed loop doing the same number of requests (its own pace): CPU per request
-            cl = one_run(port, args.connections, 0, 0.0, requests=max(1, o["completed"]))
-            lag = o["lag"]
-            p = np.percentile(lag, [50, 99, 99.9]) / 1000 if len(lag) else [float("nan")] * 3
-            cpu_open = o["cpu_s"] / max(1, o["completed"]) * 1e6
-            cpu_closed = cl["cpu_s"] / max(1, cl["completed"]) * 1e6
+        for rnd in range(args.repeat):
+            ref = closed_reference(port, args.connections, dur)
+            closed.append(ref)
+            rates = [
+                ref["rps"] * 0.5 if r == "sustainable" else float(r) for r in args.rates.split(",")
+            ]
             print(
-                f"{rate:8.0f} {o['completed'] / target:16.4f} {p[0]:11.1f} {p[1]:11.1f} "
-                f"{p[2]:13.1f} {o['not_sent']:9d} {cpu_open:16.2f} {cpu_closed:8.2f} "
-                f"{cpu_open / cpu_closed:6.2f}"
+                f"round {rnd}: closed loop {ref['rps']:.0f} req/s, "
+                f"{ref['cpu_us_per_req']:.2f} µs CPU/request"
             )
-            sys.stdout.flush()
+            for i, rate in enumerate(rates):
+                for mode in modes:
+                    row = measure(port, args.connections, dur, rate, mode)
+                    row["round"] = rnd
+                    row["rate_label"] = args.rates.split(",")[i]
+                    row["cpu_ratio_open_closed"] = row["cpu_us_per_req"] / ref["cpu_us_per_req"]
+                    runs.append(row)
+                    print(
+                        f"  {mode:>5} {rate:7.0f} ach {row['achieved_over_target']:.4f} lag "
+                        f"{row['lag_p50_us']:.1f}/{row['lag_p99_us']:.1f}/{row['lag_p999_us']:.1f}"
+                        f" µs cpu {row['cpu_us_per_req']:.2f} µs/req "
+                        f"(x{row['cpu_ratio_open_closed']:.2f}) spin {row['spin_end_us']:.1f}",
+                        flush=True,
+                    )
     finally:
         proc.terminate()
         proc.wait()
+    keys = (
+        "achieved_over_target",
+        "lag_p50_us",
+        "lag_p99_us",
+        "lag_p999_us",
+        "cpu_us_per_req",
+        "cpu_ratio_open_closed",
+        "spin_end_us",
+    )
+    summary = []
+    print(f"\nmedians over {args.repeat} round(s), {dur / S:g} s per run, {args.connections} conns")
+    print(
+        f"{'mode':>5} {'rate':>11} {'achieved':>9} {'lag p50':>8} {'p99':>7} {'p99.9':>8} "
+        f"{'cpu µs/req':>10} {'open/closed':>11} {'spin µs':>8}"
+    )
+    for label in args.rates.split(","):
+        for mode in modes:
+            sel = [r for r in runs if r["rate_label"] == label and r["mode"] == mode]
+            med = {k: float(np.median([r[k] for r in sel])) for k in keys}
+            med["rate"] = float(np.median([r["rate"] for r in sel]))
+            med["not_sent_max"] = max(r["not_sent"] for r in sel)
+            summary.append({"mode": mode, "rate_label": label, **med})
+            print(
+                f"{mode:>5} {label:>11} {med['achieved_over_target']:9.4f} "
+                f"{med['lag_p50_us']:8.1f} {med['lag_p99_us']:7.1f} {med['lag_p999_us']:8.1f} "
+                f"{med['cpu_us_per_req']:10.2f} {med['cpu_ratio_open_closed']:11.2f} "
+                f"{med['spin_end_us']:8.1f}"
+            )
+    closed_cpu = float(np.median([c["cpu_us_per_req"] for c in closed]))
+    closed_rps = float(np.median([c["rps"] for c in closed]))
+    print(f"closed loop: median {closed_rps:.0f} req/s, {closed_cpu:.2f} µs CPU/request")
+    if args.json:
+        import json
+
+        out = {
+            "benchmark": "bench_pacing",
+            "command": " ".join(sys.argv),
+            "duration_s": dur / S,
+            "connections": args.connections,
+            "repeat": args.repeat,
+            "closed_loop": {"runs": closed, "rps_median": closed_rps, "cpu_us_median": closed_cpu},
+            "summary_medians": summary,
+            "runs": runs,
+        }
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+            f.write("\n")
 
 
 if __name__ == "__main__":

@@ -233,8 +233,17 @@ class Engine:
     def t0_ns(self) -> int:
         """When the run began (start_ns, or when run() was called); 0 before run()."""
 
-    def _set_spin_ns(self, spin_ns: int) -> None:
-        """Benchmark knob: the open-loop pacing spin window in ns (default 20 µs)."""
+    def _set_spin_ns(self, spin_ns: int | None) -> None:
+        """Benchmark knob: a fixed open-loop pacing spin window in ns, or None for the default
+        adaptive window (tracks the p99 of measured wake-up lateness, 2..50 µs). Before run()."""
+
+    def _set_coalesce_ns(self, coalesce_ns: int) -> None:
+        """Benchmark knob: wake at most once per coalesce_ns after a send is due and send all that
+        are due (no spin); 0 (default) wakes for each send. Before run()."""
+
+    def _pacing_stats(self) -> dict[str, Any]:
+        """After run(): {spin_ns (window at the end), spin_auto, timed_sleeps (pacing sleeps that
+        ended by their timeout), late_ns_mean (their mean lateness past the wake target)}."""
 
 # --- server (serve.pxi) ---
 

@@ -36,10 +36,32 @@ cdef enum:
     LOOP_BACKOFF_MIN_NS = 10000000   # first retry delay after a failed connect
     LOOP_BACKOFF_MAX_NS = 1000000000 # doubling up to this
     LOOP_STATUS_MAX = 1000           # status codes 0..999 are counted individually
-    # Open-loop pacing: sleep in epoll_pwait2 until LOOP_SPIN_NS before the next intended send, then
-    # poll epoll with a zero timeout until it is due (hrtimer wake-ups are late by several µs to
-    # tens of µs on a VM even with 1 ns timer slack).
-    LOOP_SPIN_NS = 20000
+    # Open-loop pacing: sleep in epoll_pwait2 until `spin_ns` before the next intended send, then
+    # poll epoll with a zero timeout until it is due. hrtimer wake-ups are late, even with 1 ns timer
+    # slack: measured on this project's 2-CPU VMs (benchmarks/README.md, "Open-loop pacing") a
+    # timed epoll_pwait2 / clock_nanosleep / timerfd wake-up is late by ~15-40 µs at the median and
+    # 30 µs to 2 ms at p99, and costs ~12-28 µs of CPU itself (all three alike;
+    # benchmarks/wake_cost.c). So:
+    #   - the spin window adapts (spin_auto, the default): it tracks the p99 of the measured
+    #     lateness of our own timed wake-ups by stochastic approximation with fixed steps (up
+    #     LOOP_SPIN_UP_NS when a wake-up was later than the window, down LOOP_SPIN_DOWN_NS when not:
+    #     the drift is zero where P(late > window) = DOWN / (UP + DOWN) = 1 %), so one preempted
+    #     wake-up of a few ms moves it by one step, not by its size; clamped to
+    #     [LOOP_SPIN_MIN_NS, LOOP_SPIN_MAX_NS]. A fixed window can be set for benchmarks;
+    #   - the loop spins only when the gap between the previous intended send and the next one is
+    #     at least LOOP_SPIN_GAP_FACTOR windows (so spinning takes at most 1/FACTOR of the time).
+    #     At higher rates it sleeps until the send itself: a spin there would keep the thread at
+    #     100 % CPU between every pair of sends, starve the process's own ring-draining thread on
+    #     the same CPU (time-slice preemptions of ms: the p99.9 lag explodes) and cost as much CPU
+    #     as the wake-ups it avoids.
+    #   - coalesce_ns (benchmark knob, 0 by default) trades lag for CPU: wake at most once per
+    #     window after a send is due and send everything due then (each wake-up costs ~20 µs here).
+    LOOP_SPIN_INIT_NS = 20000
+    LOOP_SPIN_MIN_NS = 2000
+    LOOP_SPIN_MAX_NS = 50000        # = the send-lag p99 target: a later wake-up misses it anyway
+    LOOP_SPIN_UP_NS = 9900
+    LOOP_SPIN_GAP_FACTOR = 2
+    LOOP_SPIN_DOWN_NS = 100
 
 
 ctypedef struct loop_counters_t:
@@ -81,7 +103,12 @@ ctypedef struct engine_t:
     bint open_loop
     bint stopping            # set when the loop decided to end: no new requests begin
     bint no_pwait2           # epoll_pwait2 returned ENOSYS once: use epoll_wait
-    uint64_t spin_ns         # pacing: poll instead of sleeping this close to a send (LOOP_SPIN_NS)
+    uint64_t spin_ns         # pacing: poll instead of sleeping this close to a send
+    bint spin_auto           # spin_ns follows the measured wake-up lateness (the default)
+    uint64_t last_intended   # intended time of the last schedule entry taken (0: none yet)
+    uint64_t coalesce_ns     # pacing: wake this long after a send is due (0: at its time)
+    uint64_t pace_sleeps     # timed pacing sleeps that ended by their timeout (benchmark stats)
+    uint64_t pace_late_sum   # their summed lateness past the wake target, ns
     uint16_t endpoint
     uint64_t requests        # bound on started requests (0: none)
     uint64_t duration_ns
@@ -332,6 +359,7 @@ cdef inline void loop_send_scheduled(engine_t *e, conn_t *c) noexcept nogil:
     """Open loop: the next schedule entry goes out on idle slot c, keeping its intended time."""
     cdef uint64_t t = e.pacing.next_ns
     pacing_advance(&e.pacing)
+    e.last_intended = t
     loop_begin(e, c, t, BF_FLAG_OPEN_LOOP)
     loop_send(e, c)
 
@@ -551,24 +579,52 @@ cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
 
 # ------------------------------------------------------------------ the loop
 
+cdef inline void loop_spin_learn(engine_t *e, uint64_t woke, uint64_t target) noexcept nogil:
+    """A timed pacing sleep ended by its timeout at `woke` for `target`: learn its lateness."""
+    cdef uint64_t late = woke - target if woke > target else 0
+    cdef uint64_t m = e.spin_ns
+    e.pace_sleeps += 1
+    e.pace_late_sum += late
+    if not e.spin_auto:
+        return
+    # `late` is past the wake target (send time - m): the send itself was late iff late > m.
+    if late > m:
+        m += LOOP_SPIN_UP_NS
+    elif m > LOOP_SPIN_DOWN_NS:
+        m -= LOOP_SPIN_DOWN_NS
+    if m < LOOP_SPIN_MIN_NS:
+        m = LOOP_SPIN_MIN_NS
+    elif m > LOOP_SPIN_MAX_NS:
+        m = LOOP_SPIN_MAX_NS
+    e.spin_ns = m
+
+
 cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) noexcept nogil:
     """Wait for events until `until` (ns). Pacing waits sleep until spin_ns before the intended
     time, then poll with a zero timeout (the spin) until it is due."""
     cdef uint64_t delta
     cdef timespec ts
     cdef int n
+    if pacing_wait:
+        # The caller's `now` predates this pass's sends (a few µs each): a relative timeout from it
+        # would wake that much late, every time.
+        now = clock_now_ns()
     if until <= now:
         return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
     delta = until - now
     if pacing_wait:
-        if delta <= e.spin_ns:
-            return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
-        delta -= e.spin_ns
+        if delta > e.spin_ns:
+            delta -= e.spin_ns        # sleep until the window, then spin (or sleep) the rest
+        elif until - e.last_intended >= LOOP_SPIN_GAP_FACTOR * e.spin_ns:
+            return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)   # the spin: poll to the send
+        # else: a gap shorter than the factor allows (a high rate): sleep until the send itself
     if not e.no_pwait2:
         # ns timeout: a wait for the scan or the deadline must not overshoot a send that becomes
         # due meanwhile (epoll_wait's int ms timeout rounds up by up to 1 ms).
         clock_ns_to_timespec(delta, &ts)
         n = epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts, NULL)
+        if n == 0 and pacing_wait:
+            loop_spin_learn(e, clock_now_ns(), now + delta)
         if n >= 0 or errno != ENOSYS:   # kernel < 5.11: fall back to ms waits
             return n
         e.no_pwait2 = 1
@@ -648,8 +704,13 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         pacing_wait = 0
         if e.open_loop and e.pacing.next_ns <= until and (
                 e.nfree > 0 or (e.n_connecting == 0 and e.nslots < e.max_conns)):
-            until = e.pacing.next_ns
-            pacing_wait = 1
+            if e.coalesce_ns:
+                # benchmark knob: no spin, wake once per window after the first due send
+                if e.pacing.next_ns + e.coalesce_ns < until:
+                    until = e.pacing.next_ns + e.coalesce_ns
+            else:
+                until = e.pacing.next_ns
+                pacing_wait = 1
         n = loop_wait(e, now, until, pacing_wait)
         for j in range(n):
             key = e.events[j].data.u64
@@ -756,7 +817,8 @@ cdef class Engine:
         e.timeout_ns = timeout_ns
         e.connect_timeout_ns = connect_timeout_ns
         e.start_ns = start_ns
-        e.spin_ns = LOOP_SPIN_NS
+        e.spin_ns = LOOP_SPIN_INIT_NS
+        e.spin_auto = 1
         e.open_loop = rate > 0.0 or bool(stages)
         if e.open_loop:
             pacing_setup(&e.pacing, rate, stages, arrival, seed, requests)
@@ -813,9 +875,31 @@ cdef class Engine:
         """Thread-safe; run() returns within a few ms (pending not-sent entries are counted)."""
         bf_store_release_int(&self.e.stop_flag, 1)
 
-    def _set_spin_ns(self, uint64_t spin_ns) -> None:
-        """Benchmark knob: the pacing spin window (default LOOP_SPIN_NS). Set before run()."""
-        self.e.spin_ns = spin_ns
+    def _set_spin_ns(self, spin_ns) -> None:
+        """Benchmark knob: a fixed pacing spin window in ns, or None for the adaptive default.
+        Set before run()."""
+        if spin_ns is None:
+            self.e.spin_ns = LOOP_SPIN_INIT_NS
+            self.e.spin_auto = 1
+        else:
+            self.e.spin_ns = <uint64_t>spin_ns
+            self.e.spin_auto = 0
+
+    def _set_coalesce_ns(self, uint64_t coalesce_ns) -> None:
+        """Benchmark knob: wake at most once per `coalesce_ns` after a send is due and send all
+        that are due (no spin); 0 (the default) wakes for each send. Set before run()."""
+        self.e.coalesce_ns = coalesce_ns
+
+    def _pacing_stats(self) -> dict:
+        """Benchmark stats (read after run()): the spin window at the end, how many timed pacing
+        sleeps ended by their timeout, and their mean lateness past the wake target."""
+        cdef engine_t *e = self.e
+        return {
+            "spin_ns": e.spin_ns,
+            "spin_auto": bool(e.spin_auto),
+            "timed_sleeps": e.pace_sleeps,
+            "late_ns_mean": e.pace_late_sum / e.pace_sleeps if e.pace_sleeps else 0.0,
+        }
 
     def now_ns(self) -> int:
         return clock_now_ns()
