@@ -1,0 +1,133 @@
+"""HdrHistogram V2 histoblobs from the network -> sparse exact counts, bounded and checked.
+
+The coordinator receives every worker's interval histograms as hdrh `encode()` output (base64 of an
+8-byte header and a zlib stream holding a 40-byte payload header and ZigZag LEB128 counts; research/
+core.md §2.2, HdrHistogram_c src/hdr_histogram_log.c). hdrh's own decode() allocates a full counts
+array per histogram and the merge then adds all of it; here the counts are decoded (hist.pxi) into a
+sparse (index, count) list that the Merger adds into its histograms in O(non-zero counts).
+
+A blob is untrusted input. Before anything is allocated or added: its size is capped (MAX_BLOB_BYTES),
+both cookies are checked, the outer length must match, decompression is bounded (a stream inflating
+past what the largest legitimate payload can be — 40 + 9 * counts_len bytes — is refused: no zlib
+bomb), the layout (lowest, highest, significant figures) must be barfast's, the payload length must
+match, and every varint, index and sum is bounds-checked in hist.pxi. Any defect is a HistoblobError
+(a ProtocolError: one line, never a crash).
+"""
+
+from __future__ import annotations
+
+import binascii
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from barfast._core import hist_decode_varints  # type: ignore[attr-defined]
+from barfast.status import ProtocolError
+
+COMPRESSION_COOKIE_BASE = 0x1C849304  # outer header cookie, word-size nibble masked (0xF0)
+ENCODING_COOKIE_BASE = 0x1C849303  # payload header cookie, same masking
+_EXTERNAL = struct.Struct(">II")  # cookie, length of the zlib data
+_PAYLOAD = struct.Struct(">IIIIQQd")  # cookie, payload_len, normalizing_index_offset,
+#                                       significant_figures, lowest, highest, conversion ratio
+MAX_VARINT_BYTES = 9
+
+
+class HistoblobError(ProtocolError):
+    """A histogram blob that is not a valid barfast-layout V2 histoblob."""
+
+
+@dataclass(frozen=True, slots=True)
+class SparseCounts:
+    """The non-zero counts of one decoded histogram: counts[idx[k]] == val[k] (idx ascending)."""
+
+    idx: np.ndarray  # int64
+    val: np.ndarray  # uint64
+    total: int
+    min_index: int  # -1 when empty
+    max_index: int  # -1 when empty
+
+    @property
+    def n(self) -> int:
+        return len(self.idx)
+
+
+class HistoblobDecoder:
+    """Decodes blobs of exactly one layout (that of `template`, an hdrh histogram with 64-bit counts)."""
+
+    def __init__(self, template: HdrHistogram) -> None:
+        self.lowest = int(template.lowest_trackable_value)
+        self.highest = int(template.highest_trackable_value)
+        self.significant_figures = int(template.significant_figures)
+        self.counts_len = int(template.counts_len)
+        # Each varint yields at least one index, so a legitimate payload never exceeds this.
+        self.max_payload = _PAYLOAD.size + MAX_VARINT_BYTES * self.counts_len
+        # zlib's worst case for incompressible data is ~0.03 % + a few bytes over the input; base64
+        # adds a third. Anything longer cannot be a legitimate blob: refuse before decoding it.
+        self.max_blob = 4 * (_EXTERNAL.size + self.max_payload + self.max_payload // 64 + 64) // 3 + 4
+        self._idx = np.empty(self.counts_len, dtype=np.int64)
+        self._val = np.empty(self.counts_len, dtype=np.uint64)
+
+    def decode(self, blob: bytes | str) -> SparseCounts:
+        """One base64 histoblob -> SparseCounts, or HistoblobError."""
+        if len(blob) > self.max_blob:
+            raise HistoblobError(
+                f"histogram blob of {len(blob)} bytes exceeds the {self.max_blob}-byte limit"
+            )
+        try:
+            raw = binascii.a2b_base64(blob)
+        except (binascii.Error, ValueError) as exc:
+            raise HistoblobError(f"histogram blob is not base64: {exc}") from None
+        if len(raw) < _EXTERNAL.size:
+            raise HistoblobError("histogram blob is shorter than its header")
+        cookie, length = _EXTERNAL.unpack_from(raw)
+        if cookie & ~0xF0 != COMPRESSION_COOKIE_BASE:
+            raise HistoblobError(f"histogram blob has a bad compression cookie {cookie:#x}")
+        if length != len(raw) - _EXTERNAL.size:
+            raise HistoblobError(
+                f"histogram blob says {length} compressed bytes but holds {len(raw) - _EXTERNAL.size}"
+            )
+        data = self._inflate(memoryview(raw)[_EXTERNAL.size :])
+        if len(data) < _PAYLOAD.size:
+            raise HistoblobError("histogram payload is shorter than its header")
+        cookie, payload_len, norm, sig, lowest, highest, _ratio = _PAYLOAD.unpack_from(data)
+        if cookie & ~0xF0 != ENCODING_COOKIE_BASE:
+            raise HistoblobError(f"histogram payload has a bad encoding cookie {cookie:#x}")
+        if (lowest, highest, sig) != (self.lowest, self.highest, self.significant_figures):
+            raise HistoblobError(
+                f"histogram layout ({lowest}, {highest}, {sig} digits) is not barfast's "
+                f"({self.lowest}, {self.highest}, {self.significant_figures} digits)"
+            )
+        if norm != 0:
+            raise HistoblobError(f"histogram has normalizing index offset {norm} (unsupported)")
+        if payload_len != len(data) - _PAYLOAD.size:
+            raise HistoblobError(
+                f"histogram payload says {payload_len} bytes of counts but holds "
+                f"{len(data) - _PAYLOAD.size}"
+            )
+        try:
+            n, total, lo, hi = hist_decode_varints(
+                data, _PAYLOAD.size, self.counts_len, self._idx, self._val
+            )
+        except ValueError as exc:
+            raise HistoblobError(f"histogram counts are malformed: {exc}") from None
+        return SparseCounts(self._idx[:n].copy(), self._val[:n].copy(), int(total), lo, hi)
+
+    def _inflate(self, compressed: memoryview) -> bytes:
+        d = zlib.decompressobj()
+        try:
+            out = d.decompress(compressed, self.max_payload)
+        except zlib.error as exc:
+            raise HistoblobError(f"histogram blob does not decompress: {exc}") from None
+        if d.unconsumed_tail:
+            raise HistoblobError(
+                f"histogram blob inflates past {self.max_payload} bytes (refused: the largest "
+                "legitimate payload for this layout is that long)"
+            )
+        if not d.eof:
+            raise HistoblobError("histogram blob's zlib stream is truncated")
+        if d.unused_data:
+            raise HistoblobError("histogram blob has bytes after its zlib stream")
+        return out
