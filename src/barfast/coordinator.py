@@ -402,7 +402,11 @@ class Coordinator:
             if body["worker"] != peer.index:
                 _log(f"ignored a snapshot from {peer.describe()}: it says worker {body['worker']}")
                 return
-            self.merger.add(body)
+            try:
+                self.merger.add(body)
+            except ProtocolError as exc:  # refused whole and counted by the Merger (report says so)
+                _log(f"ignored a snapshot from {peer.describe()}: {exc}")
+                return
             peer.snapshots += 1
             peer.last_counters = body["counters"]
             if kind == MsgKind.FINAL and peer.state != "lost":

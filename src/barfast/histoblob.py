@@ -66,7 +66,9 @@ class HistoblobDecoder:
         self.max_payload = _PAYLOAD.size + MAX_VARINT_BYTES * self.counts_len
         # zlib's worst case for incompressible data is ~0.03 % + a few bytes over the input; base64
         # adds a third. Anything longer cannot be a legitimate blob: refuse before decoding it.
-        self.max_blob = 4 * (_EXTERNAL.size + self.max_payload + self.max_payload // 64 + 64) // 3 + 4
+        self.max_blob = (
+            4 * (_EXTERNAL.size + self.max_payload + self.max_payload // 64 + 64) // 3 + 4
+        )
         self._idx = np.empty(self.counts_len, dtype=np.int64)
         self._val = np.empty(self.counts_len, dtype=np.uint64)
 

@@ -304,9 +304,7 @@ class Merger:
             samples=_int(g("samples", 0), "samples"),
             completed=_int(g("interval_completed", 0), "interval_completed"),
             errors_n=_int(g("interval_errors", 0), "interval_errors"),
-            clamped={
-                str(k): _int(v, "clamped") for k, v in _map(g("clamped"), "clamped").items()
-            },
+            clamped={str(k): _int(v, "clamped") for k, v in _map(g("clamped"), "clamped").items()},
             hists=hists,
             final=bool(g("final")),
             interrupted=bool(g("interrupted")),
@@ -315,7 +313,8 @@ class Merger:
                 str(k): _int(v, f"counters.{k}") for k, v in _map(g("counters"), "counters").items()
             },
             status={
-                _int_key(k, "status"): _int(v, "status") for k, v in _map(g("status"), "status").items()
+                _int_key(k, "status"): _int(v, "status")
+                for k, v in _map(g("status"), "status").items()
             },
             errors={str(k): _int(v, "errors") for k, v in _map(g("errors"), "errors").items()},
             cpu={str(k): _num(v, "cpu") for k, v in _map(g("cpu"), "cpu").items()},
