@@ -39,30 +39,41 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_histograms(n: int, seed: int) -> list[dict[str, bytes]]:
-    from hdrh.histogram import HdrHistogram
+BLOB_FORMATS = ("worker", "hdrh", "stored-b64")
+
+
+def make_histograms(n: int, seed: int, blob_format: str = "worker") -> list[dict[str, bytes]]:
+    """n sets of three histograms, encoded as a worker does (Aggregator.take_interval) or, for
+    comparison, as hdrh's encode() does (deflated, base64) or stored but still base64."""
+    from barfast.aggregate import encode_histogram, new_histogram
+    from barfast.histoblob import HistoblobEncoder
 
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         views = {}
         for name, scale in (("latency", 400_000), ("uncorrected", 350_000), ("send_lag", 20_000)):
-            h = HdrHistogram(1, 3600 * 1_000_000_000, 3)
+            h = new_histogram()
             for _ in range(20_000):
                 h.record_value(max(1, int(rng.lognormvariate(0, 0.8) * scale)))
-            views[name] = h.encode()
+            if blob_format == "hdrh":
+                views[name] = bytes(h.encode())
+            elif blob_format == "stored-b64":
+                views[name] = HistoblobEncoder(h).encode(h, level=0, b64=True)
+            else:
+                views[name] = encode_histogram(h)
         out.append(views)
     return out
 
 
-def simulate(endpoint: str, workers: int, seconds: float) -> int:
+def simulate(endpoint: str, workers: int, seconds: float, blob_format: str) -> int:
     """The N workers, in this one process. Prints STARTED and ENDING for the measuring parent."""
     import zmq
 
     from barfast import protocol
     from barfast.protocol import MsgKind
 
-    hists = make_histograms(8, 1)
+    hists = make_histograms(8, 1, blob_format)
     ctx = zmq.Context()
     socks = []
     for i in range(workers):
@@ -152,7 +163,7 @@ def simulate(endpoint: str, workers: int, seconds: float) -> int:
     return 0
 
 
-def bench(workers: int, seconds: float) -> float:
+def bench(workers: int, seconds: float, blob_format: str = "worker") -> float:
     port = free_port()
     ep = f"tcp://127.0.0.1:{port}"
     prefix = os.environ.get("BENCH_COORD_PREFIX", "").split()  # e.g. "-m cProfile -o FILE"
@@ -169,7 +180,7 @@ def bench(workers: int, seconds: float) -> float:
     )  # fmt: skip
     sim = subprocess.Popen(
         [sys.executable, __file__, "--simulate", ep, "--workers", str(workers),
-         "--seconds", str(seconds)],
+         "--seconds", str(seconds), "--blob-format", blob_format],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -199,16 +210,23 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=256)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true", help="CI mode: 64 workers for 3 s")
+    ap.add_argument(
+        "--blob-format",
+        choices=BLOB_FORMATS,
+        default="worker",
+        help="histograms as workers encode them (default), as hdrh's encode() does, or stored+base64",
+    )
     ap.add_argument("--simulate", metavar="ENDPOINT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.simulate:
-        return simulate(args.simulate, args.workers, args.seconds)
+        return simulate(args.simulate, args.workers, args.seconds, args.blob_format)
     if args.quick:
         args.workers, args.seconds = 64, 3.0
-    share = bench(args.workers, args.seconds)
+    share = bench(args.workers, args.seconds, args.blob_format)
     verdict = "OK" if share < 0.10 else "ABOVE TARGET"
     print(
-        f"coordinator CPU with {args.workers} workers x 1 snapshot/s for {args.seconds:g} s: "
+        f"coordinator CPU with {args.workers} workers x 1 snapshot/s for {args.seconds:g} s "
+        f"({args.blob_format} blobs): "
         f"{share * 100:.1f}% of one core (target < 10%: {verdict})"
     )
     return 0

@@ -404,11 +404,10 @@ class Coordinator:
                 return
             try:
                 self.merger.add(body)
+                peer.snapshots += 1
+                peer.last_counters = body["counters"]
             except ProtocolError as exc:  # refused whole and counted by the Merger (report says so)
                 _log(f"ignored a snapshot from {peer.describe()}: {exc}")
-                return
-            peer.snapshots += 1
-            peer.last_counters = body["counters"]
             if kind == MsgKind.FINAL and peer.state != "lost":
                 peer.state = "done"
         elif kind == MsgKind.ACK and peer.state == "planned":

@@ -1,16 +1,27 @@
 """Merger: snapshots from any number of workers -> one exact result -> the JSON report dict.
 
 Exactness: every snapshot carries the HdrHistograms of the samples since that worker's previous
-snapshot, encoded with hdrh's encode(); the merger decodes and adds them (hdrh add, same layout, so an
-element-wise add of the counts). The merged histogram is therefore exactly the histogram of all
+snapshot as V2 histoblobs (histoblob.py: binary with stored zlib blocks from workers; hdrh's base64
+encode() output is read too). The merger decodes each into its non-zero (index, count) pairs and adds
+those into its hdrh histograms' counts, keeping total/min/max exactly as hdrh's decode()+add() would
+(same layout, so an element-wise add). The merged histogram is therefore exactly the histogram of all
 samples, whatever the split across workers and intervals. Counters are cumulative per worker: the
 merger keeps each worker's latest (highest seq) and sums those.
 
+Cost (the coordinator merges 256 workers x 3 histograms a second; benchmarks/README.md): nothing is
+allocated per histogram but the sparse pairs; hdrh's decode() would allocate and add 33,792 counts.
+
+Untrusted input: add() checks the whole snapshot (field types, histoblob bounds: histoblob.py) and
+that no merged count would pass INT64_MAX before merging any of it; a bad snapshot is refused whole
+with a ProtocolError and counted in the report.
+
 Per-second series: snapshot k of a worker covers second k of its run (runner.py); points from all
-workers with the same second are added. Each second's histogram is kept only while that second can
-still receive snapshots (SERIES_OPEN_S behind the newest second seen); then it is reduced to its
-percentiles and freed, so memory stays flat in long runs. A snapshot arriving later than that still
-adds its counts to the second (and to the merged histogram), but not to that second's percentiles.
+workers with the same second are added. Only the per-second p50/p90/p99 of the latency view are
+reported, so a second keeps just a counts array (no hdrh object) while it can still receive
+snapshots (SERIES_OPEN_S behind the newest second seen); then it is reduced to its percentiles
+(`percentiles()`, hdrh's arithmetic) and freed, so memory stays flat in long runs. A snapshot
+arriving later than that still adds its counts to the second (and to the merged histogram), but not
+to that second's percentiles.
 """
 
 from __future__ import annotations
