@@ -24,7 +24,13 @@ from hypothesis import strategies as st
 
 from barfast._core import hist_add_sparse, hist_decode_varints, hist_sparse_fits
 from barfast.aggregate import HIST_HIGHEST_NS, encode_histogram, new_histogram
-from barfast.histoblob import HistoblobDecoder, HistoblobEncoder, HistoblobError, to_hdrh
+from barfast.histoblob import (
+    HistoblobDecoder,
+    HistoblobEncoder,
+    HistoblobError,
+    index_values,
+    to_hdrh,
+)
 from barfast.result import Merger, add_hist, add_sparse, percentiles
 from barfast.status import ProtocolError
 from conftest import barfast_cmd, free_port
@@ -490,3 +496,12 @@ def test_worker_snapshots_merge_exactly(lat: list[int], nworkers: int) -> None:
     for view in ("latency", "uncorrected", "send_lag"):
         assert m.hists[view].encode() == expect[view]
         assert m.hists[view].get_total_count() == len(lat)
+
+
+def test_index_value_tables_equal_hdrh() -> None:
+    h = new_histogram()
+    low, high = index_values(h)
+    for i in range(h.counts_len):
+        v = h.get_value_from_index(i)
+        assert int(low[i]) == v
+        assert int(high[i]) == h.get_highest_equivalent_value(v)

@@ -69,18 +69,20 @@ def decode_hist(blob: bytes | str) -> HdrHistogram:
 def add_sparse(dst: HdrHistogram, counts: np.ndarray, sc: SparseCounts) -> None:
     """dst += the decoded histogram `sc`, exactly as hdrh's `dst.add(HdrHistogram.decode(blob))`
     would (same counts, total, min and max; see test_histoblob.py), touching only sc's non-zero
-    counts. `counts` is the uint64 view of dst.counts. Raises OverflowError (dst untouched) when a
-    count would exceed INT64_MAX."""
+    counts. `counts` is the uint64 view of dst.counts. dst must be fresh or only ever added to
+    (its min_value is then sys.maxsize or a lowest equivalent value). Raises OverflowError (dst
+    untouched) when a count would exceed INT64_MAX."""
     if not sc.total:
         return
     hist_add_sparse(counts, sc.idx, sc.val, sc.n)
     # hdrh: decode() sets the decoded histogram's min/max from its extreme non-zero indices, then
-    # add() does total += ...; max = max(max, other max); min = min(get_min_value(), other min).
+    # add() does total += ...; max = max(max, other max); min = min(get_min_value(), other min),
+    # where get_min_value() is 0 when counts[0] > 0, else the lowest equivalent of min_value
+    # (min_value itself here: always maxsize or a lowest equivalent value).
     dst.total_count += sc.total
-    top = dst.get_highest_equivalent_value(dst.get_value_from_index(sc.max_index))
-    if top > dst.max_value:
-        dst.max_value = top
-    dst.min_value = min(dst.get_min_value(), dst.get_value_from_index(sc.min_index))
+    if sc.max_value > dst.max_value:
+        dst.max_value = sc.max_value
+    dst.min_value = 0 if counts[0] else min(dst.min_value, sc.min_value)
 
 
 def percentiles(
@@ -226,6 +228,22 @@ def _int_key(k: Any, what: str) -> int:
     return _int(k, f"{what} key")
 
 
+def _str_int_map(v: Any, what: str) -> dict[str, int]:
+    d = _map(v, what)
+    for k, x in d.items():  # fast path: what protocol.decode() and the runner produce
+        if type(k) is not str or type(x) is not int:
+            return {str(k): _int(x, f"{what}.{k}") for k, x in d.items()}
+    return dict(d)
+
+
+def _int_int_map(v: Any, what: str) -> dict[int, int]:
+    d = _map(v, what)
+    for k, x in d.items():
+        if type(k) is not int or type(x) is not int:
+            return {_int_key(k, what): _int(x, f"{what}.{k}") for k, x in d.items()}
+    return dict(d)
+
+
 @dataclass
 class _Parsed:
     """One snapshot, every field checked and converted (nothing is merged until all of it is)."""
@@ -315,26 +333,18 @@ class Merger:
             samples=_int(g("samples", 0), "samples"),
             completed=_int(g("interval_completed", 0), "interval_completed"),
             errors_n=_int(g("interval_errors", 0), "interval_errors"),
-            clamped={str(k): _int(v, "clamped") for k, v in _map(g("clamped"), "clamped").items()},
+            clamped=_str_int_map(g("clamped"), "clamped"),
             hists=hists,
             final=bool(g("final")),
             interrupted=bool(g("interrupted")),
             elapsed_ns=_int(g("elapsed_ns", 0), "elapsed_ns"),
-            counters={
-                str(k): _int(v, f"counters.{k}") for k, v in _map(g("counters"), "counters").items()
-            },
-            status={
-                _int_key(k, "status"): _int(v, "status")
-                for k, v in _map(g("status"), "status").items()
-            },
-            errors={str(k): _int(v, "errors") for k, v in _map(g("errors"), "errors").items()},
+            counters=_str_int_map(g("counters"), "counters"),
+            status=_int_int_map(g("status"), "status"),
+            errors=_str_int_map(g("errors"), "errors"),
             cpu={str(k): _num(v, "cpu") for k, v in _map(g("cpu"), "cpu").items()},
-            ring={str(k): _int(v, "ring") for k, v in _map(g("ring"), "ring").items()},
+            ring=_str_int_map(g("ring"), "ring"),
             sys_errno={
-                str(k): {
-                    _int_key(e, "sys_errno"): _int(n, "sys_errno")
-                    for e, n in _map(v, "sys_errno").items()
-                }
+                str(k): _int_int_map(v, "sys_errno")
                 for k, v in _map(g("sys_errno"), "sys_errno").items()
             },
         )

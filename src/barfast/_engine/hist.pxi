@@ -289,22 +289,27 @@ cdef int hist_decode_sparse(const uint8_t *p, Py_ssize_t n, Py_ssize_t counts_le
     cdef uint64_t raw, b, run, count
     cdef int shift, nbytes
     while pos < n:
-        raw = 0
-        shift = 0
-        nbytes = 0
-        while True:
-            if pos >= n:
-                return HIST_DEC_TRUNCATED
-            b = p[pos]
-            pos += 1
-            nbytes += 1
-            if nbytes == 9:
-                raw |= b << 56         # the 9th byte is a full byte (no continuation bit)
-                break
-            raw |= (b & 0x7F) << shift
-            if not (b & 0x80):
-                break
-            shift += 7
+        b = p[pos]
+        pos += 1
+        if b < 0x80:
+            raw = b                    # one-byte varint: most counts and short zero runs
+        else:
+            raw = b & 0x7F
+            shift = 7
+            nbytes = 1
+            while True:
+                if pos >= n:
+                    return HIST_DEC_TRUNCATED
+                b = p[pos]
+                pos += 1
+                nbytes += 1
+                if nbytes == 9:
+                    raw |= b << 56     # the 9th byte is a full byte (no continuation bit)
+                    break
+                raw |= (b & 0x7F) << shift
+                if b < 0x80:
+                    break
+                shift += 7
         if raw & 1:
             run = (raw >> 1) + 1       # ZigZag: odd raw = -(raw >> 1) - 1, i.e. a run of zeros
             if run > <uint64_t>counts_len - index:
