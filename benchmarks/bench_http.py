@@ -116,7 +116,9 @@ def timed(cmd: list[str], timeout_s: float) -> tuple[str, float]:
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
-        raise RuntimeError(f"{cmd[2:4]} exited {out.returncode}: {(out.stdout + out.stderr).strip()[-400:]}")
+        raise RuntimeError(
+            f"{cmd[2:4]} exited {out.returncode}: {(out.stdout + out.stderr).strip()[-400:]}"
+        )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return out.stdout, cpu
 
@@ -140,25 +142,7 @@ def run_wrk(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
     return {"requests": n, "rps": n / secs, "cpu_s": cpu_s}
 
 
-def run_barfast(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
-    cmd = [
-        "taskset",
-        "-c",
-        cpu,
-        sys.executable,
-        "-m",
-        "barfast",
-        "run",
-        url,
-        "-w",
-        "1",
-        "-c",
-        str(conns),
-        "-d",
-        f"{dur}s",
-        "--json",
-        "--quiet",
-    ]
+def _barfast_report(cmd: list[str], dur: float) -> dict[str, float]:
     out, cpu_s = timed(cmd, dur + 60)
     rep = json.loads(out)
     n = rep["requests"]["completed"]
@@ -167,6 +151,20 @@ def run_barfast(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
     gen = rep.get("generator", {})
     engine_cpu = gen.get("cpu_user_s", 0.0) + gen.get("cpu_sys_s", 0.0)
     return {"requests": n, "rps": rep["rps"], "cpu_s": cpu_s, "engine_cpu_s": engine_cpu}
+
+
+def run_barfast(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    """`barfast run -w 1`: coordinator + one worker process, as a user runs it."""
+    cmd = ["taskset", "-c", cpu, sys.executable, "-m", "barfast", "run", url, "-w", "1"]
+    cmd += ["-c", str(conns), "-d", f"{dur:g}s", "--json", "--quiet"]
+    return _barfast_report(cmd, dur)
+
+
+def run_single_engine(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    """The same engine and aggregation in one process (benchmarks/single_engine.py)."""
+    script = str(HERE / "single_engine.py")
+    cmd = ["taskset", "-c", cpu, sys.executable, script, url, "-c", str(conns), "-d", f"{dur:g}s"]
+    return _barfast_report(cmd, dur)
 
 
 def run_ab(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
@@ -205,7 +203,13 @@ def run_h2load(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
     return {"requests": int(m.group(2)), "rps": int(m.group(2)) / t, "cpu_s": cpu_s}
 
 
-TOOLS = {"wrk": run_wrk, "barfast": run_barfast, "ab": run_ab, "h2load": run_h2load}
+TOOLS = {
+    "wrk": run_wrk,
+    "barfast": run_barfast,
+    "bf-1proc": run_single_engine,
+    "ab": run_ab,
+    "h2load": run_h2load,
+}
 BINARIES = {"wrk": "wrk", "ab": "ab", "h2load": "h2load"}
 
 
@@ -225,7 +229,7 @@ def main() -> int:
     if args.quick:
         args.pairs, args.duration = 1, 1.0
     gen_cpu, srv_cpu = cpus()
-    tools = ["barfast"] + [t for t, b in BINARIES.items() if shutil.which(b)]
+    tools = ["barfast", "bf-1proc"] + [t for t, b in BINARIES.items() if shutil.which(b)]
     if "wrk" not in tools:
         print(
             "bench: wrk is not installed (apt-get install wrk); nothing to compare with",
@@ -281,7 +285,12 @@ def main() -> int:
             f"{t:8s} {row['median_rps']:>10,.0f} {row['median_cpu_us_per_req']:>11.2f} "
             f"{row['rps_ratio_vs_wrk']:>12.3f} {row['cpu_per_req_ratio_vs_wrk']:>14.3f}"
         )
+    w1 = statistics.median(
+        a["rps"] / b["rps"] for a, b in zip(runs["barfast"], runs["bf-1proc"], strict=True)
+    )
+    print(f"barfast -w 1 / single engine (bf-1proc), median req/s ratio: {w1:.3f}")
     result = {
+        "w1_vs_single_engine_rps_ratio": w1,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {
             "cpus": os.cpu_count(),

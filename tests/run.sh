@@ -10,5 +10,5 @@ done
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-python -m pip install -q -e '.[test]'
-exec python -m pytest "$@"
+"${PYTHON:-python3}" -m pip install -q -e '.[test]'
+exec "${PYTHON:-python3}" -m pytest "$@"

@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""The single-engine figure: one EngineRunner in this very process (no coordinator, no ZeroMQ, no
+worker process), printing the same JSON report as `barfast run --json`.
+
+bench_http.py runs it beside `barfast run -w 1` so that the fan-out's cost (issue 4: `-w 1` at
+>= 0.98 x the single-engine throughput) is a ratio taken in the same run.
+
+    python benchmarks/single_engine.py http://127.0.0.1:8080/ -c 50 -d 10s
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from barfast.config import build_run_config
+from barfast.local import run_local
+from barfast.report import json as report_json
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("url")
+    ap.add_argument("-c", "--connections", type=int, default=50)
+    ap.add_argument("-d", "--duration", default="10s")
+    args = ap.parse_args()
+    cfg = build_run_config(
+        args.url, connections=args.connections, duration=args.duration, workers=1
+    )
+    run = run_local(cfg)
+    sys.stdout.write(report_json.dumps(run.report) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
