@@ -77,7 +77,8 @@ def index_values(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
 
 
 class HistoblobDecoder:
-    """Decodes blobs of exactly one layout (that of `template`, an hdrh histogram with 64-bit counts)."""
+    """Decodes blobs of exactly one layout (that of `template`, an hdrh histogram with 64-bit counts).
+    Holds scratch buffers: one thread at a time (the coordinator's loop)."""
 
     def __init__(self, template: HdrHistogram) -> None:
         self.lowest = int(template.lowest_trackable_value)
