@@ -505,3 +505,21 @@ def test_index_value_tables_equal_hdrh() -> None:
         v = h.get_value_from_index(i)
         assert int(low[i]) == v
         assert int(high[i]) == h.get_highest_equivalent_value(v)
+
+
+def test_late_seconds_do_not_keep_counts_arrays() -> None:
+    """A snapshot for a second already past the open window is reduced to its percentiles at once
+    (its counts still reach the merged histogram): old seconds cannot pile up counts arrays."""
+    h = hist_of([(1_000_000, 2), (3_000_000, 1)])
+    m = Merger()
+    m.add({"worker": 0, "seq": 0, "final": False, "interval": 100, "counters": {},
+           "hist": {"latency": blob_of(h)}})  # fmt: skip
+    for sec in range(50):
+        m.add({"worker": 1, "seq": sec, "final": False, "interval": sec, "counters": {},
+               "interval_completed": 3, "hist": {"latency": blob_of(h)}})  # fmt: skip
+    assert sum(1 for p in m.seconds.values() if p.counts is not None) == 1  # second 100 only
+    assert m.hists["latency"].get_total_count() == 51 * 3
+    pt = m.series_point(7)
+    assert pt is not None and pt["requests"] == 3
+    v = h.get_percentile_to_value_dict([50.0, 99.0])
+    assert (pt["p50_ms"], pt["p99_ms"]) == (round(v[50.0] / 1e6, 6), round(v[99.0] / 1e6, 6))

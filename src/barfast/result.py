@@ -387,6 +387,11 @@ class Merger:
         if p.sec > self._newest_second:
             self._newest_second = p.sec
             self._close_old_seconds()
+        elif point.pcts is None and p.sec < self._newest_second - SERIES_OPEN_S:
+            # The first snapshot of a second that is already past the window: reduce it now, so
+            # that snapshots for ever-older seconds cannot each keep a counts array alive.
+            point.pcts = self._second_pcts(point)
+            point.counts = None
 
     def worker_lost(self, worker_id: int) -> None:
         """Mark a worker lost: its data up to its last snapshot stays in the result."""
