@@ -1,7 +1,10 @@
-# hist.pxi — recording sample batches into hdrh counts buffers at C speed (SampleRecorder).
-# Never: allocates, raises or touches a Python object per sample; never changes the hdrh bucket layout.
+# hist.pxi — recording sample batches into hdrh counts buffers at C speed (SampleRecorder), and
+#   decoding/adding V2 histoblob counts sparsely for the coordinator's merge (hist_*_sparse, varints).
+# Never: allocates, raises or touches a Python object per sample or per count; never changes the hdrh
+#   bucket layout; never writes a merged count before every index and sum of the input is checked.
 # Invariants: counts written are bit-identical to hdrh's record_value(min(v, highest)); min/max/total
-#   are pushed back into the hdrh objects by sync() so encode()/decode() work unchanged.
+#   are pushed back into the hdrh objects by sync() so encode()/decode() work unchanged; decoded
+#   counts are HdrHistogram_c's (indices < counts_len, merged counts <= INT64_MAX).
 #
 # Why this exists: hdrh records in pure Python (~0.7 us per value; research/core.md §2.4), far too slow
 # for one engine's output. The bucket math below is HdrHistogram_c's `counts_index_for` (§2.1), applied
