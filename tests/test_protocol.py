@@ -95,18 +95,24 @@ def test_version_mismatch_names_both_versions() -> None:
     [
         (b"", "malformed"),
         (b"\xc1", "malformed"),  # never-used msgpack byte
-        (msgpack.packb([1, 1]), "envelope"),
+        (msgpack.packb([PROTOCOL_VERSION, 1]), "envelope"),
         (msgpack.packb({"v": 1}), "envelope"),
-        (msgpack.packb([1, 99, {}]), "unknown message kind 99"),
-        (msgpack.packb([1, "HELLO", {}]), "not an integer"),
-        (msgpack.packb([1, 1, []]), "not a map"),
-        (msgpack.packb([1, 1, {"pid": 1, "host": "h"}]), "lacks 'cpus'"),
-        (msgpack.packb([1, 1, {"pid": True, "host": "h", "cpus": 1}]), "HELLO.pid is a bool"),
-        (msgpack.packb([1, 1, {"pid": 1.5, "host": "h", "cpus": 1}]), "HELLO.pid is a float"),
-        (msgpack.packb([1, 4, {"start_in_ns": "soon"}]), "START.start_in_ns"),
-        (msgpack.packb([1, 3, {"worker": 1}]) + b"\x00", "trailing"),
-        (msgpack.packb([1, 3, {"worker": 1}])[:-1], "malformed"),
-        (msgpack.packb([1, 7, {1: 2}]), "non-string field name"),
+        (msgpack.packb([PROTOCOL_VERSION, 99, {}]), "unknown message kind 99"),
+        (msgpack.packb([PROTOCOL_VERSION, "HELLO", {}]), "not an integer"),
+        (msgpack.packb([PROTOCOL_VERSION, 1, []]), "not a map"),
+        (msgpack.packb([PROTOCOL_VERSION, 1, {"pid": 1, "host": "h"}]), "lacks 'cpus'"),
+        (
+            msgpack.packb([PROTOCOL_VERSION, 1, {"pid": True, "host": "h", "cpus": 1}]),
+            "HELLO.pid is a bool",
+        ),
+        (
+            msgpack.packb([PROTOCOL_VERSION, 1, {"pid": 1.5, "host": "h", "cpus": 1}]),
+            "HELLO.pid is a float",
+        ),
+        (msgpack.packb([PROTOCOL_VERSION, 4, {"start_in_ns": "soon"}]), "START.start_in_ns"),
+        (msgpack.packb([PROTOCOL_VERSION, 3, {"worker": 1}]) + b"\x00", "trailing"),
+        (msgpack.packb([PROTOCOL_VERSION, 3, {"worker": 1}])[:-1], "malformed"),
+        (msgpack.packb([PROTOCOL_VERSION, 7, {1: 2}]), "non-string field name"),
     ],
 )
 def test_malformed_frames_are_refused(frame: bytes, fragment: str) -> None:
@@ -119,20 +125,20 @@ def test_snapshot_structure_is_checked() -> None:
     bad = snapshot()
     bad["counters"] = {"completed": "9"}
     with pytest.raises(ProtocolError, match="SNAPSHOT.counters"):
-        decode(msgpack.packb([1, int(MsgKind.SNAPSHOT), bad], use_bin_type=True))
+        decode(msgpack.packb([PROTOCOL_VERSION, int(MsgKind.SNAPSHOT), bad], use_bin_type=True))
     bad = snapshot()
     bad["hist"] = {"latency": "not bytes"}
     with pytest.raises(ProtocolError, match="SNAPSHOT.hist"):
-        decode(msgpack.packb([1, int(MsgKind.SNAPSHOT), bad], use_bin_type=True))
+        decode(msgpack.packb([PROTOCOL_VERSION, int(MsgKind.SNAPSHOT), bad], use_bin_type=True))
     bad = snapshot()
     del bad["final"]
     with pytest.raises(ProtocolError, match="lacks 'final'"):
-        decode(msgpack.packb([1, int(MsgKind.SNAPSHOT), bad], use_bin_type=True))
+        decode(msgpack.packb([PROTOCOL_VERSION, int(MsgKind.SNAPSHOT), bad], use_bin_type=True))
 
 
 def test_no_ext_types_not_even_timestamps() -> None:
     for value in (msgpack.ExtType(5, b"xy"), msgpack.Timestamp(1, 2)):
-        frame = msgpack.packb([1, int(MsgKind.BYE), {"reason": value}])
+        frame = msgpack.packb([PROTOCOL_VERSION, int(MsgKind.BYE), {"reason": value}])
         with pytest.raises(ProtocolError, match="max_ext_len"):
             decode(frame)
 
@@ -141,10 +147,14 @@ def test_size_limits() -> None:
     big = b"x" * (protocol.MAX_MESSAGE_BYTES + 1)
     with pytest.raises(ProtocolError, match="exceeds"):
         decode(big)
-    long_str = msgpack.packb([1, int(MsgKind.BYE), {"reason": "y" * (protocol.MAX_STR_LEN + 1)}])
+    long_str = msgpack.packb(
+        [PROTOCOL_VERSION, int(MsgKind.BYE), {"reason": "y" * (protocol.MAX_STR_LEN + 1)}]
+    )
     with pytest.raises(ProtocolError, match="max_str_len"):
         decode(long_str)
-    long_arr = msgpack.packb([1, int(MsgKind.BYE), {"x": [0] * (protocol.MAX_ARRAY_LEN + 1)}])
+    long_arr = msgpack.packb(
+        [PROTOCOL_VERSION, int(MsgKind.BYE), {"x": [0] * (protocol.MAX_ARRAY_LEN + 1)}]
+    )
     with pytest.raises(ProtocolError, match="max_array_len"):
         decode(long_arr)
     wide_map = msgpack.packb(
@@ -156,7 +166,7 @@ def test_size_limits() -> None:
     for _ in range(protocol.MAX_DEPTH + 2):
         deep = [deep]
     with pytest.raises(ProtocolError, match="nests deeper"):
-        decode(msgpack.packb([1, int(MsgKind.BYE), {"x": deep}]))
+        decode(msgpack.packb([PROTOCOL_VERSION, int(MsgKind.BYE), {"x": deep}]))
     # A header claiming a huge binary is refused before anything is allocated for it.
     claim = b"\x93\x01\x0a\x81\xa1x\xc6" + (protocol.MAX_BIN_LEN + 1).to_bytes(4, "big")
     with pytest.raises(ProtocolError):

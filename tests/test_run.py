@@ -42,6 +42,7 @@ def test_count_equals_nginx_access_log(nginx) -> None:
         "aggregated": 5000,
         "dropped_by_ring": 0,
         "clamped_to_1h": {"latency": 0, "uncorrected": 0, "send_lag": 0},
+        "snapshots_rejected": 0,
     }
     h = HdrHistogram.decode(rep["histogram"]["latency"].encode())
     assert h.get_total_count() == 5000

@@ -107,6 +107,21 @@ class SampleRecorder:
         bytes_tx, seq_gaps (records missing by seq: ring drops), next_seq, status {code: n},
         error {kind value: n}, sys_errno {kind value: {errno: n}}."""
 
+def hist_decode_varints(
+    data: bytes, offset: int, counts_len: int, idx: Any, val: Any
+) -> tuple[int, int, int, int]:
+    """Decode the V2 ZigZag LEB128 counts in data[offset:] (HdrHistogram_c semantics; the 9th byte
+    carries 8 bits) into idx (int64) / val (uint64) arrays of at least counts_len entries: the
+    non-zero counts, indices ascending. Returns (entries, total, min_index, max_index), indices -1
+    when empty. ValueError on a truncated varint, an index reaching counts_len, or a total > 2^64-1."""
+
+def hist_sparse_fits(dst: Any, idx: Any, val: Any, n: int) -> bool:
+    """True when every idx[k] (k < n) lies in dst (uint64) and dst[idx[k]] + val[k] <= INT64_MAX."""
+
+def hist_add_sparse(dst: Any, idx: Any, val: Any, n: int) -> None:
+    """dst[idx[k]] += val[k] for k < n, after checking as hist_sparse_fits does; OverflowError with
+    dst untouched otherwise. Releases the GIL."""
+
 # --- http parser test hooks (http.pxi) ---
 
 HTTP_LIMITS: dict[str, int]

@@ -402,9 +402,12 @@ class Coordinator:
             if body["worker"] != peer.index:
                 _log(f"ignored a snapshot from {peer.describe()}: it says worker {body['worker']}")
                 return
-            self.merger.add(body)
-            peer.snapshots += 1
-            peer.last_counters = body["counters"]
+            try:
+                self.merger.add(body)
+                peer.snapshots += 1
+                peer.last_counters = body["counters"]
+            except ProtocolError as exc:  # refused whole and counted by the Merger (report says so)
+                _log(f"ignored a snapshot from {peer.describe()}: {exc}")
             if kind == MsgKind.FINAL and peer.state != "lost":
                 peer.state = "done"
         elif kind == MsgKind.ACK and peer.state == "planned":

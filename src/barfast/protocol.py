@@ -23,7 +23,9 @@ import msgpack
 from barfast.status import ProtocolError
 
 # Bump on any incompatible change to the envelope or to a body's required fields.
-PROTOCOL_VERSION = 1
+# 2: snapshot histograms are binary V2 histoblobs with stored zlib blocks (histoblob.py), which a
+#    version-1 coordinator (hdrh decode of base64) cannot read.
+PROTOCOL_VERSION = 2
 
 # A snapshot carries three encoded HdrHistograms (a few KiB each, compressed) and some counters; a
 # plan carries the request bytes, which include a --body-file body. 16 MiB bounds both generously

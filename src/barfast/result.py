@@ -1,29 +1,45 @@
 """Merger: snapshots from any number of workers -> one exact result -> the JSON report dict.
 
 Exactness: every snapshot carries the HdrHistograms of the samples since that worker's previous
-snapshot, encoded with hdrh's encode(); the merger decodes and adds them (hdrh add, same layout, so an
-element-wise add of the counts). The merged histogram is therefore exactly the histogram of all
+snapshot as V2 histoblobs (histoblob.py: binary with stored zlib blocks from workers; hdrh's base64
+encode() output is read too). The merger decodes each into its non-zero (index, count) pairs and adds
+those into its hdrh histograms' counts, keeping total/min/max exactly as hdrh's decode()+add() would
+(same layout, so an element-wise add). The merged histogram is therefore exactly the histogram of all
 samples, whatever the split across workers and intervals. Counters are cumulative per worker: the
 merger keeps each worker's latest (highest seq) and sums those.
 
+Cost (the coordinator merges 256 workers x 3 histograms a second; benchmarks/README.md): nothing is
+allocated per histogram but the sparse pairs; hdrh's decode() would allocate and add 33,792 counts.
+
+Untrusted input: add() checks the whole snapshot (field types, histoblob bounds: histoblob.py) and
+that no merged count would pass INT64_MAX before merging any of it; a bad snapshot is refused whole
+with a ProtocolError and counted in the report.
+
 Per-second series: snapshot k of a worker covers second k of its run (runner.py); points from all
-workers with the same second are added. Each second's histogram is kept only while that second can
-still receive snapshots (SERIES_OPEN_S behind the newest second seen); then it is reduced to its
-percentiles and freed, so memory stays flat in long runs. A snapshot arriving later than that still
-adds its counts to the second (and to the merged histogram), but not to that second's percentiles.
+workers with the same second are added. Only the per-second p50/p90/p99 of the latency view are
+reported, so a second keeps just a counts array (no hdrh object) while it can still receive
+snapshots (SERIES_OPEN_S behind the newest second seen); then it is reduced to its percentiles
+(`percentiles()`, hdrh's arithmetic) and freed, so memory stays flat in long runs. A snapshot
+arriving later than that still adds its counts to the second (and to the merged histogram), but not
+to that second's percentiles.
 """
 
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from barfast._core import hist_add_sparse, hist_sparse_fits  # type: ignore[attr-defined]
 from barfast.aggregate import HIST_VIEWS, new_histogram
 from barfast.config import NS_PER_MS, NS_PER_S, RunConfig, format_duration
+from barfast.histoblob import HistoblobDecoder, HistoblobError, SparseCounts
+from barfast.status import ProtocolError
 
 SCHEMA = "barfast.report/1"
 SERIES_OPEN_S = 5
@@ -32,6 +48,8 @@ CPU_SATURATED = 0.9
 REPORT_PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9, 99.99)
 FULL_PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
 COUNTER_KEYS = ("started", "completed", "errors", "in_flight", "not_sent")
+MAX_SECOND = 10**8  # ~3 years of seconds: a larger interval index is a broken or hostile peer
+MAX_REJECT_REASONS = 5
 
 
 def pct_key(p: float) -> str:
@@ -46,6 +64,47 @@ def add_hist(dst: HdrHistogram, src: HdrHistogram) -> None:
 
 def decode_hist(blob: bytes | str) -> HdrHistogram:
     return HdrHistogram.decode(blob)
+
+
+def add_sparse(dst: HdrHistogram, counts: np.ndarray, sc: SparseCounts) -> None:
+    """dst += the decoded histogram `sc`, exactly as hdrh's `dst.add(HdrHistogram.decode(blob))`
+    would (same counts, total, min and max; see test_histoblob.py), touching only sc's non-zero
+    counts. `counts` is the uint64 view of dst.counts. dst must be fresh or only ever added to
+    (its min_value is then sys.maxsize or a lowest equivalent value). Raises OverflowError (dst
+    untouched) when a count would exceed INT64_MAX."""
+    if not sc.total:
+        return
+    hist_add_sparse(counts, sc.idx, sc.val, sc.n)
+    # hdrh: decode() sets the decoded histogram's min/max from its extreme non-zero indices, then
+    # add() does total += ...; max = max(max, other max); min = min(get_min_value(), other min),
+    # where get_min_value() is 0 when counts[0] > 0, else the lowest equivalent of min_value
+    # (min_value itself here: always maxsize or a lowest equivalent value).
+    dst.total_count += sc.total
+    if sc.max_value > dst.max_value:
+        dst.max_value = sc.max_value
+    dst.min_value = 0 if counts[0] else min(dst.min_value, sc.min_value)
+
+
+def percentiles(
+    h: HdrHistogram, counts: np.ndarray, total: int, pcts: Iterable[float]
+) -> dict[float, int]:
+    """hdrh's get_percentile_to_value_dict() for a counts array of h's layout holding `total`
+    samples, with a cumulative sum instead of a Python walk over every bucket (same float target
+    arithmetic, same first index reaching it, same equivalent-value rounding)."""
+    out: dict[float, int] = {}
+    if not total:
+        return out
+    cum = np.cumsum(counts, dtype=np.uint64)
+    for p in sorted(set(pcts)):
+        if p > 100:
+            break
+        target = max(int((min(p, 100.0) * total / 100) + 0.5), 1)
+        i = int(np.searchsorted(cum, target, side="left"))
+        if i >= len(cum):
+            break
+        v = h.get_value_from_index(i)
+        out[p] = h.get_highest_equivalent_value(v) if p else h.get_lowest_equivalent_value(v)
+    return out
 
 
 def ms(ns: float) -> float:
@@ -83,21 +142,21 @@ def mean_stdev(h: HdrHistogram) -> tuple[float, float]:
 
 
 def latency_summary(
-    h: HdrHistogram, percentiles: tuple[float, ...] = REPORT_PERCENTILES
+    h: HdrHistogram, pcts: tuple[float, ...] = REPORT_PERCENTILES
 ) -> dict[str, float | int]:
     """{min, mean, stdev, p50.., max} in milliseconds (values are hdrh's: 3 significant digits)."""
     n = h.get_total_count()
     out: dict[str, float | int] = {"count": int(n)}
     if not n:
         out.update({"min": 0.0, "mean": 0.0, "stdev": 0.0, "max": 0.0})
-        out.update({pct_key(p): 0.0 for p in percentiles})
+        out.update({pct_key(p): 0.0 for p in pcts})
         return out
     out["min"] = ms(h.get_min_value())
     mean, stdev = mean_stdev(h)
     out["mean"] = ms(mean)
     out["stdev"] = ms(stdev)
-    vals = h.get_percentile_to_value_dict(list(percentiles))
-    for p in percentiles:
+    vals = percentiles(h, np.frombuffer(h.counts, dtype=np.uint64), n, pcts)
+    for p in pcts:
         out[pct_key(p)] = ms(vals[p])
     out["max"] = ms(h.get_max_value())
     return out
@@ -108,7 +167,8 @@ class _Second:
     requests: int = 0
     errors: int = 0
     samples: int = 0
-    hist: HdrHistogram | None = None
+    counts: np.ndarray | None = None  # latency counts of this second (uint64, the merged layout)
+    total: int = 0  # samples in `counts`
     pcts: dict[str, float] | None = None  # set when closed
 
 
@@ -128,65 +188,210 @@ class _Worker:
     sys_errno: dict[str, dict[int, int]] = field(default_factory=dict)
     samples: int = 0
     snapshots: int = 0
+    rejected: int = 0
     clamped: dict[str, int] = field(default_factory=dict)
 
 
+class _Bad(Exception):
+    """A snapshot field that is not what the protocol says (raised as ProtocolError by add())."""
+
+
+def _int(v: Any, what: str) -> int:
+    if isinstance(v, bool):
+        raise _Bad(f"{what} is a bool, not an integer")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise _Bad(f"{what} is a {type(v).__name__}, not an integer") from None
+
+
+def _num(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise _Bad(f"{what} is a {type(v).__name__}, not a number")
+    return float(v)
+
+
+def _map(v: Any, what: str) -> dict[Any, Any]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise _Bad(f"{what} is a {type(v).__name__}, not a map")
+    return v
+
+
+def _int_key(k: Any, what: str) -> int:
+    if isinstance(k, str):
+        try:
+            return int(k)
+        except ValueError:
+            raise _Bad(f"{what} has a non-numeric key {k[:20]!r}") from None
+    return _int(k, f"{what} key")
+
+
+def _str_int_map(v: Any, what: str) -> dict[str, int]:
+    d = _map(v, what)
+    for k, x in d.items():  # fast path: what protocol.decode() and the runner produce
+        if type(k) is not str or type(x) is not int:
+            return {str(k): _int(x, f"{what}.{k}") for k, x in d.items()}
+    return dict(d)
+
+
+def _int_int_map(v: Any, what: str) -> dict[int, int]:
+    d = _map(v, what)
+    for k, x in d.items():
+        if type(k) is not int or type(x) is not int:
+            return {_int_key(k, what): _int(x, f"{what}.{k}") for k, x in d.items()}
+    return dict(d)
+
+
+@dataclass
+class _Parsed:
+    """One snapshot, every field checked and converted (nothing is merged until all of it is)."""
+
+    wid: int
+    seq: int
+    sec: int
+    samples: int
+    completed: int
+    errors_n: int
+    clamped: dict[str, int]
+    hists: dict[str, SparseCounts]
+    final: bool
+    interrupted: bool
+    elapsed_ns: int
+    counters: dict[str, int]
+    status: dict[int, int]
+    errors: dict[str, int]
+    cpu: dict[str, float]
+    ring: dict[str, int]
+    sys_errno: dict[str, dict[int, int]]
+
+
 class Merger:
-    """Adds snapshots (any worker, any order) into one exact result; `report()` renders the dict."""
+    """Adds snapshots (any worker, any order) into one exact result; `report()` renders the dict.
+
+    A malformed snapshot (hostile or broken peer) is refused whole by add() with a ProtocolError and
+    counted (`rejected`); nothing of it is merged."""
 
     def __init__(self) -> None:
         self.hists = {name: new_histogram() for name in HIST_VIEWS}
+        # uint64 views of the hdrh counts buffers: sparse adds go straight into them.
+        self._counts = {n: np.frombuffer(h.counts, dtype=np.uint64) for n, h in self.hists.items()}
+        self._decoder = HistoblobDecoder(self.hists["latency"])
         self.workers: dict[int, _Worker] = {}
         self.seconds: dict[int, _Second] = {}
         self._newest_second = -1
+        self.rejected = 0
+        self.rejected_reasons: list[str] = []  # the first MAX_REJECT_REASONS, for the report
 
     # -- input ----------------------------------------------------------------------------------
 
     def add(self, snap: dict[str, Any]) -> None:
-        wid = int(snap["worker"])
-        w = self.workers.get(wid)
-        if w is None:
-            w = self.workers[wid] = _Worker(wid)
-        w.snapshots += 1
-        w.samples += int(snap.get("samples", 0))
-        for name, n in (snap.get("clamped") or {}).items():
-            w.clamped[name] = w.clamped.get(name, 0) + int(n)
-        # Histograms are interval deltas: always add, whatever the arrival order.
-        sec = int(snap.get("interval", 0))
-        point = self.seconds.get(sec)
-        if point is None:
-            point = self.seconds[sec] = _Second()
-        point.requests += int(snap.get("interval_completed", 0))
-        point.errors += int(snap.get("interval_errors", 0))
-        point.samples += int(snap.get("samples", 0))
-        for name, blob in (snap.get("hist") or {}).items():
+        """Merge one snapshot, or refuse it whole (ProtocolError, counted) when any field is bad."""
+        try:
+            p = self._parse(snap)
+            for name, sc in p.hists.items():  # check every add before doing any
+                if not hist_sparse_fits(self._counts[name], sc.idx, sc.val, sc.n):
+                    raise _Bad(f"hist.{name} would overflow the merged counts (> 2^63 - 1)")
+        except (_Bad, HistoblobError) as exc:
+            self._reject(snap, str(exc))
+            raise ProtocolError(f"snapshot refused: {exc}") from None
+        self._apply(p)
+
+    def _reject(self, snap: Any, reason: str) -> None:
+        self.rejected += 1
+        if len(self.rejected_reasons) < MAX_REJECT_REASONS:
+            self.rejected_reasons.append(reason)
+        wid = snap.get("worker") if isinstance(snap, dict) else None
+        if isinstance(wid, int) and not isinstance(wid, bool):
+            w = self.workers.get(wid)
+            if w is None:
+                w = self.workers[wid] = _Worker(wid)
+            w.rejected += 1
+
+    def _parse(self, snap: Any) -> _Parsed:
+        if not isinstance(snap, dict):
+            raise _Bad(f"a snapshot is a map, not a {type(snap).__name__}")
+        g = snap.get
+        hists: dict[str, SparseCounts] = {}
+        for name, blob in _map(g("hist"), "hist").items():
             if name not in self.hists or not blob:
-                continue
-            h = decode_hist(blob)
-            add_hist(self.hists[name], h)
-            if name == "latency" and point.pcts is None:
-                if point.hist is None:
-                    point.hist = new_histogram()
-                add_hist(point.hist, h)
+                continue  # a view this barfast does not merge (or an empty one)
+            if not isinstance(blob, (bytes, str)):
+                raise _Bad(f"hist.{name} is a {type(blob).__name__}, not bytes")
+            try:
+                hists[name] = self._decoder.decode(blob)
+            except HistoblobError as exc:
+                raise _Bad(f"hist.{name}: {exc}") from None
+        sec = _int(g("interval", 0), "interval")
+        if not 0 <= sec <= MAX_SECOND:
+            raise _Bad(f"interval {sec} is outside 0..{MAX_SECOND}")
+        return _Parsed(
+            wid=_int(g("worker"), "worker"),
+            seq=_int(g("seq", 0), "seq"),
+            sec=sec,
+            samples=_int(g("samples", 0), "samples"),
+            completed=_int(g("interval_completed", 0), "interval_completed"),
+            errors_n=_int(g("interval_errors", 0), "interval_errors"),
+            clamped=_str_int_map(g("clamped"), "clamped"),
+            hists=hists,
+            final=bool(g("final")),
+            interrupted=bool(g("interrupted")),
+            elapsed_ns=_int(g("elapsed_ns", 0), "elapsed_ns"),
+            counters=_str_int_map(g("counters"), "counters"),
+            status=_int_int_map(g("status"), "status"),
+            errors=_str_int_map(g("errors"), "errors"),
+            cpu={str(k): _num(v, "cpu") for k, v in _map(g("cpu"), "cpu").items()},
+            ring=_str_int_map(g("ring"), "ring"),
+            sys_errno={
+                str(k): _int_int_map(v, "sys_errno")
+                for k, v in _map(g("sys_errno"), "sys_errno").items()
+            },
+        )
+
+    def _apply(self, p: _Parsed) -> None:
+        w = self.workers.get(p.wid)
+        if w is None:
+            w = self.workers[p.wid] = _Worker(p.wid)
+        w.snapshots += 1
+        w.samples += p.samples
+        for name, n in p.clamped.items():
+            w.clamped[name] = w.clamped.get(name, 0) + n
+        # Histograms are interval deltas: always add, whatever the arrival order.
+        point = self.seconds.get(p.sec)
+        if point is None:
+            point = self.seconds[p.sec] = _Second()
+        point.requests += p.completed
+        point.errors += p.errors_n
+        point.samples += p.samples
+        for name, sc in p.hists.items():
+            add_sparse(self.hists[name], self._counts[name], sc)
+            if name == "latency" and point.pcts is None and sc.total:
+                # Only the per-second p50/p90/p99 are needed: a plain counts array, no hdrh object.
+                if point.counts is None:
+                    point.counts = np.zeros(len(self._counts[name]), dtype=np.uint64)
+                hist_add_sparse(point.counts, sc.idx, sc.val, sc.n)  # <= merged: cannot overflow
+                point.total += sc.total
         # Counters are cumulative: keep the newest of each worker.
-        seq = int(snap.get("seq", 0))
-        if seq >= w.seq:
-            w.seq = seq
-            w.final = w.final or bool(snap.get("final"))
-            w.interrupted = w.interrupted or bool(snap.get("interrupted"))
-            w.elapsed_ns = int(snap.get("elapsed_ns", 0))
-            w.counters = {k: int(v) for k, v in (snap.get("counters") or {}).items()}
-            w.status = {int(k): int(v) for k, v in (snap.get("status") or {}).items()}
-            w.errors = {str(k): int(v) for k, v in (snap.get("errors") or {}).items()}
-            w.cpu = {k: float(v) for k, v in (snap.get("cpu") or {}).items()}
-            w.ring = {k: int(v) for k, v in (snap.get("ring") or {}).items()}
-            w.sys_errno = {
-                str(k): {int(e): int(n) for e, n in v.items()}
-                for k, v in (snap.get("sys_errno") or {}).items()
-            }
-        if sec > self._newest_second:
-            self._newest_second = sec
+        if p.seq >= w.seq:
+            w.seq = p.seq
+            w.final = w.final or p.final
+            w.interrupted = w.interrupted or p.interrupted
+            w.elapsed_ns = p.elapsed_ns
+            w.counters = p.counters
+            w.status = p.status
+            w.errors = p.errors
+            w.cpu = p.cpu
+            w.ring = p.ring
+            w.sys_errno = p.sys_errno
+        if p.sec > self._newest_second:
+            self._newest_second = p.sec
             self._close_old_seconds()
+        elif point.pcts is None and p.sec < self._newest_second - SERIES_OPEN_S:
+            # The first snapshot of a second that is already past the window: reduce it now, so
+            # that snapshots for ever-older seconds cannot each keep a counts array alive.
+            point.pcts = self._second_pcts(point)
+            point.counts = None
 
     def worker_lost(self, worker_id: int) -> None:
         """Mark a worker lost: its data up to its last snapshot stays in the result."""
@@ -198,17 +403,14 @@ class Merger:
     def _close_old_seconds(self) -> None:
         for sec, point in self.seconds.items():
             if point.pcts is None and sec < self._newest_second - SERIES_OPEN_S:
-                self._close(point)
+                point.pcts = self._second_pcts(point)
+                point.counts = None
 
-    @staticmethod
-    def _close(point: _Second) -> None:
-        h = point.hist
-        if h is None or not h.get_total_count():
-            point.pcts = {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0}
-        else:
-            v = h.get_percentile_to_value_dict([50.0, 90.0, 99.0])
-            point.pcts = {"p50_ms": ms(v[50.0]), "p90_ms": ms(v[90.0]), "p99_ms": ms(v[99.0])}
-        point.hist = None
+    def _second_pcts(self, point: _Second) -> dict[str, float]:
+        if point.counts is None or not point.total:
+            return {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0}
+        v = percentiles(self.hists["latency"], point.counts, point.total, (50.0, 90.0, 99.0))
+        return {"p50_ms": ms(v[50.0]), "p90_ms": ms(v[90.0]), "p99_ms": ms(v[99.0])}
 
     # -- queries (also for live progress) -------------------------------------------------------
 
@@ -224,13 +426,7 @@ class Merger:
         point = self.seconds.get(second)
         if point is None:
             return None
-        if point.pcts is not None:
-            pcts = point.pcts
-        elif point.hist is not None and point.hist.get_total_count():
-            v = point.hist.get_percentile_to_value_dict([50.0, 90.0, 99.0])
-            pcts = {"p50_ms": ms(v[50.0]), "p90_ms": ms(v[90.0]), "p99_ms": ms(v[99.0])}
-        else:
-            pcts = {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0}
+        pcts = point.pcts if point.pcts is not None else self._second_pcts(point)
         return {"second": second, "requests": point.requests, "errors": point.errors, **pcts}
 
     def series(self) -> list[dict[str, Any]]:
@@ -313,6 +509,7 @@ class Merger:
             "aggregated": sum(w.samples for w in self.workers.values()),
             "dropped_by_ring": int(dropped),
             "clamped_to_1h": clamped,
+            "snapshots_rejected": self.rejected,
         }
         rep["workers"] = [
             self._worker_row(w) for w in sorted(self.workers.values(), key=lambda w: w.worker)
@@ -342,6 +539,7 @@ class Merger:
             "cpu_share": round((user + sys_) / el, 4) if el > 0 else 0.0,
             "samples": w.samples,
             "snapshots": w.snapshots,
+            "snapshots_rejected": w.rejected,
             "final": w.final,
             "lost": w.lost,
         }
@@ -380,6 +578,11 @@ class Merger:
         for name, n in clamped.items():
             if n:
                 out.append(f"{n} {name} values exceeded 1 h and were clamped to 1 h")
+        if self.rejected:
+            out.append(
+                f"{self.rejected} malformed snapshot(s) were refused and are not in the result "
+                f"(first: {self.rejected_reasons[0]})"
+            )
         for wid in self.lost_workers:
             out.append(f"worker {wid} was lost: its data up to its last snapshot is included")
         return out

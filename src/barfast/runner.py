@@ -236,7 +236,7 @@ class EngineRunner:
     def _emit(self, engine: Any, ring: Any, interval: int, final: bool) -> Snapshot:
         counters = {k: int(v) for k, v in engine.counters().items()}
         status = {int(k): int(v) for k, v in engine.status_counts().items()}
-        part = self.aggregator.take_interval()
+        part = self.aggregator.take_interval(wire=True)  # binary stored histoblobs (histoblob.py)
         tally = self.aggregator.tally()
         ru = resource.getrusage(resource.RUSAGE_SELF)
         now = self._end_ns if final and self._end_ns else monotonic_ns()

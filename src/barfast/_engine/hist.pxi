@@ -1,7 +1,10 @@
-# hist.pxi — recording sample batches into hdrh counts buffers at C speed (SampleRecorder).
-# Never: allocates, raises or touches a Python object per sample; never changes the hdrh bucket layout.
+# hist.pxi — recording sample batches into hdrh counts buffers at C speed (SampleRecorder), and
+#   decoding/adding V2 histoblob counts sparsely for the coordinator's merge (hist_*_sparse, varints).
+# Never: allocates, raises or touches a Python object per sample or per count; never changes the hdrh
+#   bucket layout; never writes a merged count before every index and sum of the input is checked.
 # Invariants: counts written are bit-identical to hdrh's record_value(min(v, highest)); min/max/total
-#   are pushed back into the hdrh objects by sync() so encode()/decode() work unchanged.
+#   are pushed back into the hdrh objects by sync() so encode()/decode() work unchanged; decoded
+#   counts are HdrHistogram_c's (indices < counts_len, merged counts <= INT64_MAX).
 #
 # Why this exists: hdrh records in pure Python (~0.7 us per value; research/core.md §2.4), far too slow
 # for one engine's output. The bucket math below is HdrHistogram_c's `counts_index_for` (§2.1), applied
@@ -249,3 +252,151 @@ cdef class SampleRecorder:
             },
         }
 
+
+
+# --- Merging V2 histoblobs (coordinator side; barfast/histoblob.py does base64, zlib, headers) ---
+# Why: decoding each snapshot's histograms with hdrh allocates a fresh 33,792-entry counts array per
+# histogram and then adds all of it (~130 us each). The varint stream of a one-second histogram holds
+# only a few thousand non-zero counts, so we decode it into a sparse (index, count) list and add only
+# those. Everything from the network is checked before anything is written: a varint may not run past
+# the buffer, an index may not reach counts_len, the total may not wrap, and no merged count may exceed
+# INT64_MAX (the V2 format's ZigZag encoding cannot carry more, so the merged result stays encodable).
+#
+# Wire format (HdrHistogram_c src/hdr_histogram_log.c, `_apply_to_counts` / `zig_zag_decode_i64`;
+# research/core.md §2.2): ZigZag LEB128 varints, at most 9 bytes, the 9th byte contributing all 8 of its
+# bits (HdrHistogram_c; hdrh's pyhdrh masks that byte to 7 bits, so it misreads counts >= 2^62). A
+# negative value -k is a run of k zero counts; a value >= 0 is the count at the current index.
+
+cdef enum:
+    HIST_DEC_OK = 0
+    HIST_DEC_TRUNCATED = 1      # the last varint is cut short
+    HIST_DEC_INDEX = 2          # a count or a zero run lands beyond counts_len
+    HIST_DEC_TOTAL = 3          # the counts add up to more than 2^64 - 1
+
+_HIST_DEC_ERRORS = {
+    HIST_DEC_TRUNCATED: "truncated varint",
+    HIST_DEC_INDEX: "counts run past the end of the histogram",
+    HIST_DEC_TOTAL: "total count overflows 64 bits",
+}
+
+
+cdef int hist_decode_sparse(const uint8_t *p, Py_ssize_t n, Py_ssize_t counts_len,
+                            int64_t *idx, uint64_t *val, Py_ssize_t *n_out,
+                            uint64_t *total_out) noexcept nogil:
+    """Varints p[0:n] -> the non-zero counts as (idx[k], val[k]), k < *n_out, indices ascending.
+    idx and val must hold counts_len entries (each entry consumes at least one index)."""
+    cdef Py_ssize_t pos = 0
+    cdef Py_ssize_t m = 0
+    cdef uint64_t index = 0            # <= counts_len between varints
+    cdef uint64_t total = 0
+    cdef uint64_t raw, b, run, count
+    cdef int shift, nbytes
+    while pos < n:
+        b = p[pos]
+        pos += 1
+        if b < 0x80:
+            raw = b                    # one-byte varint: most counts and short zero runs
+        else:
+            raw = b & 0x7F
+            shift = 7
+            nbytes = 1
+            while True:
+                if pos >= n:
+                    return HIST_DEC_TRUNCATED
+                b = p[pos]
+                pos += 1
+                nbytes += 1
+                if nbytes == 9:
+                    raw |= b << 56     # the 9th byte is a full byte (no continuation bit)
+                    break
+                raw |= (b & 0x7F) << shift
+                if b < 0x80:
+                    break
+                shift += 7
+        if raw & 1:
+            run = (raw >> 1) + 1       # ZigZag: odd raw = -(raw >> 1) - 1, i.e. a run of zeros
+            if run > <uint64_t>counts_len - index:
+                return HIST_DEC_INDEX
+            index += run
+        else:
+            count = raw >> 1           # <= INT64_MAX by construction
+            if index >= <uint64_t>counts_len:
+                return HIST_DEC_INDEX
+            if count:
+                if total + count < total:
+                    return HIST_DEC_TOTAL
+                total += count
+                idx[m] = <int64_t>index
+                val[m] = count
+                m += 1
+            index += 1
+    n_out[0] = m
+    total_out[0] = total
+    return HIST_DEC_OK
+
+
+def hist_decode_varints(const uint8_t[::1] data not None, Py_ssize_t offset, Py_ssize_t counts_len,
+                        int64_t[::1] idx not None, uint64_t[::1] val not None):
+    """Decode the varint counts in data[offset:] into idx/val (each at least counts_len long).
+    Returns (entries, total, min_index, max_index), indices -1 when there are no non-zero counts;
+    raises ValueError naming the defect when the stream is malformed."""
+    cdef Py_ssize_t m = 0
+    cdef uint64_t total = 0
+    cdef int err
+    if counts_len <= 0 or idx.shape[0] < counts_len or val.shape[0] < counts_len:
+        raise ValueError("scratch buffers are shorter than counts_len")
+    if offset < 0 or offset > data.shape[0]:
+        raise ValueError("offset outside the buffer")
+    if offset == data.shape[0]:
+        return 0, 0, -1, -1
+    with nogil:
+        err = hist_decode_sparse(&data[offset], data.shape[0] - offset, counts_len,
+                                 &idx[0], &val[0], &m, &total)
+    if err != HIST_DEC_OK:
+        raise ValueError(_HIST_DEC_ERRORS[err])
+    if m == 0:
+        return 0, 0, -1, -1
+    return m, total, idx[0], idx[m - 1]
+
+
+cdef bint hist_sparse_fits_c(const uint64_t *dst, Py_ssize_t dst_len, const int64_t *idx,
+                             const uint64_t *val, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef int64_t i
+    cdef uint64_t limit = <uint64_t>0x7FFFFFFFFFFFFFFF
+    for k in range(n):
+        i = idx[k]
+        if i < 0 or i >= dst_len or val[k] > limit or dst[i] > limit - val[k]:
+            return False
+    return True
+
+
+def hist_sparse_fits(const uint64_t[::1] dst not None, const int64_t[::1] idx not None,
+                     const uint64_t[::1] val not None, Py_ssize_t n):
+    """True when every idx[k] (k < n) lies inside dst and dst[idx[k]] + val[k] <= INT64_MAX."""
+    cdef bint ok
+    if n < 0 or n > idx.shape[0] or n > val.shape[0]:
+        return False
+    if n == 0:
+        return True
+    with nogil:
+        ok = hist_sparse_fits_c(&dst[0], dst.shape[0], &idx[0], &val[0], n)
+    return ok
+
+
+def hist_add_sparse(uint64_t[::1] dst not None, const int64_t[::1] idx not None,
+                    const uint64_t[::1] val not None, Py_ssize_t n):
+    """dst[idx[k]] += val[k] for k < n. Checks first and raises OverflowError (dst untouched) when an
+    index lies outside dst or a count would exceed INT64_MAX."""
+    cdef Py_ssize_t k
+    if n < 0 or n > idx.shape[0] or n > val.shape[0]:
+        raise ValueError("n exceeds the sparse arrays")
+    if n == 0:
+        return
+    with nogil:
+        if not hist_sparse_fits_c(&dst[0], dst.shape[0], &idx[0], &val[0], n):
+            with gil:
+                raise OverflowError(
+                    "histogram counts would exceed INT64_MAX (or an index lies outside the counts)")
+        for k in range(n):
+            dst[idx[k]] += val[k]
