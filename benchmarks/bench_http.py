@@ -225,11 +225,14 @@ def main() -> int:
         "--quick", action="store_true", help="1 pair x 1 s: only proves the script works"
     )
     ap.add_argument("--out", default=str(HERE / "results" / "http.json"))
+    ap.add_argument("--tools", default="", help="comma-separated subset, e.g. barfast,bf-1proc,wrk")
     args = ap.parse_args()
     if args.quick:
         args.pairs, args.duration = 1, 1.0
     gen_cpu, srv_cpu = cpus()
     tools = ["barfast", "bf-1proc"] + [t for t, b in BINARIES.items() if shutil.which(b)]
+    if args.tools:
+        tools = [t for t in tools if t in args.tools.split(",")]
     if "wrk" not in tools:
         print(
             "bench: wrk is not installed (apt-get install wrk); nothing to compare with",
@@ -285,10 +288,12 @@ def main() -> int:
             f"{t:8s} {row['median_rps']:>10,.0f} {row['median_cpu_us_per_req']:>11.2f} "
             f"{row['rps_ratio_vs_wrk']:>12.3f} {row['cpu_per_req_ratio_vs_wrk']:>14.3f}"
         )
-    w1 = statistics.median(
-        a["rps"] / b["rps"] for a, b in zip(runs["barfast"], runs["bf-1proc"], strict=True)
-    )
-    print(f"barfast -w 1 / single engine (bf-1proc), median req/s ratio: {w1:.3f}")
+    w1 = None
+    if "barfast" in runs and "bf-1proc" in runs:
+        w1 = statistics.median(
+            a["rps"] / b["rps"] for a, b in zip(runs["barfast"], runs["bf-1proc"], strict=True)
+        )
+        print(f"barfast -w 1 / single engine (bf-1proc), median req/s ratio: {w1:.3f}")
     result = {
         "w1_vs_single_engine_rps_ratio": w1,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
