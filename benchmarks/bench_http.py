@@ -23,55 +23,15 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from nginx_target import Nginx, free_port, wait_port
+
 HERE = Path(__file__).resolve().parent
-NGINX_CONF = """
-worker_processes 1;
-worker_cpu_affinity {mask};
-daemon off;
-pid {run}/nginx.pid;
-error_log {run}/error.log;
-worker_rlimit_nofile 65535;
-events {{ worker_connections 20000; use epoll; multi_accept on; }}
-http {{
-  access_log off;
-  client_body_temp_path {run}/body;
-  proxy_temp_path {run}/proxy;
-  fastcgi_temp_path {run}/fastcgi;
-  uwsgi_temp_path {run}/uwsgi;
-  scgi_temp_path {run}/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server {{
-    listen 127.0.0.1:{port} backlog=4096 reuseport;
-    location / {{ return 200 "hello world\\n"; }}
-  }}
-}}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise SystemExit(f"bench: nothing listens on port {port}")
 
 
 def cpus() -> tuple[str, str]:
@@ -80,34 +40,27 @@ def cpus() -> tuple[str, str]:
     return "0", str(max(n - 1, 0))
 
 
-def start_target(
-    kind: str, server_cpu: str
-) -> tuple[subprocess.Popen[bytes], int, tempfile.TemporaryDirectory[str]]:
-    port = free_port()
-    tmp = tempfile.TemporaryDirectory(prefix="barfast-bench-")
-    if kind == "nginx":
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        conf = Path(tmp.name) / "nginx.conf"
-        mask = "1" + "0" * int(server_cpu)
-        conf.write_text(NGINX_CONF.format(run=tmp.name, port=port, mask=mask))
-        proc = subprocess.Popen([nginx, "-c", str(conf), "-p", tmp.name], stderr=subprocess.DEVNULL)
-    else:
-        proc = subprocess.Popen(
-            [
-                "taskset",
-                "-c",
-                server_cpu,
-                sys.executable,
-                "-m",
-                "barfast",
-                "serve",
-                "--addr",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
+class ServeTarget:
+    """`barfast serve` pinned to server_cpu, with the same stop() as nginx_target.Nginx."""
+
+    def __init__(self, server_cpu: str):
+        self.port = free_port()
+        cmd = ["taskset", "-c", server_cpu, sys.executable, "-m", "barfast", "serve"]
+        self.proc = subprocess.Popen(
+            cmd + ["--addr", f"127.0.0.1:{self.port}"], stdout=subprocess.DEVNULL
         )
-    wait_port(port)
-    return proc, port, tmp
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_target(kind: str, server_cpu: str) -> Nginx | ServeTarget:
+    return Nginx(int(server_cpu)) if kind == "nginx" else ServeTarget(server_cpu)
 
 
 def timed(cmd: list[str], timeout_s: float) -> tuple[str, float]:
@@ -239,8 +192,8 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    proc, port, tmp = start_target(args.target, srv_cpu)
-    url = f"http://127.0.0.1:{port}/"
+    target = start_target(args.target, srv_cpu)
+    url = f"http://127.0.0.1:{target.port}/"
     runs: dict[str, list[dict[str, float]]] = {t: [] for t in tools}
     try:
         for i in range(args.pairs):
@@ -254,12 +207,7 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        proc.send_signal(signal.SIGTERM if args.target == "serve" else signal.SIGQUIT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        tmp.cleanup()
+        target.stop()
 
     table = {}
     for t in tools:

@@ -18,66 +18,18 @@ spin window in µs, or "cN": no spin, one wake-up per N µs sending all that is 
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 
 import numpy as np
+from nginx_target import Nginx
 
 from barfast import _core
 from barfast.ring import Ring
 
 S = 1_000_000_000
-
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-master_process on;
-{affinity}
-pid {run}/nginx.pid;
-error_log {run}/error.log;
-worker_rlimit_nofile 65535;
-events {{ worker_connections 20000; use epoll; multi_accept on; }}
-http {{
-  access_log off;
-  client_body_temp_path {run}/body;
-  proxy_temp_path {run}/proxy;
-  fastcgi_temp_path {run}/fastcgi;
-  uwsgi_temp_path {run}/uwsgi;
-  scgi_temp_path {run}/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server {{ listen 127.0.0.1:{port} backlog=4096; location / {{ return 200 "hello world\\n"; }} }}
-}}
-"""
-
-
-def start_nginx(cpu: int | None) -> tuple[subprocess.Popen[bytes], int]:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    run = tempfile.mkdtemp(prefix="bench-pacing-")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    aff = f"worker_cpu_affinity {1 << cpu:b};" if cpu is not None else ""
-    conf = os.path.join(run, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(run=run, port=port, affinity=aff))
-    proc = subprocess.Popen([nginx, "-c", conf, "-p", run], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise SystemExit("nginx did not start")
 
 
 def cpu_s() -> float:
@@ -197,7 +149,8 @@ def main() -> None:
     args = ap.parse_args()
     dur = int((1 if args.quick else args.seconds) * S)
     modes = args.spins.split(",")
-    proc, port = start_nginx(args.nginx_cpu)
+    nginx = Nginx(args.nginx_cpu)
+    port = nginx.port
     runs: list[dict] = []
     closed: list[dict] = []
     try:
@@ -226,8 +179,7 @@ def main() -> None:
                         flush=True,
                     )
     finally:
-        proc.terminate()
-        proc.wait()
+        nginx.stop()
     keys = (
         "achieved_over_target",
         "lag_p50_us",

@@ -6,3 +6,5 @@ python benchmarks/bench_ring.py --quick
 python benchmarks/bench_http.py --quick
 python benchmarks/bench_pacing.py --quick
 python benchmarks/bench_coordinator.py --quick
+python benchmarks/bench_serve.py --quick
+python benchmarks/bench_memory.py --quick
