@@ -292,3 +292,21 @@ def test_split_plan_stages_and_roundtrip() -> None:
     back = WorkerPlan.from_dict(msgpack.unpackb(msgpack.packb(d)))
     assert back == plans[1]
     assert back.request.startswith(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n")
+
+
+def test_text_lists_workers_when_several_or_lost() -> None:
+    m = Merger()
+    a, b = FakeWorker(0), FakeWorker(1)
+    m.add(a.snapshot(samples([1000] * 5), 0, final=True))
+    m.add(b.snapshot(samples([2000] * 7), 0))
+    m.worker_lost(1)
+    cfg = build_run_config("http://127.0.0.1:8080/", connections=4, duration="1s", workers=2)
+    text = render(m.report(config_info(cfg, workers=2)))
+    lines = [ln for ln in text.splitlines() if ln.startswith("    ")]
+    assert "Workers:" in text
+    assert any(" 0 " in ln and "5 completed" in ln and "LOST" not in ln for ln in lines)
+    assert any(" 1 " in ln and "7 completed" in ln and "LOST" in ln for ln in lines)
+    # One worker that finished: the merged lines already say it all, no Workers section.
+    single = Merger()
+    single.add(FakeWorker(0).snapshot(samples([1000] * 3), 0, final=True))
+    assert "Workers:" not in render(single.report(config_info(cfg, workers=1)))

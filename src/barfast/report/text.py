@@ -171,6 +171,24 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
             f"Generator CPU: {gen['cpu_user_s']:.2f}s user, {gen['cpu_sys_s']:.2f}s sys, "
             f"{gen['cpu_us_per_request']:.2f}us per request"
         )
+    out += _workers(report.get("workers") or [])
     for wmsg in gen.get("warnings", []):
         out.append(f"Warning: {wmsg}")
     return "\n".join(out) + "\n"
+
+
+def _workers(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per worker when there is more than one, or when one was lost: the parts the merged
+    totals are the sum of, so a reader can check them and see which host did what."""
+    if len(rows) < 2 and not any(r.get("lost") for r in rows):
+        return []
+    out = ["Workers:"]
+    for r in rows:
+        where = f"{r['host']} pid {r['pid']}" if r.get("host") else "local"
+        state = "LOST" if r.get("lost") else r.get("state", "done")
+        out.append(
+            f"  {r.get('worker', '?'):>3}  {where:<24} {state:<6} {r.get('completed', 0):>10} completed"
+            f"  {r.get('errors', 0):>6} errors  {r.get('rps', 0.0):>11.1f} req/s"
+            f"  CPU {100 * r.get('cpu_share', 0.0):3.0f}%"
+        )
+    return out
