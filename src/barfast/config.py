@@ -12,7 +12,7 @@ import math
 import os
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -188,7 +188,6 @@ class RunConfig:
     arrival: str = "constant"  # or "poisson"
     workers: int = 1
     seed: int = 0
-    extra: dict[str, object] = field(default_factory=dict, compare=False)
 
     @property
     def open_loop(self) -> bool:
