@@ -28,6 +28,19 @@ def running(host: str = "127.0.0.1", **kw: object) -> Iterator[Server]:
         srv.close()
 
 
+def settled(srv: Server, key: str, want: int, timeout: float = 2.0) -> dict[str, int]:
+    """The server's counters once `key` has reached `want` (or after `timeout`).
+
+    The server counts a response after its write() returns, so a client can read the bytes before
+    the count is bumped; reading counters right after the last response races with that."""
+    deadline = time.monotonic() + timeout
+    k = srv.counters()
+    while k[key] < want and time.monotonic() < deadline:
+        time.sleep(0.002)
+        k = srv.counters()
+    return k
+
+
 def connect(srv: Server, timeout: float = 5.0) -> socket.socket:
     fam = socket.AF_INET6 if ":" in srv.host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from barfast._core import Server
-from serve_helpers import Client, connect, get, header, running
+from serve_helpers import Client, connect, get, header, running, settled
 
 
 def test_keep_alive_sequence() -> None:
@@ -28,8 +28,7 @@ def test_keep_alive_sequence() -> None:
             assert header(resp, b"connection") is None  # HTTP/1.1 default: persistent
             assert header(resp, b"content-length") == b"12"
         s.close()
-        time.sleep(0.05)
-        k = srv.counters()
+        k = settled(srv, "responses", 5)
     assert k["requests"] == k["responses"] == 5
     assert k["connections_accepted"] == 1
     assert k["bad_requests"] == 0
@@ -45,7 +44,7 @@ def test_pipelined_requests_in_one_write() -> None:
             resp, body = c.expect(m)
             assert resp.status_code == 200
             assert body == (b"" if m == "HEAD" else b"hello")
-        assert srv.counters()["responses"] == len(methods)
+        assert settled(srv, "responses", len(methods))["responses"] == len(methods)
 
 
 def test_pipelined_beyond_queue_and_large_bodies() -> None:
@@ -62,7 +61,7 @@ def test_pipelined_beyond_queue_and_large_bodies() -> None:
             assert resp.status_code == 200
             assert len(body) == size
         assert body[:12] == b"hello world\n"
-        k = srv.counters()
+        k = settled(srv, "responses", n)
         assert k["responses"] == n
         assert k["bytes_tx"] > n * size
 

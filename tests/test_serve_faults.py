@@ -7,7 +7,7 @@ import selectors
 import statistics
 import time
 
-from serve_helpers import Client, connect, get, header, running, timed_get
+from serve_helpers import Client, connect, get, header, running, settled, timed_get
 
 MS = 1_000_000
 
@@ -16,7 +16,7 @@ def test_fixed_delay() -> None:
     with running(delay_ns=20 * MS) as srv:
         s = connect(srv)
         lat = [timed_get(s) for _ in range(6)]
-        k = srv.counters()
+        k = settled(srv, "delayed", 6)
     # the server's own timer self-check: when each delayed response was written vs its due time
     assert k["delayed"] == 6
     assert k["late_ns_sum"] / 6 < 5 * MS and k["late_ns_max"] >= k["late_ns_sum"] / 6
@@ -104,7 +104,7 @@ def test_close_every() -> None:
             resp, _ = c.expect()
         assert header(resp, b"connection") == b"close"
         assert c.at_eof()
-        assert srv.counters()["responses"] == 6
+        assert settled(srv, "responses", 6)["responses"] == 6
 
 
 def test_stall_freezes_the_whole_server() -> None:
