@@ -18,6 +18,7 @@ spin window in µs, or "cN": no spin, one wake-up per N µs sending all that is 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import socket
 import sys
@@ -45,6 +46,7 @@ def one_run(
     requests: int = 0,
     spin_ns: int | None = None,
     coalesce_ns: int = 0,
+    drain_batch: bool = False,
 ) -> dict:
     ring = Ring.create(1 << 20)
     req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
@@ -83,8 +85,14 @@ def one_run(
 
     th = threading.Thread(target=runner)
     th.start()
-    while not done.wait(0.05):
-        take()
+    if drain_batch:  # this (draining) thread never preempts the engine thread on wake-up
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_BATCH, os.sched_param(0))
+    try:
+        while not done.wait(0.05):
+            take()
+    finally:
+        if drain_batch:
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_OTHER, os.sched_param(0))
     th.join()
     take()
     c = eng.counters()
@@ -103,8 +111,14 @@ def closed_reference(port: int, conns: int, dur_ns: int) -> dict:
     }
 
 
-def parse_mode(text: str) -> tuple[int | None, int]:
-    """'auto' -> (None, 0); '20' -> (20 µs fixed spin, 0); 'c500' -> (None, coalesce 500 µs)."""
+def parse_mode(text: str) -> tuple[int | None, int, bool]:
+    """'auto' -> (None, 0); '20' -> (20 µs fixed spin, 0); 'c500' -> (None, coalesce 500 µs).
+    A trailing 'b' ('autob', '20b'): the draining thread runs SCHED_BATCH."""
+    spin, coalesce = _parse_spin(text[:-1] if text.endswith("b") else text)
+    return spin, coalesce, text.endswith("b")
+
+
+def _parse_spin(text: str) -> tuple[int | None, int]:
     if text.startswith("c"):
         return None, int(float(text[1:]) * 1000)
     if text == "auto":
@@ -113,8 +127,8 @@ def parse_mode(text: str) -> tuple[int | None, int]:
 
 
 def measure(port: int, conns: int, dur: int, rate: float, mode: str) -> dict:
-    spin, coalesce = parse_mode(mode)
-    o = one_run(port, conns, dur, rate, spin_ns=spin, coalesce_ns=coalesce)
+    spin, coalesce, batch = parse_mode(mode)
+    o = one_run(port, conns, dur, rate, spin_ns=spin, coalesce_ns=coalesce, drain_batch=batch)
     lag = o["lag"]
     p = np.percentile(lag, [50, 99, 99.9]) / 1000 if len(lag) else [float("nan")] * 3
     st = o["pacing"]

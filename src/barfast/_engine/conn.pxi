@@ -84,6 +84,13 @@ cdef extern from "sys/epoll.h" nogil:
     int epoll_pwait2(int epfd, epoll_event *events, int maxevents, const timespec *timeout,
                      const void *sigmask)
 
+cdef extern from "bf_sys.h" nogil:
+    # The per-request calls without glibc's cancellation-point wrappers (see the header).
+    ssize_t bf_send(int fd, const void *buf, size_t n, int flags)
+    ssize_t bf_read(int fd, void *buf, size_t n)
+    int bf_epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+    int bf_epoll_pwait2(int epfd, epoll_event *events, int maxevents, const timespec *timeout)
+
 cdef extern from "sys/prctl.h" nogil:
     enum:
         PR_SET_TIMERSLACK

@@ -334,7 +334,7 @@ cdef void loop_send(engine_t *e, conn_t *c) noexcept nogil:
         c.reqs_on_conn += 1
         c.state = CONN_BUSY
     while c.wpos < e.req_len:
-        n = send(c.fd, e.req + c.wpos, e.req_len - c.wpos, MSG_NOSIGNAL)
+        n = bf_send(c.fd, e.req + c.wpos, e.req_len - c.wpos, MSG_NOSIGNAL)
         if n > 0:
             c.wpos += <size_t>n
             c.bytes_tx += <uint32_t>n
@@ -461,7 +461,7 @@ cdef void loop_on_readable(engine_t *e, conn_t *c) noexcept nogil:
     cdef uint64_t now
     while True:
         space = CONN_RBUF_SIZE - c.rlen
-        n = read(c.fd, c.rbuf + c.rlen, space)
+        n = bf_read(c.fd, c.rbuf + c.rlen, space)
         if n > 0:
             now = clock_now_ns()   # first_byte_ns and/or done_ns (see "What is timed")
             cnt_add(&e.cnt.bytes_rx, <uint64_t>n)
@@ -610,25 +610,25 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         # would wake that much late, every time.
         now = clock_now_ns()
     if until <= now:
-        return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
+        return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
     delta = until - now
     if pacing_wait:
         if delta > e.spin_ns:
             delta -= e.spin_ns        # sleep until the window, then spin (or sleep) the rest
         elif until - e.last_intended >= LOOP_SPIN_GAP_FACTOR * e.spin_ns:
-            return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)   # the spin: poll to the send
+            return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)   # the spin: poll to the send
         # else: a gap shorter than the factor allows (a high rate): sleep until the send itself
     if not e.no_pwait2:
         # ns timeout: a wait for the scan or the deadline must not overshoot a send that becomes
         # due meanwhile (epoll_wait's int ms timeout rounds up by up to 1 ms).
         clock_ns_to_timespec(delta, &ts)
-        n = epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts, NULL)
+        n = bf_epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts)
         if n == 0 and pacing_wait:
             loop_spin_learn(e, clock_now_ns(), now + delta)
         if n >= 0 or errno != ENOSYS:   # kernel < 5.11: fall back to ms waits
             return n
         e.no_pwait2 = 1
-    return epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, <int>((delta + 999999) // 1000000))
+    return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, <int>((delta + 999999) // 1000000))
 
 
 cdef bint loop_done(engine_t *e, uint64_t now) noexcept nogil:
