@@ -18,7 +18,7 @@ spin window in µs, or "cN": no spin, one wake-up per N µs sending all that is 
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import resource
 import socket
 import sys
@@ -29,6 +29,7 @@ from nginx_target import Nginx
 
 from barfast import _core
 from barfast.ring import Ring
+from barfast.runner import batch_policy
 
 S = 1_000_000_000
 
@@ -46,7 +47,8 @@ def one_run(
     requests: int = 0,
     spin_ns: int | None = None,
     coalesce_ns: int = 0,
-    drain_batch: bool = False,
+    drain_batch: bool = True,
+    gap: int | None = None,
 ) -> dict:
     ring = Ring.create(1 << 20)
     req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
@@ -66,6 +68,8 @@ def one_run(
     )
     eng._set_spin_ns(spin_ns)
     eng._set_coalesce_ns(coalesce_ns)
+    if gap is not None:
+        eng._set_spin_gap_factor(gap)
     out: dict = {}
     lags: list[np.ndarray] = []
     done = threading.Event()
@@ -85,14 +89,11 @@ def one_run(
 
     th = threading.Thread(target=runner)
     th.start()
-    if drain_batch:  # this (draining) thread never preempts the engine thread on wake-up
-        os.sched_setscheduler(threading.get_native_id(), os.SCHED_BATCH, os.sched_param(0))
-    try:
+    # Like EngineRunner: the draining thread runs SCHED_BATCH (never preempts the engine on
+    # wake-up) unless the mode says 'n' (normal policy, the behaviour before).
+    with batch_policy() if drain_batch else contextlib.nullcontext():
         while not done.wait(0.05):
             take()
-    finally:
-        if drain_batch:
-            os.sched_setscheduler(threading.get_native_id(), os.SCHED_OTHER, os.sched_param(0))
     th.join()
     take()
     c = eng.counters()
@@ -111,11 +112,19 @@ def closed_reference(port: int, conns: int, dur_ns: int) -> dict:
     }
 
 
-def parse_mode(text: str) -> tuple[int | None, int, bool]:
+def parse_mode(text: str) -> tuple[int | None, int, bool, int | None]:
     """'auto' -> (None, 0); '20' -> (20 µs fixed spin, 0); 'c500' -> (None, coalesce 500 µs).
-    A trailing 'b' ('autob', '20b'): the draining thread runs SCHED_BATCH."""
-    spin, coalesce = _parse_spin(text[:-1] if text.endswith("b") else text)
-    return spin, coalesce, text.endswith("b")
+    A suffix 'gN' ('autog2'): spin gap factor N (0, the default: spin at any rate). A trailing 'n'
+    ('autog2n', the engine before this change): the draining thread runs under the normal policy
+    instead of SCHED_BATCH."""
+    batch = not text.endswith("n")
+    text = text if batch else text[:-1]
+    gap = None
+    if "g" in text:
+        text, g = text.split("g")
+        gap = int(g)
+    spin, coalesce = _parse_spin(text)
+    return spin, coalesce, batch, gap
 
 
 def _parse_spin(text: str) -> tuple[int | None, int]:
@@ -127,8 +136,10 @@ def _parse_spin(text: str) -> tuple[int | None, int]:
 
 
 def measure(port: int, conns: int, dur: int, rate: float, mode: str) -> dict:
-    spin, coalesce, batch = parse_mode(mode)
-    o = one_run(port, conns, dur, rate, spin_ns=spin, coalesce_ns=coalesce, drain_batch=batch)
+    spin, coalesce, batch, gap = parse_mode(mode)
+    o = one_run(
+        port, conns, dur, rate, spin_ns=spin, coalesce_ns=coalesce, drain_batch=batch, gap=gap
+    )
     lag = o["lag"]
     p = np.percentile(lag, [50, 99, 99.9]) / 1000 if len(lag) else [float("nan")] * 3
     st = o["pacing"]

@@ -48,19 +48,23 @@ cdef enum:
     #     the drift is zero where P(late > window) = DOWN / (UP + DOWN) = 1 %), so one preempted
     #     wake-up of a few ms moves it by one step, not by its size; clamped to
     #     [LOOP_SPIN_MIN_NS, LOOP_SPIN_MAX_NS]. A fixed window can be set for benchmarks;
-    #   - the loop spins only when the gap between the previous intended send and the next one is
-    #     at least LOOP_SPIN_GAP_FACTOR windows (so spinning takes at most 1/FACTOR of the time).
-    #     At higher rates it sleeps until the send itself: a spin there would keep the thread at
-    #     100 % CPU between every pair of sends, starve the process's own ring-draining thread on
-    #     the same CPU (time-slice preemptions of ms: the p99.9 lag explodes) and cost as much CPU
-    #     as the wake-ups it avoids.
+    #   - at high rates (sends closer together than the window) the loop therefore spins from one
+    #     send to the next and never sleeps: the thread is at 100 % CPU, but a sleep there would
+    #     cost about as much CPU as the gap itself (a wake-up is ~15 µs of CPU and ~15 µs late
+    #     here) and put the wake-up lateness into every send. Measured at 50k req/s
+    #     (benchmarks/README.md, "Open-loop pacing"): send-lag p99 25 µs spinning vs 64-160 µs
+    #     sleeping to each send, for +20 % CPU per request. What made spinning bad before was the
+    #     process's own ring-draining thread preempting the spinner on wake-up (lag p99 ~200 µs):
+    #     EngineRunner now drains under SCHED_BATCH, which never preempts on wake-up.
+    #     `spin_gap_factor` (benchmark knob, LOOP_SPIN_GAP_FACTOR by default) restores the old
+    #     rule: spin only when consecutive sends are at least that many windows apart.
     #   - coalesce_ns (benchmark knob, 0 by default) trades lag for CPU: wake at most once per
     #     window after a send is due and send everything due then (each wake-up costs ~20 µs here).
     LOOP_SPIN_INIT_NS = 20000
     LOOP_SPIN_MIN_NS = 2000
     LOOP_SPIN_MAX_NS = 50000        # = the send-lag p99 target: a later wake-up misses it anyway
     LOOP_SPIN_UP_NS = 9900
-    LOOP_SPIN_GAP_FACTOR = 2
+    LOOP_SPIN_GAP_FACTOR = 0
     LOOP_SPIN_DOWN_NS = 100
 
 
@@ -107,6 +111,7 @@ ctypedef struct engine_t:
     bint spin_auto           # spin_ns follows the measured wake-up lateness (the default)
     uint64_t last_intended   # intended time of the last schedule entry taken (0: none yet)
     uint64_t coalesce_ns     # pacing: wake this long after a send is due (0: at its time)
+    uint32_t spin_gap_factor # pacing: spin only when sends are at least this many windows apart
     uint64_t pace_sleeps     # timed pacing sleeps that ended by their timeout (benchmark stats)
     uint64_t pace_late_sum   # their summed lateness past the wake target, ns
     uint16_t endpoint
@@ -615,7 +620,7 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
     if pacing_wait:
         if delta > e.spin_ns:
             delta -= e.spin_ns        # sleep until the window, then spin (or sleep) the rest
-        elif until - e.last_intended >= LOOP_SPIN_GAP_FACTOR * e.spin_ns:
+        elif until - e.last_intended >= e.spin_gap_factor * e.spin_ns:
             return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)   # the spin: poll to the send
         # else: a gap shorter than the factor allows (a high rate): sleep until the send itself
     if not e.no_pwait2:
@@ -818,6 +823,7 @@ cdef class Engine:
         e.connect_timeout_ns = connect_timeout_ns
         e.start_ns = start_ns
         e.spin_ns = LOOP_SPIN_INIT_NS
+        e.spin_gap_factor = LOOP_SPIN_GAP_FACTOR
         e.spin_auto = 1
         e.open_loop = rate > 0.0 or bool(stages)
         if e.open_loop:
@@ -884,6 +890,11 @@ cdef class Engine:
         else:
             self.e.spin_ns = <uint64_t>spin_ns
             self.e.spin_auto = 0
+
+    def _set_spin_gap_factor(self, uint32_t factor) -> None:
+        """Benchmark knob: spin only when consecutive sends are at least `factor` spin windows
+        apart (default LOOP_SPIN_GAP_FACTOR; 0 spins at any rate). Set before run()."""
+        self.e.spin_gap_factor = factor
 
     def _set_coalesce_ns(self, uint64_t coalesce_ns) -> None:
         """Benchmark knob: wake at most once per `coalesce_ns` after a send is due and send all
