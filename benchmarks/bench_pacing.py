@@ -114,7 +114,7 @@ def closed_reference(port: int, conns: int, dur_ns: int) -> dict:
 
 def parse_mode(text: str) -> tuple[int | None, int, bool, int | None]:
     """'auto' -> (None, 0); '20' -> (20 µs fixed spin, 0); 'c500' -> (None, coalesce 500 µs).
-    A suffix 'gN' ('autog2'): spin gap factor N (0, the default: spin at any rate). A trailing 'n'
+    A suffix 'gN' ('autog0'): spin gap factor N (2 is the engine's default; 0 spins at any rate). A trailing 'n'
     ('autog2n', the engine before this change): the draining thread runs under the normal policy
     instead of SCHED_BATCH."""
     batch = not text.endswith("n")

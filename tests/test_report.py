@@ -206,6 +206,29 @@ def test_cpu_saturation_warning() -> None:
     assert any("worker 3 used 95% of a CPU" in w for w in rep["generator"]["warnings"])
 
 
+def test_pacing_spin_is_not_saturation() -> None:
+    """An open loop at a high rate spins between sends (engine counter spin_ns): that CPU was
+    chosen, not forced by load, so it does not trigger the saturation warning; real work does."""
+    m = Merger()
+    fw = FakeWorker(2)
+    s = fw.snapshot(samples([1000] * 10), 0, final=True)
+    s["cpu"] = {"user_s": 0.6, "sys_s": 0.38}  # 98 % of the 1 s it ran ...
+    s["counters"]["spin_ns"] = 400_000_000  # ... of which 0.4 s polling for sends not yet due
+    m.add(s)
+    rep = m.report({"open_loop": False})
+    row = rep["workers"][0]
+    assert row["cpu_share"] == pytest.approx(0.98) and row["cpu_spin_s"] == pytest.approx(0.4)
+    assert row["cpu_busy_share"] == pytest.approx(0.58)
+    assert not any("of a CPU" in w for w in rep["generator"]["warnings"])
+    s2 = FakeWorker(2).snapshot(samples([1000] * 10), 0, final=True)
+    s2["cpu"] = {"user_s": 0.6, "sys_s": 0.38}
+    s2["counters"]["spin_ns"] = 10_000_000
+    m2 = Merger()
+    m2.add(s2)
+    warnings = m2.report({"open_loop": False})["generator"]["warnings"]
+    assert any("worker 2 used 97% of a CPU besides 0.01s of pacing spin" in w for w in warnings)
+
+
 def test_worker_lost_keeps_data() -> None:
     m = Merger()
     a, b = FakeWorker(0), FakeWorker(1)

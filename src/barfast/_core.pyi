@@ -235,7 +235,8 @@ class Engine:
         """Totals so far, safe to call while run() runs in another thread (relaxed atomic loads):
         started, completed, errors, in_flight, not_sent, reconnects, connects, connect_attempts,
         connect_failures (all failed connects; err_connect counts the requests that failed with one),
-        bytes_rx, bytes_tx, samples, ring_dropped, conns_open, conns_peak, and err_<kind> for
+        bytes_rx, bytes_tx, samples, ring_dropped, conns_open, conns_peak, spin_ns (open loop: ns
+        spent polling for a send that was not due yet, the pacing spin), and err_<kind> for
         connect, timeout, read, write, parse, closed, not_sent. connects == 0 after a run means no
         load could be generated."""
 

@@ -189,6 +189,16 @@ def _workers(rows: list[dict[str, Any]]) -> list[str]:
         out.append(
             f"  {r.get('worker', '?'):>3}  {where:<24} {state:<6} {r.get('completed', 0):>10} completed"
             f"  {r.get('errors', 0):>6} errors  {r.get('rps', 0.0):>11.1f} req/s"
-            f"  CPU {100 * r.get('cpu_share', 0.0):3.0f}%"
+            f"  CPU {100 * r.get('cpu_share', 0.0):3.0f}%{_spin(r)}"
         )
     return out
+
+
+def _spin(row: dict[str, Any]) -> str:
+    """An open loop's pacing spin is CPU it chose to spend: shown apart from the busy part."""
+    spin, el = row.get("cpu_spin_s", 0.0), row.get("elapsed_s", 0.0)
+    if not spin or el <= 0:
+        return ""
+    return (
+        f" ({100 * row.get('cpu_busy_share', 0.0):.0f}% busy, {100 * spin / el:.0f}% pacing spin)"
+    )
