@@ -59,6 +59,36 @@ class ServeTarget:
             self.proc.kill()
 
 
+def target_pids(target: Nginx | ServeTarget) -> list[int]:
+    """The processes that serve: nginx's workers (children of its master), or `barfast serve`."""
+    pid = target.proc.pid
+    if isinstance(target, ServeTarget):
+        return [pid]
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d.name))
+    return kids or [pid]
+
+
+def proc_cpu_s(pids: list[int]) -> float:
+    """user + system CPU seconds of these processes so far (/proc/PID/stat fields 14 and 15)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def start_target(kind: str, server_cpu: str) -> Nginx | ServeTarget:
     return Nginx(int(server_cpu)) if kind == "nginx" else ServeTarget(server_cpu)
 
@@ -195,15 +225,21 @@ def main() -> int:
     target = start_target(args.target, srv_cpu)
     url = f"http://127.0.0.1:{target.port}/"
     runs: dict[str, list[dict[str, float]]] = {t: [] for t in tools}
+    pids = target_pids(target)
     try:
         for i in range(args.pairs):
             order = tools if i % 2 == 0 else list(reversed(tools))
             for t in order:
+                srv0 = proc_cpu_s(pids)
                 r = TOOLS[t](url, args.connections, args.duration, gen_cpu)
+                # The target's CPU over the load period: near 100 % means the server, not the
+                # generator, set the rate (and no generator can then be much faster than another).
+                r["target_cpu_share"] = (proc_cpu_s(pids) - srv0) / args.duration
                 r["cpu_us_per_req"] = r["cpu_s"] / max(r["requests"], 1) * 1e6
                 runs[t].append(r)
                 print(
-                    f"pair {i + 1} {t:8s} {r['rps']:>10,.0f} req/s  {r['cpu_us_per_req']:5.2f} CPU us/req",
+                    f"pair {i + 1} {t:8s} {r['rps']:>10,.0f} req/s  {r['cpu_us_per_req']:5.2f} CPU us/req"
+                    f"  target CPU {100 * r['target_cpu_share']:3.0f}%",
                     flush=True,
                 )
     finally:
@@ -219,6 +255,7 @@ def main() -> int:
             for b, w in zip(runs[t], runs["wrk"], strict=True)
         )
         table[t] = {
+            "median_target_cpu_share": statistics.median(r["target_cpu_share"] for r in runs[t]),
             "median_rps": statistics.median(r["rps"] for r in runs[t]),
             "median_cpu_us_per_req": statistics.median(r["cpu_us_per_req"] for r in runs[t]),
             "rps_ratio_vs_wrk": rps_ratio,
@@ -230,11 +267,13 @@ def main() -> int:
     )
     print(
         f"{'tool':8s} {'req/s':>10s} {'CPU us/req':>11s} {'req/s / wrk':>12s} {'CPU/req / wrk':>14s}"
+        f" {'target CPU':>11s}"
     )
     for t, row in table.items():
         print(
             f"{t:8s} {row['median_rps']:>10,.0f} {row['median_cpu_us_per_req']:>11.2f} "
             f"{row['rps_ratio_vs_wrk']:>12.3f} {row['cpu_per_req_ratio_vs_wrk']:>14.3f}"
+            f" {100 * row['median_target_cpu_share']:>10.0f}%"
         )
     w1 = None
     if "barfast" in runs and "bf-1proc" in runs:
