@@ -76,11 +76,12 @@ def batch_policy() -> Iterator[None]:
     """Run the calling (draining) thread under SCHED_BATCH, then restore its policy.
 
     The engine thread shares a CPU with this one. A normal thread waking up every DRAIN_INTERVAL_S
-    preempts the engine at once, which an open loop pays as send lag (at 50k req/s on this
-    project's VMs, bench_pacing.py: send-lag p99 95 µs with this against 163 µs without, medians of
-    3 rounds); a SCHED_BATCH thread keeps its fair share of the CPU but never preempts on wake-up,
-    so it runs when the engine sleeps or at the next scheduler tick (sched(7)). Unprivileged; a
-    no-op where the policy is not available."""
+    preempts the engine at once, which an open loop pays as send lag; a SCHED_BATCH thread keeps
+    its fair share of the CPU but never preempts on wake-up, so it runs when the engine sleeps or at
+    the next scheduler tick (sched(7)). Measured at 50k req/s (bench_pacing.py, medians of 3
+    rounds, modes auto vs auton): send-lag p99 95 vs 163 µs in one run, 75 vs 89 µs in the next,
+    i.e. a small gain inside this VM's noise. Unprivileged; a no-op where the policy is not
+    available."""
     tid = threading.get_native_id()
     try:
         policy = os.sched_getscheduler(tid)
