@@ -8,7 +8,8 @@ worker on loopback.
 Pin it the way MEASURING.md says (nginx on CPU 1 via --nginx-cpu, this process on CPU 0 via
 taskset) for figures that mean something; on a shared machine read the ratios, not the absolutes.
 
-"sustainable" is 50 % of the closed-loop maximum measured at the start of each round. The
+"sustainable" is 50 % of the closed-loop maximum measured at the start of each round, and "0.9x"
+90 % of it. The
 closed-loop reference (CPU per request at full speed, same connections) is measured at the start of
 every round; each open-loop run's ratio uses its round's reference, and the summary gives medians
 over rounds (MEASURING.md: alternate, quote medians). --spins lists pacing modes: "auto" (the engine's adaptive default), a fixed
@@ -112,6 +113,15 @@ def closed_reference(port: int, conns: int, dur_ns: int) -> dict:
     }
 
 
+def rate_of(label: str, closed_rps: float) -> float:
+    """'20000' -> 20000; 'sustainable' -> 50 % of the closed loop; '0.9x' -> 90 % of it."""
+    if label == "sustainable":
+        return closed_rps * 0.5
+    if label.endswith("x"):
+        return closed_rps * float(label[:-1])
+    return float(label)
+
+
 def parse_mode(text: str) -> tuple[int | None, int, bool, int | None]:
     """'auto' -> (None, 0); '20' -> (20 µs fixed spin, 0); 'c500' -> (None, coalesce 500 µs).
     A suffix 'gN' ('autog0'): spin gap factor N (2 is the engine's default; 0 spins at any rate). A trailing 'n'
@@ -182,9 +192,7 @@ def main() -> None:
         for rnd in range(args.repeat):
             ref = closed_reference(port, args.connections, dur)
             closed.append(ref)
-            rates = [
-                ref["rps"] * 0.5 if r == "sustainable" else float(r) for r in args.rates.split(",")
-            ]
+            rates = [rate_of(r, ref["rps"]) for r in args.rates.split(",")]
             print(
                 f"round {rnd}: closed loop {ref['rps']:.0f} req/s, "
                 f"{ref['cpu_us_per_req']:.2f} µs CPU/request"
