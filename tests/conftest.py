@@ -81,6 +81,16 @@ class Nginx:
         with open(log, "rb") as f:
             return sum(1 for _ in f)
 
+    def wait_logged(self, at_least: int, timeout_s: float = 5.0) -> int:
+        """requests_logged() once it reaches `at_least` (or after timeout_s): nginx writes a
+        request's log line after its response, so a client can be done before the line is."""
+        deadline = time.monotonic() + timeout_s
+        n = self.requests_logged()
+        while n < at_least and time.monotonic() < deadline:
+            time.sleep(0.02)
+            n = self.requests_logged()
+        return n
+
     def truncate_log(self) -> None:
         (self.run_dir / "access.log").write_bytes(b"")
 

@@ -110,7 +110,7 @@ def test_two_workers_count_equals_nginx(nginx) -> None:
     code, out, err = finish(start("run", "-w", "2", "-c", "4", "-n", "20000", "--json", nginx.url))
     assert code == 0, err
     rep = json.loads(out)
-    served = nginx.requests_logged() - before
+    served = nginx.wait_logged(before + 20000) - before
     assert rep["requests"]["completed"] == 20000 == served
     rows = rep["workers"]
     assert len(rows) == 2
@@ -126,7 +126,7 @@ def test_odd_split_keeps_remainders(nginx) -> None:
     code, out, err = finish(start("run", "-w", "3", "-c", "3", "-n", "1001", "--json", nginx.url))
     assert code == 0, err
     rep = json.loads(out)
-    assert rep["requests"]["completed"] == 1001 == nginx.requests_logged() - before
+    assert rep["requests"]["completed"] == 1001 == nginx.wait_logged(before + 1001) - before
     assert sorted(r["completed"] for r in rep["workers"]) == [333, 334, 334]
 
 
@@ -152,7 +152,10 @@ def test_sigkill_one_worker_run_goes_on(nginx) -> None:
     assert survivor["final"]
     assert rep["requests"]["completed"] == lost[0]["completed"] + survivor["completed"]
     # nginx saw everything we counted, plus what the killed worker did after its last snapshot
-    assert nginx.requests_logged() - before >= rep["requests"]["completed"]
+    assert (
+        nginx.wait_logged(before + rep["requests"]["completed"]) - before
+        >= (rep["requests"]["completed"])
+    )
     assert not alive(pids[0]) and not alive(pids[1])
 
 
@@ -189,7 +192,7 @@ def test_ctrl_c_partial_report_and_exit_130(nginx) -> None:
     rep = json.loads(out)
     assert rep["interrupted"] is True
     done = rep["requests"]["completed"]
-    served = nginx.requests_logged() - before
+    served = nginx.wait_logged(before + done) - before
     assert done > 0
     # Every worker stopped and sent its final snapshot: what we count is what nginx answered, except
     # requests in flight at the stop (at most one per connection).
@@ -431,7 +434,7 @@ def test_remote_workers_with_curve_and_a_refused_one(nginx, tmp_path: Path) -> N
             w.communicate()
     assert code == 0, err
     rep = json.loads(out)
-    assert rep["requests"]["completed"] == 4000 == nginx.requests_logged() - before
+    assert rep["requests"]["completed"] == 4000 == nginx.wait_logged(before + 4000) - before
     assert [r["local"] for r in rep["workers"]] == [False, False]
     assert "refused worker from 127.0.0.1: not authorised" in err
     assert icode == 2 and "not authorised" in ierr
@@ -491,5 +494,7 @@ def test_million_requests_two_workers_equal_nginx(nginx) -> None:
     )
     assert code == 0, err
     rep = json.loads(out)
-    assert rep["requests"]["completed"] == 1_000_000 == nginx.requests_logged() - before
+    assert (
+        rep["requests"]["completed"] == 1_000_000 == nginx.wait_logged(before + 1_000_000) - before
+    )
     assert sum(r["completed"] for r in rep["workers"]) == 1_000_000
