@@ -99,11 +99,22 @@ def test_no_record_lost_duplicated_or_torn(pinned_consumer, n, capacity, kw):
     assert ring.dropped == 0 and ring.pending == 0 and ring.producer_done
 
 
+def _wait_dropped(ring: Ring, timeout_s: float = 10.0) -> None:
+    """Until the producer has dropped at least one record (the ring filled up with no consumer)."""
+    deadline = time.monotonic() + timeout_s
+    while ring.dropped == 0:
+        assert time.monotonic() < deadline, "the producer never filled the ring"
+        time.sleep(0.0005)
+
+
 def test_dropping_producer_gaps_equal_dropped_c_consumer(pinned_consumer):
     # The engine's rule (full -> drop + count) against a consumer that checks every byte.
     n = 10_000_000
     ring = Ring.create(1 << 10)
     pid = _fork_bursty_producer(ring, n, burst=3000, pause_s=50e-6, single=True)
+    # A consumer on its own CPU can keep up with every burst, so the drop path would be left to
+    # chance: let the first burst overflow the ring (nobody consumes yet) before starting.
+    _wait_dropped(ring)
     res = _core._bench_consume(ring, n, check_all=True, until_done=True, timeout_s=60.0)
     assert _reap(pid) == 0 and not res["timed_out"]
     assert res["bad"] == 0
@@ -118,6 +129,7 @@ def test_dropping_producer_gaps_equal_dropped_numpy_consumer(pinned_consumer):
     n = 500_000
     ring = Ring.create(1 << 6)
     pid = _fork_bursty_producer(ring, n, burst=100, pause_s=20e-6, batch=16)
+    _wait_dropped(ring)
     received = gaps = torn = 0
     last = -1
     while True:
