@@ -16,15 +16,6 @@ def run(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(barfast_cmd(*args), capture_output=True, text=True, timeout=timeout)
 
 
-def wait_log(nginx, expected: int, timeout_s: float = 5.0) -> int:
-    deadline = time.monotonic() + timeout_s
-    n = nginx.requests_logged()
-    while n < expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-        n = nginx.requests_logged()
-    return n
-
-
 def test_count_equals_nginx_access_log(nginx) -> None:
     before = nginx.requests_logged()
     p = run("run", "-w", "1", "-n", "5000", "-c", "10", nginx.url, "--json")
@@ -36,7 +27,7 @@ def test_count_equals_nginx_access_log(nginx) -> None:
     assert req["completed"] == 5000
     assert req["errors"] == 0 and req["in_flight"] == 0
     assert rep["status"] == {"200": 5000}
-    assert wait_log(nginx, before + 5000) - before == req["completed"]
+    assert nginx.wait_logged(before + 5000) - before == req["completed"]
     # Every sample reached the histogram; nothing was dropped.
     assert rep["samples"] == {
         "aggregated": 5000,
