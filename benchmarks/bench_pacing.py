@@ -50,6 +50,7 @@ def one_run(
     coalesce_ns: int = 0,
     drain_batch: bool = True,
     gap: int | None = None,
+    quantile: float | None = None,
 ) -> dict:
     ring = Ring.create(1 << 20)
     req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
@@ -71,6 +72,8 @@ def one_run(
     eng._set_coalesce_ns(coalesce_ns)
     if gap is not None:
         eng._set_spin_gap_factor(gap)
+    if quantile is not None:
+        eng._set_spin_quantile(quantile)
     out: dict = {}
     lags: list[np.ndarray] = []
     done = threading.Event()
@@ -122,19 +125,25 @@ def rate_of(label: str, closed_rps: float) -> float:
     return float(label)
 
 
-def parse_mode(text: str) -> tuple[int | None, int, bool, int | None]:
+def parse_mode(text: str) -> tuple[int | None, int, bool, int | None, float | None]:
     """'auto' -> (None, 0); '20' -> (20 µs fixed spin, 0); 'c500' -> (None, coalesce 500 µs).
-    A suffix 'gN' ('autog0'): spin gap factor N (2 is the engine's default; 0 spins at any rate). A trailing 'n'
+    A suffix 'gN' ('autog0'): spin gap factor N (2 is the engine's default; 0 spins at any rate).
+    A suffix 'qP' ('autoq5'): the adaptive window tracks the (100 - P) % quantile of the wake-up
+    lateness (the engine's default is q1). A trailing 'n'
     ('autog2n', the engine before this change): the draining thread runs under the normal policy
     instead of SCHED_BATCH."""
     batch = not text.endswith("n")
     text = text if batch else text[:-1]
+    quantile = None
+    if "q" in text:
+        text, q = text.split("q")
+        quantile = float(q) / 100
     gap = None
     if "g" in text:
         text, g = text.split("g")
         gap = int(g)
     spin, coalesce = _parse_spin(text)
-    return spin, coalesce, batch, gap
+    return spin, coalesce, batch, gap, quantile
 
 
 def _parse_spin(text: str) -> tuple[int | None, int]:
@@ -146,9 +155,17 @@ def _parse_spin(text: str) -> tuple[int | None, int]:
 
 
 def measure(port: int, conns: int, dur: int, rate: float, mode: str) -> dict:
-    spin, coalesce, batch, gap = parse_mode(mode)
+    spin, coalesce, batch, gap, quantile = parse_mode(mode)
     o = one_run(
-        port, conns, dur, rate, spin_ns=spin, coalesce_ns=coalesce, drain_batch=batch, gap=gap
+        port,
+        conns,
+        dur,
+        rate,
+        spin_ns=spin,
+        coalesce_ns=coalesce,
+        drain_batch=batch,
+        gap=gap,
+        quantile=quantile,
     )
     lag = o["lag"]
     p = np.percentile(lag, [50, 99, 99.9]) / 1000 if len(lag) else [float("nan")] * 3

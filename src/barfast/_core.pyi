@@ -254,6 +254,7 @@ class Engine:
         adaptive window (tracks the p99 of measured wake-up lateness, 2..50 µs). Before run()."""
 
     def _set_spin_gap_factor(self, factor: int) -> None: ...
+    def _set_spin_quantile(self, q: float) -> None: ...
     def _set_coalesce_ns(self, coalesce_ns: int) -> None:
         """Benchmark knob: wake at most once per coalesce_ns after a send is due and send all that
         are due (no spin); 0 (default) wakes for each send. Before run()."""

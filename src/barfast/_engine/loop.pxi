@@ -116,6 +116,7 @@ ctypedef struct engine_t:
     uint64_t last_intended   # intended time of the last schedule entry taken (0: none yet)
     uint64_t coalesce_ns     # pacing: wake this long after a send is due (0: at its time)
     uint32_t spin_gap_factor # pacing: spin only when sends are at least this many windows apart
+    uint64_t spin_up_ns      # adaptive window: step up on a late wake-up (sets the quantile)
     uint64_t pace_sleeps     # timed pacing sleeps that ended by their timeout (benchmark stats)
     uint64_t pace_late_sum   # their summed lateness past the wake target, ns
     uint16_t endpoint
@@ -598,7 +599,7 @@ cdef inline void loop_spin_learn(engine_t *e, uint64_t woke, uint64_t target) no
         return
     # `late` is past the wake target (send time - m): the send itself was late iff late > m.
     if late > m:
-        m += LOOP_SPIN_UP_NS
+        m += e.spin_up_ns
     elif m > LOOP_SPIN_DOWN_NS:
         m -= LOOP_SPIN_DOWN_NS
     if m < LOOP_SPIN_MIN_NS:
@@ -831,6 +832,7 @@ cdef class Engine:
         e.start_ns = start_ns
         e.spin_ns = LOOP_SPIN_INIT_NS
         e.spin_gap_factor = LOOP_SPIN_GAP_FACTOR
+        e.spin_up_ns = LOOP_SPIN_UP_NS
         e.spin_auto = 1
         e.open_loop = rate > 0.0 or bool(stages)
         if e.open_loop:
@@ -897,6 +899,13 @@ cdef class Engine:
         else:
             self.e.spin_ns = <uint64_t>spin_ns
             self.e.spin_auto = 0
+
+    def _set_spin_quantile(self, double q) -> None:
+        """Benchmark knob: the adaptive spin window tracks the (1 - q) quantile of the wake-up
+        lateness (P(late > window) = q; default 0.01). Set before run()."""
+        if not 0.0 < q < 1.0:
+            raise ValueError("q must be in (0, 1)")
+        self.e.spin_up_ns = <uint64_t>(LOOP_SPIN_DOWN_NS * (1.0 - q) / q + 0.5)
 
     def _set_spin_gap_factor(self, uint32_t factor) -> None:
         """Benchmark knob: spin only when consecutive sends are at least `factor` spin windows
