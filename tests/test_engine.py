@@ -91,11 +91,7 @@ def test_closed_loop_count_matches_nginx_log(nginx) -> None:
     assert eng.status_counts() == {200: n}
     assert c["connects"] == 10 and c["reconnects"] == 0
     assert c["bytes_tx"] == n * len(request_bytes(nginx.port))
-    # nginx writes its log line after the response; give it a moment to catch up
-    deadline = time.monotonic() + 5
-    while nginx.requests_logged() < n and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert nginx.requests_logged() == n
+    assert nginx.wait_logged(n) == n  # nginx logs after it answers: wait_logged lets it catch up
 
     s = drain(ring)
     assert len(s) == c["completed"] + c["errors"] == c["samples"]

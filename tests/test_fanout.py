@@ -68,11 +68,8 @@ def worker_pids(coord_pid: int, n: int, timeout_s: float = 20.0) -> list[int]:
 
 
 def wait_requests(nginx, start: int, at_least: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while nginx.requests_logged() - start < at_least:
-        if time.monotonic() > deadline:
-            raise AssertionError("the load did not reach nginx")
-        time.sleep(0.05)
+    if nginx.wait_logged(start + at_least, timeout_s) - start < at_least:
+        raise AssertionError("the load did not reach nginx")
 
 
 def stable_after(nginx, wait_s: float, window_s: float) -> tuple[int, int]:

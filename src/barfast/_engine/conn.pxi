@@ -21,7 +21,6 @@ cdef extern from "sys/socket.h" nogil:
     int connect(int fd, const sockaddr *addr, socklen_t len)
     int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
     int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
-    ssize_t send(int fd, const void *buf, size_t n, int flags)
     enum:
         AF_INET
         AF_INET6
@@ -78,14 +77,11 @@ cdef extern from "sys/epoll.h" nogil:
         EPOLL_CLOEXEC
     int epoll_create1(int flags)
     int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
-    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
-    # epoll_pwait2(2) (Linux 5.11, glibc 2.35): a timespec timeout, so pacing waits are not
-    # rounded up to whole milliseconds as epoll_wait's int timeout is (wrk2's ±1 ms limit).
-    int epoll_pwait2(int epfd, epoll_event *events, int maxevents, const timespec *timeout,
-                     const void *sigmask)
 
 cdef extern from "bf_sys.h" nogil:
     # The per-request calls without glibc's cancellation-point wrappers (see the header).
+    # bf_epoll_pwait2 (Linux 5.11) takes a timespec, so pacing waits are not rounded up to whole
+    # milliseconds as epoll_wait's int timeout is (wrk2's ±1 ms limit); raw, so no glibc 2.35 needed.
     ssize_t bf_send(int fd, const void *buf, size_t n, int flags)
     ssize_t bf_read(int fd, void *buf, size_t n)
     int bf_epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)

@@ -33,9 +33,7 @@ cdef extern from *:
     #include <sys/syscall.h>
     #include <sys/uio.h>
 
-    #ifndef SYS_epoll_pwait2
-    #define SYS_epoll_pwait2 441  /* one number on every architecture (asm-generic/unistd.h, Linux 5.11) */
-    #endif
+    #include "bf_sys.h"
 
     static int srv_have_pwait2 = 1;
 
@@ -46,9 +44,9 @@ cdef extern from *:
     }
 
     /* epoll wait with a nanosecond timeout (< 0: forever). epoll_pwait2(2) takes a timespec, so a due
-     * time is met to the hrtimer's precision instead of epoll_wait's whole milliseconds. Called raw so
-     * the build does not need glibc >= 2.35; on kernels without it, fall back to epoll_wait with the
-     * timeout rounded UP (never early, up to 1 ms late). */
+     * time is met to the hrtimer's precision instead of epoll_wait's whole milliseconds. Called raw
+     * (bf_sys.h, as the client does) so the build does not need glibc >= 2.35; on kernels without it,
+     * fall back to epoll_wait with the timeout rounded UP (never early, up to 1 ms late). */
     static int srv_epoll_wait_ns(int epfd, struct epoll_event *ev, int n, int64_t timeout_ns) {
         if (srv_have_pwait2) {
             struct timespec ts, *tp = NULL;
@@ -57,8 +55,8 @@ cdef extern from *:
                 ts.tv_nsec = (long)(timeout_ns % 1000000000);
                 tp = &ts;
             }
-            long r = syscall(SYS_epoll_pwait2, epfd, ev, n, tp, NULL, 0);
-            if (r >= 0 || errno != ENOSYS) return (int)r;
+            int r = bf_epoll_pwait2(epfd, ev, n, tp);
+            if (r >= 0 || errno != ENOSYS) return r;
             srv_have_pwait2 = 0;
         }
         int ms = -1;
@@ -66,7 +64,7 @@ cdef extern from *:
             int64_t m = (timeout_ns + 999999) / 1000000;
             ms = m > 86400000 ? 86400000 : (int)m;
         }
-        return epoll_wait(epfd, ev, n, ms);
+        return bf_epoll_wait(epfd, ev, n, ms);
     }
 
     /* Sleep until `until_ns` (CLOCK_MONOTONIC) or until the eventfd becomes readable (stop()).
