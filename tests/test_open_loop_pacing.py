@@ -5,9 +5,15 @@ on a loaded shared machine."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import numpy as np
+import pytest
 
 from barfast.ring import Ring
+from conftest import barfast_cmd
 from test_engine import MS, S, check_invariant, drain, make_engine
 
 US = 1000
@@ -51,8 +57,11 @@ def test_fixed_window_stays_fixed(nginx) -> None:
 def test_coalescing_trades_lag_for_wakeups(nginx) -> None:
     # _set_coalesce_ns(500 µs): no spin; the loop wakes 500 µs after a send is due and sends all
     # that are due. At 1000 req/s that is one send per wake-up, each ~500 µs late (its response,
-    # ~50 µs after the send, wakes the loop long before the next one is due, so nothing earlier
-    # dispatches it). A loop that ignored the knob would show a median lag of µs.
+    # ~50 µs after the send, wakes the loop long before the next one is due). Only the timeout
+    # scan (every 10 ms, at a phase of its own) wakes the loop inside a window, half the time, and
+    # sends what is due early: ~5 % of the sends, so the bound below is on p10, not p5 (p5 sat on
+    # that edge and failed once in a session-3 run). A loop that ignored the knob would show a
+    # median lag of µs.
     ring = Ring.create(1 << 12)
     eng = make_engine(nginx.port, ring, connections=4, rate=1000.0, duration_ns=S)
     eng._set_coalesce_ns(500 * US)
@@ -61,4 +70,70 @@ def test_coalescing_trades_lag_for_wakeups(nginx) -> None:
     lag = lags(ring)
     assert len(lag) >= 950
     assert 450 * US <= np.percentile(lag, 50) < 2 * MS, np.percentile(lag, [10, 50, 90])
-    assert np.percentile(lag, 5) >= 400 * US, np.percentile(lag, [1, 5, 50])
+    assert np.percentile(lag, 10) >= 400 * US, np.percentile(lag, [5, 10, 50])
+
+
+def test_gap_factor_decides_whether_close_sends_are_spun(nginx) -> None:
+    # 40k req/s: sends 25 µs apart. With a fixed 30 µs window, factor 2 asks for 60 µs between
+    # sends before spinning, so the loop sleeps until each send (no spin time); factor 0 (what
+    # the default does while the loop has its CPU to itself) spins from send to send.
+    spun = {}
+    for factor in (2, 0):
+        eng = make_engine(nginx.port, None, connections=8, rate=40000.0, duration_ns=S // 2)
+        eng._set_spin_ns(30 * US)
+        eng._set_spin_gap_factor(factor)
+        eng.run()
+        c = eng.counters()
+        check_invariant(c)
+        assert c["completed"] >= 15000, c
+        spun[factor] = c["spin_ns"]
+    assert spun[2] == 0 and spun[0] > 0, spun
+
+
+def test_run_queue_wait_is_counted(nginx) -> None:
+    # Every engine reads its thread's run-queue wait (schedstat) at each 10 ms scan: the counter
+    # exists, and cannot exceed the run's length.
+    eng = make_engine(nginx.port, None, connections=4, duration_ns=S // 5)
+    eng.run()
+    c = eng.counters()
+    if not os.path.exists("/proc/thread-self/schedstat"):
+        pytest.skip("this kernel has no schedstat (CONFIG_SCHED_INFO)")
+    assert 0 <= c["runq_wait_ns"] <= S // 5 + 50 * MS
+    assert c["pacing_shared"] == 0  # a closed loop has no pacing to adapt
+
+
+def test_workers_sharing_one_cpu_stop_spinning_and_say_so(nginx) -> None:
+    # Two open-loop workers pinned to one CPU at 20k req/s each: both start by spinning from send
+    # to send, so each waits about half the time for the CPU; each must find that out (its
+    # run-queue wait, smoothed over a few 10 ms scans, crosses 20 %), fall back to sleeping, and
+    # report it. The schedule must still hold.
+    if not os.path.exists("/proc/thread-self/schedstat"):
+        pytest.skip("this kernel has no schedstat (CONFIG_SCHED_INFO)")
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    out = subprocess.run(
+        barfast_cmd(
+            "run",
+            "-R",
+            "40000",
+            "-w",
+            "2",
+            "-c",
+            "16",
+            "-d",
+            "2s",
+            "--json",
+            f"http://127.0.0.1:{nginx.port}/",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    rows = rep["workers"]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["pacing_shared"] is True, rows
+        assert row["cpu_wait_s"] > 0, rows
+    assert rep["rps"] == pytest.approx(40000, rel=0.02)

@@ -333,3 +333,34 @@ def test_text_lists_workers_when_several_or_lost() -> None:
     single = Merger()
     single.add(FakeWorker(0).snapshot(samples([1000] * 3), 0, final=True))
     assert "Workers:" not in render(single.report(config_info(cfg, workers=1)))
+
+
+def test_cpu_wait_is_reported_and_blamed_when_it_cost_something() -> None:
+    """A worker whose engine thread waited for a CPU another task held (engine counter
+    runq_wait_ns, from schedstat) shows it; the self-check blames it in a closed loop (the rate is
+    what the worker got) from 10 % of the run, and in an open loop only when the schedule
+    slipped."""
+
+    def merged(open_loop: bool, lag_ns: int) -> dict:
+        m = Merger()
+        for wid, wait_ns in ((1, 300_000_000), (2, 50_000_000)):  # of a 1 s run: 30 % and 5 %
+            s = FakeWorker(wid).snapshot(samples([1000] * 10, [lag_ns] * 10), 0, final=True)
+            s["counters"]["runq_wait_ns"] = wait_ns
+            s["counters"]["pacing_shared"] = int(wid == 1)
+            m.add(s)
+        return m.report({"open_loop": open_loop})
+
+    rep = merged(False, 0)
+    one, two = rep["workers"]
+    assert one["cpu_wait_s"] == pytest.approx(0.3) and one["cpu_wait_share"] == pytest.approx(0.3)
+    assert one["pacing_shared"] is True and two["pacing_shared"] is False
+    warnings = rep["generator"]["warnings"]
+    assert any("worker 1 waited 30% of the run for a CPU" in w for w in warnings), warnings
+    assert not any("worker 2 waited" in w for w in warnings), warnings
+    text = render(rep, latency=False)
+    assert ", waited 30% for a CPU" in text and ", waited 5% for a CPU" in text
+    # Open loop: on schedule (lag 10 µs) the wait cost nothing; late (2 ms) it is blamed.
+    assert not any("for a CPU" in w for w in merged(True, 10_000)["generator"]["warnings"])
+    late = merged(True, 2_000_000)["generator"]["warnings"]
+    assert any("send lag p99" in w and "generator, not the server" in w for w in late), late
+    assert any("worker 1 waited 30%" in w for w in late), late

@@ -45,6 +45,7 @@ SCHEMA = "barfast.report/1"
 SERIES_OPEN_S = 5
 SEND_LAG_WARN_MS = 1.0
 CPU_SATURATED = 0.9
+CPU_WAIT_WARN = 0.1  # a worker runnable but off its CPU this share of the run: it was starved
 REPORT_PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9, 99.99)
 FULL_PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
 COUNTER_KEYS = ("started", "completed", "errors", "in_flight", "not_sent")
@@ -542,6 +543,13 @@ class Merger:
             # pacing spin, chosen, not forced by load); busy = the rest, what the self-check uses.
             "cpu_spin_s": round(spin, 6),
             "cpu_busy_share": round(max(0.0, user + sys_ - spin) / el, 4) if el > 0 else 0.0,
+            # Time the engine thread was runnable but another task had its CPU (schedstat), and
+            # whether an open loop therefore stopped spinning between close sends.
+            "cpu_wait_s": round(w.counters.get("runq_wait_ns", 0) / NS_PER_S, 6),
+            "cpu_wait_share": round(w.counters.get("runq_wait_ns", 0) / w.elapsed_ns, 4)
+            if w.elapsed_ns > 0
+            else 0.0,
+            "pacing_shared": bool(w.counters.get("pacing_shared", 0)),
             "samples": w.samples,
             "snapshots": w.snapshots,
             "snapshots_rejected": w.rejected,
@@ -559,7 +567,8 @@ class Merger:
             lag99 = rep["send_lag_ms"]["p99"]
             if lag99 > SEND_LAG_WARN_MS:
                 msg = f"send lag p99 is {lag99:.3f} ms (> {SEND_LAG_WARN_MS:g} ms): requests left late"
-                if busiest >= CPU_SATURATED / 2:
+                waited = max((row["cpu_wait_share"] for row in rep["workers"]), default=0.0)
+                if busiest >= CPU_SATURATED / 2 or waited >= CPU_WAIT_WARN:
                     msg += ", so the generator, not the server, may be the bottleneck"
                 else:
                     # The generator had CPU to spare: requests waited for a free connection because
@@ -577,6 +586,15 @@ class Merger:
                 out.append(
                     f"worker {row['worker']} used {row['cpu_busy_share'] * 100:.0f}% of a CPU{spun}: "
                     "the generator, not the server, may be the bottleneck (add workers or CPUs)"
+                )
+            # An open loop that kept its schedule lost nothing by waiting (its own pacing spins
+            # make workers on one CPU wait for each other); a closed loop's rate is what it got.
+            starved = not open_loop or rep["send_lag_ms"]["p99"] > SEND_LAG_WARN_MS
+            if row["elapsed_s"] >= 0.5 and row["cpu_wait_share"] >= CPU_WAIT_WARN and starved:
+                out.append(
+                    f"worker {row['worker']} waited {row['cpu_wait_share'] * 100:.0f}% of the run for "
+                    "a CPU another task held: the generator, not the server, may be the bottleneck "
+                    "(fewer workers than CPUs, or keep the target off the workers' CPUs)"
                 )
         if dropped:
             out.append(

@@ -86,6 +86,8 @@ cdef extern from "bf_sys.h" nogil:
     ssize_t bf_read(int fd, void *buf, size_t n)
     int bf_epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
     int bf_epoll_pwait2(int epfd, epoll_event *events, int maxevents, const timespec *timeout)
+    int bf_schedstat_open()
+    long long bf_schedstat_wait_ns(int fd)
 
 cdef extern from "sys/prctl.h" nogil:
     enum:

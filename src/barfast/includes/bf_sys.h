@@ -67,4 +67,36 @@ static inline int bf_epoll_pwait2(int epfd, struct epoll_event *events, int maxe
     return (int)BF_SYSCALL(SYS_epoll_pwait2, epfd, events, maxevents, timeout, 0, 8);
 }
 
+/* The calling thread's run-queue wait so far, in ns: the second field of
+ * /proc/thread-self/schedstat ("run_time run_delay timeslices", Documentation/scheduler/
+ * sched-stats.rst). Open the file once with bf_schedstat_open() in the thread it describes; -1
+ * when the kernel has no schedstat (CONFIG_SCHED_INFO off) or the file cannot be read. Not on the
+ * per-request path: the engine reads it once per timeout scan (10 ms). */
+#include <fcntl.h>
+static inline int bf_schedstat_open(void) {
+    return open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+}
+static inline long long bf_schedstat_wait_ns(int fd) {
+    char buf[96];
+    ssize_t n;
+    int i = 0;
+    long long v = 0;
+    if (fd < 0)
+        return -1;
+    n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    while (i < n && buf[i] >= '0' && buf[i] <= '9')   /* run_time */
+        i++;
+    if (i == 0 || buf[i] != ' ')
+        return -1;
+    i++;
+    if (buf[i] < '0' || buf[i] > '9')
+        return -1;
+    while (i < n && buf[i] >= '0' && buf[i] <= '9')   /* run_delay */
+        v = v * 10 + (buf[i++] - '0');
+    return v;
+}
+
 #endif /* BF_SYS_H */

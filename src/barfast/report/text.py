@@ -189,9 +189,15 @@ def _workers(rows: list[dict[str, Any]]) -> list[str]:
         out.append(
             f"  {r.get('worker', '?'):>3}  {where:<24} {state:<6} {r.get('completed', 0):>10} completed"
             f"  {r.get('errors', 0):>6} errors  {r.get('rps', 0.0):>11.1f} req/s"
-            f"  CPU {100 * r.get('cpu_share', 0.0):3.0f}%{_spin(r)}"
+            f"  CPU {100 * r.get('cpu_share', 0.0):3.0f}%{_spin(r)}{_wait(r)}"
         )
     return out
+
+
+def _wait(row: dict[str, Any]) -> str:
+    """Time the worker was runnable while another task held its CPU (shown from 1 %)."""
+    share = row.get("cpu_wait_share", 0.0)
+    return f", waited {100 * share:.0f}% for a CPU" if share >= 0.01 else ""
 
 
 def _spin(row: dict[str, Any]) -> str:
