@@ -66,10 +66,11 @@ LOCAL_START_DELAY_NS = 200_000_000  # START -> first request: enough for every w
 REMOTE_START_DELAY_NS = 500_000_000
 STOP_GRACE_S = 3.0  # after STOP, wait this long for FINALs
 END_GRACE_S = 5.0  # past the planned end (+ request timeout) before the coordinator sends STOP
-EXIT_WAIT_S = 3.0
-LIVENESS_CHECK_S = 0.2
+EXIT_WAIT_S = 3.0  # local processes get this long to exit before SIGKILL
+LIVENESS_CHECK_S = 0.2  # how often supervise() looks for silent or dead workers
 PROC_EXIT_GRACE_S = 0.5  # an exited local worker's FINAL may still be in the socket
-COALESCE_S = 0.02  # supervise(): at most ~50 wakeups/s however many workers  # how often supervise() looks for silent or dead workers  # local processes get this long to exit before SIGKILL
+COALESCE_S = 0.02  # supervise(): at most ~50 wakeups/s however many workers
+SERIES_SETTLE_S = 0.3  # progress shows second k once every worker's snapshot for it is in
 
 
 def _log(msg: str) -> None:
@@ -574,12 +575,18 @@ class Coordinator:
             max(0.0, self.cfg.duration_ns / NS_PER_S - elapsed) if self.cfg.duration_ns else None
         )
         tot = self.merger.totals()
-        p50 = p99 = None
-        if elapsed >= 1.0:  # the last complete second of the merged per-second series
-            pt = self.merger.series_point(int(elapsed) - 1)
+        p50 = p99 = rps = None
+        if elapsed >= 1.0 + SERIES_SETTLE_S:
+            # The last complete second of the merged per-second series, once every worker's
+            # snapshot for it has had time to arrive: its exact count is the req/s shown. (The
+            # difference of cumulative totals between two ticks aliases: workers snapshot on their
+            # own phase, so one tick could hold two of a worker's seconds and show 1.8 x the rate.)
+            pt = self.merger.series_point(int(elapsed - SERIES_SETTLE_S) - 1)
             if pt is not None and pt.get("requests"):
                 p50, p99 = pt.get("p50_ms"), pt.get("p99_ms")
+                rps = float(pt["requests"])
         self.progress.tick(
+            rps=rps,
             p50_ms=p50,
             p99_ms=p99,
             elapsed_s=elapsed,

@@ -25,8 +25,8 @@ class ProgressStats:
     remaining_s: float | None  # None: bounded by count only
     requests: int  # completed, all workers, cumulative
     target_requests: int  # -n, 0 when unbounded
-    rps: float  # over the last tick
-    p50_ms: float | None  # of the last tick's samples
+    rps: float  # the last complete second (coordinator), else since the last tick
+    p50_ms: float | None  # of the last complete second
     p99_ms: float | None
     errors: int
     workers_alive: int
@@ -87,10 +87,14 @@ class Progress:
         workers_total: int,
         p50_ms: float | None = None,
         p99_ms: float | None = None,
+        rps: float | None = None,
     ) -> ProgressStats:
+        """`rps`: the caller's exact figure for the last complete second; without it, the change
+        in `requests` since the previous tick."""
         now = time.monotonic()
-        dt = now - self._prev_t if self._prev_t is not None else elapsed_s
-        rps = (requests - self._prev_requests) / dt if dt > 0 else 0.0
+        if rps is None:
+            dt = now - self._prev_t if self._prev_t is not None else elapsed_s
+            rps = (requests - self._prev_requests) / dt if dt > 0 else 0.0
         self._prev_t, self._prev_requests = now, requests
         st = ProgressStats(
             elapsed_s,
