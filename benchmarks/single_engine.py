@@ -11,7 +11,11 @@ bench_http.py runs it beside `barfast run -w 1` so that the fan-out's cost (issu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+# What `barfast` itself does before numpy loads (barfast/__main__.py): one OpenBLAS thread.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from barfast.config import build_run_config
 from barfast.local import run_local
