@@ -3,7 +3,9 @@ no load is exit 3 with a reason; --version works."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -79,3 +81,21 @@ def test_version() -> None:
     assert p.stdout.startswith("barfast ")
     p = run("-V")
     assert p.returncode == 0 and p.stdout.startswith("barfast ")
+
+
+@pytest.mark.parametrize("preset, want", [(None, "1"), ("4", "4")])
+def test_cli_runs_one_blas_thread_unless_told(preset: str | None, want: str) -> None:
+    # The CLI sets OPENBLAS_NUM_THREADS=1 before numpy loads (its pool's start-up spin cost ~0.2 s
+    # of CPU per `-w 1` run) and local workers inherit it; a value the user set is kept.
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset is not None:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    code = (
+        "import os, sys; sys.argv = ['barfast', '--version']; "
+        "from barfast.__main__ import main; main(); print(os.environ['OPENBLAS_NUM_THREADS'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == want, out.stdout
