@@ -51,16 +51,17 @@ cdef enum:
     #   - whether close sends are spun or slept for depends on whether the loop has its CPU to
     #     itself. Alone, it spins from send to send at any rate (a sleep shorter than the window
     #     wakes late anyway): at 50k req/s that gave send-lag p50 0.2 µs instead of 14 µs and p99
-    #     21-31 µs instead of 52-62 µs, for +22 % CPU (benchmarks/README.md). But two loops
-    #     sharing one CPU (`-w 2` under `taskset -c 0`, or a worker beside the target it measures)
-    #     then take the CPU from each other in time slices: lag p99 5.6 ms instead of 128 µs. So
-    #     every scan reads the loop thread's run-queue wait (/proc/thread-self/schedstat); once it
-    #     waits LOOP_SHARED_PCT % of the time for the CPU (smoothed over a few scans), the loop
-    #     keeps the sharing rule for the rest of the run: spin only when the previous intended
-    #     send and the next are at least `spin_gap_factor` windows apart (LOOP_SPIN_GAP_FACTOR; so spinning takes at most
-    #     1/FACTOR of the time), else sleep until the send itself. A sleep costs ~15 µs of CPU
-    #     here, about what a spin over such a gap costs, so sleeping loses little and never
-    #     starves a neighbour. The process's own drain thread waits far below the threshold.
+    #     13-44 µs instead of 45-68 µs over 5 rounds, for +15 % CPU (benchmarks/README.md). But
+    #     two loops sharing one CPU (`-w 2` under `taskset -c 0`, or a worker beside the target it
+    #     measures) then take the CPU from each other in time slices: lag p99 5.6 ms instead of
+    #     128 µs. So every scan reads the loop thread's run-queue wait
+    #     (/proc/thread-self/schedstat); once it waits LOOP_SHARED_PCT % of the time for the CPU
+    #     (smoothed over a few scans), the loop keeps the sharing rule for the rest of the run:
+    #     spin only when the previous intended send and the next are at least `spin_gap_factor`
+    #     windows apart (LOOP_SPIN_GAP_FACTOR; so spinning takes at most 1/FACTOR of the time),
+    #     else sleep until the send itself. A sleep costs ~15 µs of CPU here, about what a spin
+    #     over such a gap costs, so sleeping loses little and never starves a neighbour. The
+    #     process's own drain thread waits far below the threshold (0.4-0.7 % measured).
     #     The process's own ring-draining thread runs under SCHED_BATCH (EngineRunner), so it no
     #     longer preempts the engine on wake-up; time spent spinning is counted (cnt.spin_ns) so
     #     that the CPU self-check does not take a chosen spin for saturation.
