@@ -40,6 +40,18 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def set_knobs(
+    eng: object, spin_ns: int | None, coalesce_ns: int, gap: int | None, quantile: float | None
+) -> None:
+    """The pacing mode's benchmark knobs (Engine._set_*), before run(); None keeps the default."""
+    eng._set_spin_ns(spin_ns)  # type: ignore[attr-defined]
+    eng._set_coalesce_ns(coalesce_ns)  # type: ignore[attr-defined]
+    if gap is not None:
+        eng._set_spin_gap_factor(gap)  # type: ignore[attr-defined]
+    if quantile is not None:
+        eng._set_spin_quantile(quantile)  # type: ignore[attr-defined]
+
+
 def one_run(
     port: int,
     conns: int,
@@ -68,12 +80,7 @@ def one_run(
         connect_timeout_ns=S,
         rate=rate,
     )
-    eng._set_spin_ns(spin_ns)
-    eng._set_coalesce_ns(coalesce_ns)
-    if gap is not None:
-        eng._set_spin_gap_factor(gap)
-    if quantile is not None:
-        eng._set_spin_quantile(quantile)
+    set_knobs(eng, spin_ns, coalesce_ns, gap, quantile)
     out: dict = {}
     lags: list[np.ndarray] = []
     done = threading.Event()
@@ -156,12 +163,7 @@ def product_run(
 
     def factory(ring: object, plan: object, start_ns: int) -> _TimedEngine:
         eng = default_engine(ring, plan, start_ns)  # type: ignore[arg-type]
-        eng._set_spin_ns(spin_ns)
-        eng._set_coalesce_ns(coalesce_ns)
-        if gap is not None:
-            eng._set_spin_gap_factor(gap)
-        if quantile is not None:
-            eng._set_spin_quantile(quantile)
+        set_knobs(eng, spin_ns, coalesce_ns, gap, quantile)
         timed.append(_TimedEngine(eng))
         return timed[-1]
 
