@@ -220,6 +220,8 @@ def test_pacing_spin_is_not_saturation() -> None:
     assert row["cpu_share"] == pytest.approx(0.98) and row["cpu_spin_s"] == pytest.approx(0.4)
     assert row["cpu_busy_share"] == pytest.approx(0.58)
     assert not any("of a CPU" in w for w in rep["generator"]["warnings"])
+    # The text report's CPU line says how much of the generator's CPU was that spin.
+    assert "us per request (incl. 0.40s of pacing spin)" in render(rep, latency=False)
     s2 = FakeWorker(2).snapshot(samples([1000] * 10), 0, final=True)
     s2["cpu"] = {"user_s": 0.6, "sys_s": 0.38}
     s2["counters"]["spin_ns"] = 10_000_000
