@@ -201,8 +201,7 @@ def rate_of(label: str, closed_rps: float) -> float:
 
 def parse_mode(text: str) -> tuple[int | None, int, bool, int | None, float | None]:
     """'auto' -> (None, 0); '20' -> (20 µs fixed spin, 0); 'c500' -> (None, coalesce 500 µs).
-    A suffix 'gN' ('autog2'): spin gap factor N for the whole run (0 spins at any rate; the
-    engine's default is 0 until it finds its CPU shared, then 2: 'autog2' is the rule before).
+    A suffix 'gN' ('autog0'): spin gap factor N (2 is the engine's default; 0 spins at any rate).
     A suffix 'qP' ('autoq5'): the adaptive window tracks the (100 - P) % quantile of the wake-up
     lateness (the engine's default is q1). A trailing 'n'
     ('autog2n', the engine before this change): the draining thread runs under the normal policy
@@ -264,9 +263,8 @@ def measure(
         "cpu_us_per_req": o["cpu_s"] / max(1, o["completed"]) * 1e6,
         "spin_end_us": st["spin_ns"] / 1000,
         "wake_late_us_mean": st["late_ns_mean"] / 1000,
-        # the engine's own view of its CPU: run-queue wait share, and whether it judged it shared
+        # the engine thread's run-queue wait: time another task held its CPU
         "runq_wait_share": o["runq_wait_ns"] / dur,
-        "cpu_shared": st["cpu_shared"],
     }
 
 
@@ -335,8 +333,7 @@ def main() -> None:
                         f"{row['lag_p50_us']:.1f}/{row['lag_p99_us']:.1f}/{row['lag_p999_us']:.1f}"
                         f" µs cpu {row['cpu_us_per_req']:.2f} µs/req "
                         f"(x{row['cpu_ratio_open_closed']:.2f}) spin {row['spin_end_us']:.1f}"
-                        f" runq {100 * row['runq_wait_share']:.1f}%"
-                        f"{' SHARED' if row['cpu_shared'] else ''}",
+                        f" runq {100 * row['runq_wait_share']:.1f}%",
                         flush=True,
                     )
     finally:

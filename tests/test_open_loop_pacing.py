@@ -99,31 +99,17 @@ def test_run_queue_wait_is_counted(nginx) -> None:
     if not os.path.exists("/proc/thread-self/schedstat"):
         pytest.skip("this kernel has no schedstat (CONFIG_SCHED_INFO)")
     assert 0 <= c["runq_wait_ns"] <= S // 5 + 50 * MS
-    assert c["pacing_shared"] == 0  # a closed loop has no pacing to adapt
 
 
-def test_workers_sharing_one_cpu_stop_spinning_and_say_so(nginx) -> None:
-    # Two open-loop workers pinned to one CPU at 20k req/s each: both start by spinning from send
-    # to send, so each waits about half the time for the CPU; each must find that out (its
-    # run-queue wait, smoothed over a few 10 ms scans, crosses 20 %), fall back to sleeping, and
-    # report it. The schedule must still hold.
+def test_workers_sharing_one_cpu_report_their_wait(nginx) -> None:
+    # Two closed-loop workers pinned to one CPU are both CPU-bound, so each is runnable while the
+    # other runs: each must report a large run-queue wait (about half the run) and the report
+    # must warn that the generator, not the server, may be the bottleneck.
     if not os.path.exists("/proc/thread-self/schedstat"):
         pytest.skip("this kernel has no schedstat (CONFIG_SCHED_INFO)")
     cpu = sorted(os.sched_getaffinity(0))[0]
     out = subprocess.run(
-        barfast_cmd(
-            "run",
-            "-R",
-            "40000",
-            "-w",
-            "2",
-            "-c",
-            "16",
-            "-d",
-            "2s",
-            "--json",
-            f"http://127.0.0.1:{nginx.port}/",
-        ),
+        barfast_cmd("run", "-w", "2", "-c", "8", "-d", "1500ms", "--json", nginx.url),
         capture_output=True,
         text=True,
         timeout=60,
@@ -134,6 +120,7 @@ def test_workers_sharing_one_cpu_stop_spinning_and_say_so(nginx) -> None:
     rows = rep["workers"]
     assert len(rows) == 2
     for row in rows:
-        assert row["pacing_shared"] is True, rows
-        assert row["cpu_wait_s"] > 0, rows
-    assert rep["rps"] == pytest.approx(40000, rel=0.02)
+        assert row["cpu_wait_share"] >= 0.2, rows
+        assert row["cpu_wait_s"] <= row["elapsed_s"], rows
+    warnings = rep["generator"]["warnings"]
+    assert any("waited" in w and "for a CPU another task held" in w for w in warnings), warnings

@@ -238,8 +238,7 @@ class Engine:
         bytes_rx, bytes_tx, samples, ring_dropped, conns_open, conns_peak, spin_ns (open loop: ns
         spent polling for a send that was not due yet, the pacing spin), runq_wait_ns (the loop
         thread's run-queue wait since t0, from /proc/thread-self/schedstat; 0 where unavailable),
-        pacing_shared (open loop: 1 once that wait showed a shared CPU and the pacing stopped
-        spinning between close sends), and err_<kind> for
+        and err_<kind> for
         connect, timeout, read, write, parse, closed, not_sent. connects == 0 after a run means no
         load could be generated."""
 
@@ -256,9 +255,9 @@ class Engine:
         """Benchmark knob: a fixed open-loop pacing spin window in ns, or None for the default
         adaptive window (tracks the p99 of measured wake-up lateness, 2..50 µs). Before run()."""
 
-    def _set_spin_gap_factor(self, factor: int | None) -> None:
-        """Benchmark knob: spin only when sends are >= factor windows apart, for the whole run
-        (0: at any gap); None: the default (0 until the CPU is found shared, then 2)."""
+    def _set_spin_gap_factor(self, factor: int) -> None:
+        """Benchmark knob: spin only when sends are >= factor windows apart (default 2; 0: at any
+        gap). Before run()."""
 
     def _set_spin_quantile(self, q: float) -> None: ...
     def _set_coalesce_ns(self, coalesce_ns: int) -> None:
@@ -266,9 +265,8 @@ class Engine:
         are due (no spin); 0 (default) wakes for each send. Before run()."""
 
     def _pacing_stats(self) -> dict[str, Any]:
-        """After run(): {spin_ns (window at the end), spin_auto, cpu_shared, timed_sleeps (pacing
-        sleeps that ended by their timeout), late_ns_mean (their mean lateness past the wake
-        target)}."""
+        """After run(): {spin_ns (window at the end), spin_auto, timed_sleeps (pacing sleeps that
+        ended by their timeout), late_ns_mean (their mean lateness past the wake target)}."""
 
 # --- server (serve.pxi) ---
 

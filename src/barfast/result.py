@@ -543,13 +543,11 @@ class Merger:
             # pacing spin, chosen, not forced by load); busy = the rest, what the self-check uses.
             "cpu_spin_s": round(spin, 6),
             "cpu_busy_share": round(max(0.0, user + sys_ - spin) / el, 4) if el > 0 else 0.0,
-            # Time the engine thread was runnable but another task had its CPU (schedstat), and
-            # whether an open loop therefore stopped spinning between close sends.
+            # Time the engine thread was runnable but another task had its CPU (schedstat).
             "cpu_wait_s": round(w.counters.get("runq_wait_ns", 0) / NS_PER_S, 6),
             "cpu_wait_share": round(w.counters.get("runq_wait_ns", 0) / w.elapsed_ns, 4)
             if w.elapsed_ns > 0
             else 0.0,
-            "pacing_shared": bool(w.counters.get("pacing_shared", 0)),
             "samples": w.samples,
             "snapshots": w.snapshots,
             "snapshots_rejected": w.rejected,
@@ -587,8 +585,8 @@ class Merger:
                     f"worker {row['worker']} used {row['cpu_busy_share'] * 100:.0f}% of a CPU{spun}: "
                     "the generator, not the server, may be the bottleneck (add workers or CPUs)"
                 )
-            # An open loop that kept its schedule lost nothing by waiting (its own pacing spins
-            # make workers on one CPU wait for each other); a closed loop's rate is what it got.
+            # An open loop that kept its schedule lost nothing by waiting (workers that spin for
+            # their sends make each other wait on one CPU); a closed loop's rate is what it got.
             starved = not open_loop or rep["send_lag_ms"]["p99"] > SEND_LAG_WARN_MS
             if row["elapsed_s"] >= 0.5 and row["cpu_wait_share"] >= CPU_WAIT_WARN and starved:
                 out.append(

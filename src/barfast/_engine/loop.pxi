@@ -48,20 +48,20 @@ cdef enum:
     #     the drift is zero where P(late > window) = DOWN / (UP + DOWN) = 1 %), so one preempted
     #     wake-up of a few ms moves it by one step, not by its size; clamped to
     #     [LOOP_SPIN_MIN_NS, LOOP_SPIN_MAX_NS]. A fixed window can be set for benchmarks;
-    #   - whether close sends are spun or slept for depends on whether the loop has its CPU to
-    #     itself. Alone, it spins from send to send at any rate (a sleep shorter than the window
-    #     wakes late anyway): at 50k req/s that gave send-lag p50 0.2 µs instead of 14 µs and p99
-    #     13-44 µs instead of 45-68 µs over 5 rounds, for +15 % CPU (benchmarks/README.md). But
-    #     two loops sharing one CPU (`-w 2` under `taskset -c 0`, or a worker beside the target it
-    #     measures) then take the CPU from each other in time slices: lag p99 5.6 ms instead of
-    #     128 µs. So every scan reads the loop thread's run-queue wait
-    #     (/proc/thread-self/schedstat); once it waits LOOP_SHARED_PCT % of the time for the CPU
-    #     (smoothed over a few scans), the loop keeps the sharing rule for the rest of the run:
-    #     spin only when the previous intended send and the next are at least `spin_gap_factor`
-    #     windows apart (LOOP_SPIN_GAP_FACTOR; so spinning takes at most 1/FACTOR of the time),
-    #     else sleep until the send itself. A sleep costs ~15 µs of CPU here, about what a spin
-    #     over such a gap costs, so sleeping loses little and never starves a neighbour. The
-    #     process's own drain thread waits far below the threshold (0.4-0.7 % measured).
+    #   - the loop spins only when the gap between the previous intended send and the next one is
+    #     at least `spin_gap_factor` windows (LOOP_SPIN_GAP_FACTOR by default; so spinning takes
+    #     at most 1/FACTOR of the time). At higher rates it sleeps until the send itself. Spinning
+    #     from send to send there (factor 0, a benchmark knob) was measured twice. Alone on its
+    #     CPU at 50k req/s it gives send-lag p50 0.2 µs instead of 14 µs and p99 13-44 µs instead
+    #     of 45-68 µs (5 rounds), for +15 % CPU. But a spinning loop loses its CPU to any other
+    #     runnable task in whole time slices, while a sleeping one preempts it on wake-up: two
+    #     workers on one CPU gave lag p99 5.6 ms instead of 128 µs (session 2). Session 3 made the
+    #     spin conditional on the loop's own run-queue wait (schedstat: spin until another task
+    #     is seen waiting for this CPU, three variants of the test); with a CPU hog on the
+    #     machine it still paid ms-long stalls before it noticed, and a 20k req/s test then left
+    #     up to 34 sends unsent at the end in 6 of 36 runs, against 0 of 20 with this rule. A sleep costs ~15 µs of CPU here,
+    #     about what a spin over such a gap costs, so sleeping loses little and never starves a
+    #     neighbour.
     #     The process's own ring-draining thread runs under SCHED_BATCH (EngineRunner), so it no
     #     longer preempts the engine on wake-up; time spent spinning is counted (cnt.spin_ns) so
     #     that the CPU self-check does not take a chosen spin for saturation.
@@ -72,7 +72,6 @@ cdef enum:
     LOOP_SPIN_MAX_NS = 50000        # = the send-lag p99 target: a later wake-up misses it anyway
     LOOP_SPIN_UP_NS = 9900
     LOOP_SPIN_GAP_FACTOR = 2
-    LOOP_SHARED_PCT = 20            # run-queue wait share (smoothed over scans) meaning "CPU shared"
     LOOP_SPIN_DOWN_NS = 100
 
 
@@ -96,8 +95,6 @@ ctypedef struct loop_counters_t:
                              # the loop burnt by choice, not load it could not keep up with)
     uint64_t runq_wait_ns    # the loop thread's run-queue wait since t0 (runnable, but another
                              # task had the CPU; /proc/thread-self/schedstat); 0 where unavailable
-    uint64_t pacing_shared   # open loop: 1 once the loop found its CPU shared and stopped spinning
-                             # between close sends (LOOP_SHARED_PCT)
     uint64_t err[BF_ERR__COUNT]
 
 
@@ -126,13 +123,8 @@ ctypedef struct engine_t:
     uint64_t last_intended   # intended time of the last schedule entry taken (0: none yet)
     uint64_t coalesce_ns     # pacing: wake this long after a send is due (0: at its time)
     uint32_t spin_gap_factor # pacing: spin only when sends are at least this many windows apart
-                             # (once the CPU is found shared; before that: 0, spin at any gap)
-    bint gap_adapt           # spin_gap_factor applies only once the CPU is shared (the default)
-    bint cpu_shared          # sticky: the run-queue wait reached LOOP_SHARED_PCT of a scan period
     int sched_fd             # /proc/thread-self/schedstat of the loop thread, or -1
     long long sched_wait     # its run_delay at the last scan (-1: unreadable)
-    uint64_t sched_at        # when that was read
-    uint64_t shared_ema      # run-queue wait per scan period, per mille, smoothed (1/4 per scan)
     uint64_t spin_up_ns      # adaptive window: step up on a late wake-up (sets the quantile)
     uint64_t pace_sleeps     # timed pacing sleeps that ended by their timeout (benchmark stats)
     uint64_t pace_late_sum   # their summed lateness past the wake target, ns
@@ -586,7 +578,7 @@ cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
     """Connect and request timeouts, backoff expiries (every LOOP_SCAN_NS)."""
     cdef uint32_t i
     cdef conn_t *c
-    loop_sched_check(e, now)
+    loop_sched_check(e)
     if e.open_loop:
         loop_expire_backlog(e, now)
     for i in range(e.nslots):
@@ -627,35 +619,13 @@ cdef inline void loop_spin_learn(engine_t *e, uint64_t woke, uint64_t target) no
     e.spin_ns = m
 
 
-cdef inline uint64_t loop_gap_factor(engine_t *e) noexcept nogil:
-    """Spin for a send only when it is at least this many windows after the previous one."""
-    if e.gap_adapt and not e.cpu_shared:
-        return 0
-    return e.spin_gap_factor
-
-
-cdef void loop_sched_check(engine_t *e, uint64_t now) noexcept nogil:
-    """Once per scan: add the loop thread's run-queue wait since the last scan to its counter and,
-    in an open loop, decide whether the CPU is shared (see LOOP_SHARED_PCT)."""
+cdef void loop_sched_check(engine_t *e) noexcept nogil:
+    """Once per scan: add the loop thread's run-queue wait since the last scan to its counter (the
+    report's cpu_wait_s: time the engine was runnable while another task held its CPU)."""
     cdef long long w = bf_schedstat_wait_ns(e.sched_fd)
-    cdef uint64_t d, per_mille
-    if w < 0 or e.sched_wait < 0 or w < e.sched_wait or now <= e.sched_at:
-        e.sched_wait = w
-        e.sched_at = now
-        return
-    d = <uint64_t>(w - e.sched_wait)
-    cnt_add(&e.cnt.runq_wait_ns, d)
-    # Share of the period spent waiting, per mille, smoothed over ~4 scans: two loops spinning on
-    # one CPU (each waits ~50 %) are found within 2-3 scans; one odd scan must reach ~80 % to count.
-    per_mille = d * 1000 // (now - e.sched_at)
-    if per_mille > 1000:
-        per_mille = 1000
-    e.shared_ema = (3 * e.shared_ema + per_mille) // 4
-    if e.open_loop and not e.cpu_shared and e.shared_ema >= LOOP_SHARED_PCT * 10:
-        e.cpu_shared = 1
-        cnt_add(&e.cnt.pacing_shared, 1)
+    if w >= 0 and e.sched_wait >= 0 and w >= e.sched_wait:
+        cnt_add(&e.cnt.runq_wait_ns, <uint64_t>(w - e.sched_wait))
     e.sched_wait = w
-    e.sched_at = now
 
 
 cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) noexcept nogil:
@@ -674,7 +644,7 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
     if pacing_wait:
         if delta > e.spin_ns:
             delta -= e.spin_ns        # sleep until the window, then spin (or sleep) the rest
-        elif until - e.last_intended >= loop_gap_factor(e) * e.spin_ns:
+        elif until - e.last_intended >= e.spin_gap_factor * e.spin_ns:
             n = bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)   # the spin: poll to the send
             if n == 0:
                 cnt_add(&e.cnt.spin_ns, clock_now_ns() - now)
@@ -751,8 +721,7 @@ cdef int loop_run(engine_t *e) noexcept nogil:
     # The run-queue wait counts from here (t0): schedstat of this thread, read at every scan.
     e.sched_fd = bf_schedstat_open()
     e.sched_wait = bf_schedstat_wait_ns(e.sched_fd)
-    e.sched_at = clock_now_ns()
-    next_scan = e.sched_at + LOOP_SCAN_NS
+    next_scan = clock_now_ns() + LOOP_SCAN_NS
     while True:
         now = clock_now_ns()
         if e.open_loop:
@@ -802,7 +771,7 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         prctl(PR_SET_TIMERSLACK, old_slack, 0, 0, 0)
     for i in range(e.nslots):
         loop_close(e, &e.conns[i])
-    loop_sched_check(e, now)
+    loop_sched_check(e)
     if e.sched_fd >= 0:
         close(e.sched_fd)
         e.sched_fd = -1
@@ -889,7 +858,6 @@ cdef class Engine:
         e.start_ns = start_ns
         e.spin_ns = LOOP_SPIN_INIT_NS
         e.spin_gap_factor = LOOP_SPIN_GAP_FACTOR
-        e.gap_adapt = 1
         e.sched_fd = -1
         e.sched_wait = -1
         e.spin_up_ns = LOOP_SPIN_UP_NS
@@ -967,16 +935,10 @@ cdef class Engine:
             raise ValueError("q must be in (0, 1)")
         self.e.spin_up_ns = <uint64_t>(LOOP_SPIN_DOWN_NS * (1.0 - q) / q + 0.5)
 
-    def _set_spin_gap_factor(self, factor) -> None:
+    def _set_spin_gap_factor(self, uint32_t factor) -> None:
         """Benchmark knob: spin only when consecutive sends are at least `factor` spin windows
-        apart, for the whole run (0 spins at any rate); None restores the default (0 until the CPU
-        is found shared, then LOOP_SPIN_GAP_FACTOR). Set before run()."""
-        if factor is None:
-            self.e.spin_gap_factor = LOOP_SPIN_GAP_FACTOR
-            self.e.gap_adapt = 1
-        else:
-            self.e.spin_gap_factor = <uint32_t>factor
-            self.e.gap_adapt = 0
+        apart (default LOOP_SPIN_GAP_FACTOR; 0 spins at any rate). Set before run()."""
+        self.e.spin_gap_factor = factor
 
     def _set_coalesce_ns(self, uint64_t coalesce_ns) -> None:
         """Benchmark knob: wake at most once per `coalesce_ns` after a send is due and send all
@@ -990,7 +952,6 @@ cdef class Engine:
         return {
             "spin_ns": e.spin_ns,
             "spin_auto": bool(e.spin_auto),
-            "cpu_shared": bool(e.cpu_shared),
             "timed_sleeps": e.pace_sleeps,
             "late_ns_mean": e.pace_late_sum / e.pace_sleeps if e.pace_sleeps else 0.0,
         }
@@ -1020,7 +981,6 @@ cdef class Engine:
             "conns_peak": bf_load_relaxed_u64(&k.conns_peak),
             "spin_ns": bf_load_relaxed_u64(&k.spin_ns),
             "runq_wait_ns": bf_load_relaxed_u64(&k.runq_wait_ns),
-            "pacing_shared": bf_load_relaxed_u64(&k.pacing_shared),
         }
         for i in range(1, BF_ERR__COUNT):
             d["err_" + _ERROR_KEYS[i]] = bf_load_relaxed_u64(&k.err[i])
