@@ -121,7 +121,9 @@ def test_dropping_producer_gaps_equal_dropped_c_consumer(pinned_consumer):
     trailing = n - 1 - res["last_seq"]  # records dropped after the last one published
     assert res["received"] + res["gaps"] + trailing == n
     assert ring.dropped == res["gaps"] + trailing
-    assert res["received"] > n // 10 and ring.dropped > 0  # both paths were exercised
+    # Both paths were exercised. With a CPU hog on each of CI's 2 CPUs the consumer saw only 1.7 %
+    # of the 10 M (session 3), so the bound is 0.1 %: ten thousand records published and checked.
+    assert res["received"] > n // 1000 and ring.dropped > 0
 
 
 def test_dropping_producer_gaps_equal_dropped_numpy_consumer(pinned_consumer):
