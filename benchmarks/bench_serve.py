@@ -28,22 +28,15 @@ HERE = Path(__file__).resolve().parent
 
 def load(url: str, tool: str, dur: int, cpu: str) -> float:
     if tool == "wrk":
-        out = subprocess.run(
-            ["taskset", "-c", cpu, "wrk", "-t1", "-c50", f"-d{dur}s", url],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=dur + 30,
-        ).stdout
-        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        cmd = ["wrk", "-t1", "-c50", f"-d{dur}s", url]
+        pattern = r"Requests/sec:\s+([\d.]+)"
+    else:
+        cmd = ["h2load", "--h1", "-m16", "-c", "50", "-D", str(dur), url]
+        pattern = r"finished in [\d.]+m?s, ([\d.]+) req/s"
     out = subprocess.run(
-        ["taskset", "-c", cpu, "h2load", "--h1", "-m16", "-c", "50", "-D", str(dur), url],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=dur + 30,
+        ["taskset", "-c", cpu, *cmd], capture_output=True, text=True, check=True, timeout=dur + 30
     ).stdout
-    return float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
+    return float(re.search(pattern, out).group(1))  # type: ignore[union-attr]
 
 
 def main() -> int:

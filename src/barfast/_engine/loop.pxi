@@ -58,10 +58,10 @@ cdef enum:
     #     workers on one CPU gave lag p99 5.6 ms instead of 128 µs (session 2). Session 3 made the
     #     spin conditional on the loop's own run-queue wait (schedstat: spin until another task
     #     is seen waiting for this CPU, three variants of the test); with a CPU hog on the
-    #     machine it still paid ms-long stalls before it noticed, and a 20k req/s test then left
-    #     up to 34 sends unsent at the end in 6 of 36 runs, against 0 of 20 with this rule. A sleep costs ~15 µs of CPU here,
-    #     about what a spin over such a gap costs, so sleeping loses little and never starves a
-    #     neighbour.
+    #     machine the first variant paid ms-long stalls before it noticed (send-lag p99 > 1 ms
+    #     in 3 of 6 runs, against 42-437 µs with this rule), so it was reverted. A sleep costs
+    #     ~15 µs of CPU here, about what a spin over such a gap costs, so sleeping loses little
+    #     and never starves a neighbour.
     #     The process's own ring-draining thread runs under SCHED_BATCH (EngineRunner), so it no
     #     longer preempts the engine on wake-up; time spent spinning is counted (cnt.spin_ns) so
     #     that the CPU self-check does not take a chosen spin for saturation.

@@ -1,6 +1,7 @@
 /* bf_sys.h — raw system calls for the engine's per-request path.
  * Owns: bf_send, bf_read, bf_epoll_wait, bf_epoll_pwait2 (same contracts as the libc calls:
- *       -1 and errno on failure).
+ *       -1 and errno on failure); bf_schedstat_open/bf_schedstat_wait_ns (the loop thread's
+ *       run-queue wait, read once per scan, not per request).
  * Why: glibc's send()/read()/epoll_wait()/epoll_pwait2() are pthread cancellation points, each
  *      wrapped in __pthread_enable_asynccancel/__pthread_disable_asynccancel; perf put those
  *      wrappers at ~1.6 % of a closed-loop request's CPU on this project's VMs. The engine never
@@ -11,6 +12,7 @@
 #define BF_SYS_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/epoll.h>
@@ -72,7 +74,6 @@ static inline int bf_epoll_pwait2(int epfd, struct epoll_event *events, int maxe
  * sched-stats.rst). Open the file once with bf_schedstat_open() in the thread it describes; -1
  * when the kernel has no schedstat (CONFIG_SCHED_INFO off) or the file cannot be read. Not on the
  * per-request path: the engine reads it once per timeout scan (10 ms). */
-#include <fcntl.h>
 static inline int bf_schedstat_open(void) {
     return open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 }
