@@ -24,6 +24,7 @@ import resource
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 from nginx_target import Nginx
@@ -40,16 +41,26 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def set_knobs(
-    eng: object, spin_ns: int | None, coalesce_ns: int, gap: int | None, quantile: float | None
-) -> None:
-    """The pacing mode's benchmark knobs (Engine._set_*), before run(); None keeps the default."""
-    eng._set_spin_ns(spin_ns)  # type: ignore[attr-defined]
-    eng._set_coalesce_ns(coalesce_ns)  # type: ignore[attr-defined]
-    if gap is not None:
-        eng._set_spin_gap_factor(gap)  # type: ignore[attr-defined]
-    if quantile is not None:
-        eng._set_spin_quantile(quantile)  # type: ignore[attr-defined]
+@dataclass(frozen=True)
+class Knobs:
+    """A pacing mode's benchmark knobs (Engine._set_*); None keeps the engine's default."""
+
+    spin_ns: int | None = None  # fixed spin window; None: adaptive
+    coalesce_ns: int = 0
+    gap: int | None = None  # spin gap factor
+    quantile: float | None = None  # adaptive window's lateness quantile
+    allow_ns: int | None = None  # lag allowance of the adaptive window
+
+    def apply(self, eng: object) -> None:
+        """Set them on an engine, before run()."""
+        eng._set_spin_ns(self.spin_ns)  # type: ignore[attr-defined]
+        eng._set_coalesce_ns(self.coalesce_ns)  # type: ignore[attr-defined]
+        if self.gap is not None:
+            eng._set_spin_gap_factor(self.gap)  # type: ignore[attr-defined]
+        if self.quantile is not None:
+            eng._set_spin_quantile(self.quantile)  # type: ignore[attr-defined]
+        if self.allow_ns is not None:
+            eng._set_lag_allowance(self.allow_ns)  # type: ignore[attr-defined]
 
 
 def one_run(
@@ -58,11 +69,8 @@ def one_run(
     duration_ns: int,
     rate: float,
     requests: int = 0,
-    spin_ns: int | None = None,
-    coalesce_ns: int = 0,
+    knobs: Knobs = Knobs(),
     drain_batch: bool = True,
-    gap: int | None = None,
-    quantile: float | None = None,
 ) -> dict:
     ring = Ring.create(1 << 20)
     req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
@@ -80,7 +88,7 @@ def one_run(
         connect_timeout_ns=S,
         rate=rate,
     )
-    set_knobs(eng, spin_ns, coalesce_ns, gap, quantile)
+    knobs.apply(eng)
     out: dict = {}
     lags: list[np.ndarray] = []
     done = threading.Event()
@@ -139,10 +147,7 @@ def product_run(
     conns: int,
     duration_ns: int,
     rate: float,
-    spin_ns: int | None = None,
-    coalesce_ns: int = 0,
-    gap: int | None = None,
-    quantile: float | None = None,
+    knobs: Knobs = Knobs(),
 ) -> dict:
     """One run the way a worker does it: EngineRunner (the ring drained every 10 ms by the C-speed
     aggregator, under SCHED_BATCH, a snapshot a second) and the Merger's report. The send lag
@@ -163,7 +168,7 @@ def product_run(
 
     def factory(ring: object, plan: object, start_ns: int) -> _TimedEngine:
         eng = default_engine(ring, plan, start_ns)  # type: ignore[arg-type]
-        set_knobs(eng, spin_ns, coalesce_ns, gap, quantile)
+        knobs.apply(eng)
         timed.append(_TimedEngine(eng))
         return timed[-1]
 
@@ -199,15 +204,20 @@ def rate_of(label: str, closed_rps: float) -> float:
     return float(label)
 
 
-def parse_mode(text: str) -> tuple[int | None, int, bool, int | None, float | None]:
-    """'auto' -> (None, 0); '20' -> (20 µs fixed spin, 0); 'c500' -> (None, coalesce 500 µs).
+def parse_mode(text: str) -> tuple[Knobs, bool]:
+    """'auto' -> adaptive window; '20' -> 20 µs fixed spin; 'c500' -> coalesce per 500 µs.
     A suffix 'gN' ('autog0'): spin gap factor N (2 is the engine's default; 0 spins at any rate).
     A suffix 'qP' ('autoq5'): the adaptive window tracks the (100 - P) % quantile of the wake-up
-    lateness (the engine's default is q1). A trailing 'n'
-    ('autog2n', the engine before this change): the draining thread runs under the normal policy
-    instead of SCHED_BATCH."""
+    lateness (the engine's default is q1). A suffix 'aN' ('autoa0'): lag allowance N µs (the
+    engine's default is a20; a0 is the window before session 4). A trailing 'n'
+    ('autog2n', the engine before session 3): the draining thread runs under the normal policy
+    instead of SCHED_BATCH. Returns (knobs, drain under SCHED_BATCH)."""
     batch = not text.endswith("n")
     text = text if batch else text[:-1]
+    allow = None
+    if "a" in text.replace("auto", ""):
+        head, a = text.rsplit("a", 1)
+        text, allow = head, int(float(a) * 1000)
     quantile = None
     if "q" in text:
         text, q = text.split("q")
@@ -217,7 +227,7 @@ def parse_mode(text: str) -> tuple[int | None, int, bool, int | None, float | No
         text, g = text.split("g")
         gap = int(g)
     spin, coalesce = _parse_spin(text)
-    return spin, coalesce, batch, gap, quantile
+    return Knobs(spin, coalesce, gap, quantile, allow), batch
 
 
 def _parse_spin(text: str) -> tuple[int | None, int]:
@@ -231,24 +241,12 @@ def _parse_spin(text: str) -> tuple[int | None, int]:
 def measure(
     port: int, conns: int, dur: int, rate: float, mode: str, drain: str = "product"
 ) -> dict:
-    spin, coalesce, batch, gap, quantile = parse_mode(mode)
+    knobs, batch = parse_mode(mode)
     if drain == "product" and batch:
-        o = product_run(
-            port, conns, dur, rate, spin_ns=spin, coalesce_ns=coalesce, gap=gap, quantile=quantile
-        )
+        o = product_run(port, conns, dur, rate, knobs)
         p = o["lag_pcts_us"]
     else:
-        o = one_run(
-            port,
-            conns,
-            dur,
-            rate,
-            spin_ns=spin,
-            coalesce_ns=coalesce,
-            drain_batch=batch,
-            gap=gap,
-            quantile=quantile,
-        )
+        o = one_run(port, conns, dur, rate, knobs=knobs, drain_batch=batch)
         lag = o["lag"]
         p = np.percentile(lag, [50, 99, 99.9]) / 1000 if len(lag) else [float("nan")] * 3
     st = o["pacing"]

