@@ -50,6 +50,7 @@ class Knobs:
     gap: int | None = None  # spin gap factor
     quantile: float | None = None  # adaptive window's lateness quantile
     allow_ns: int | None = None  # lag allowance of the adaptive window
+    defer: bool | None = None  # deferred pacing sleeps (reads timed by kernel receive stamps)
 
     def apply(self, eng: object) -> None:
         """Set them on an engine, before run()."""
@@ -61,6 +62,8 @@ class Knobs:
             eng._set_spin_quantile(self.quantile)  # type: ignore[attr-defined]
         if self.allow_ns is not None:
             eng._set_lag_allowance(self.allow_ns)  # type: ignore[attr-defined]
+        if self.defer is not None:
+            eng._set_defer_reads(self.defer)  # type: ignore[attr-defined]
 
 
 def one_run(
@@ -209,11 +212,15 @@ def parse_mode(text: str) -> tuple[Knobs, bool]:
     A suffix 'gN' ('autog0'): spin gap factor N (2 is the engine's default; 0 spins at any rate).
     A suffix 'qP' ('autoq5'): the adaptive window tracks the (100 - P) % quantile of the wake-up
     lateness (the engine's default is q1). A suffix 'aN' ('autoa0'): lag allowance N µs (the
-    engine's default is a20; a0 is the window before session 4). A trailing 'n'
+    engine's default is a20; a0 is the window before session 4). A trailing 'x' ('autox'): no
+    deferred pacing sleeps (every response wakes the loop, as before session 4). A trailing 'n'
     ('autog2n', the engine before session 3): the draining thread runs under the normal policy
     instead of SCHED_BATCH. Returns (knobs, drain under SCHED_BATCH)."""
     batch = not text.endswith("n")
     text = text if batch else text[:-1]
+    defer = None
+    if text.endswith("x"):
+        text, defer = text[:-1], False
     allow = None
     if "a" in text.replace("auto", ""):
         head, a = text.rsplit("a", 1)
@@ -227,7 +234,7 @@ def parse_mode(text: str) -> tuple[Knobs, bool]:
         text, g = text.split("g")
         gap = int(g)
     spin, coalesce = _parse_spin(text)
-    return Knobs(spin, coalesce, gap, quantile, allow), batch
+    return Knobs(spin, coalesce, gap, quantile, allow, defer), batch
 
 
 def _parse_spin(text: str) -> tuple[int | None, int]:
@@ -261,6 +268,8 @@ def measure(
         "cpu_us_per_req": o["cpu_s"] / max(1, o["completed"]) * 1e6,
         "spin_end_us": st["spin_ns"] / 1000,
         "wake_late_us_mean": st["late_ns_mean"] / 1000,
+        # deferred pacing sleeps per request (only the send's timer woke the loop)
+        "deferred_per_req": st["deferred_sleeps"] / max(1, o["completed"]),
         # the engine thread's run-queue wait: time another task held its CPU
         "runq_wait_share": o["runq_wait_ns"] / dur,
     }
@@ -331,7 +340,8 @@ def main() -> None:
                         f"{row['lag_p50_us']:.1f}/{row['lag_p99_us']:.1f}/{row['lag_p999_us']:.1f}"
                         f" µs cpu {row['cpu_us_per_req']:.2f} µs/req "
                         f"(x{row['cpu_ratio_open_closed']:.2f}) spin {row['spin_end_us']:.1f}"
-                        f" runq {100 * row['runq_wait_share']:.1f}%",
+                        f" runq {100 * row['runq_wait_share']:.1f}%"
+                        f" deferred/req {row['deferred_per_req']:.2f}",
                         flush=True,
                     )
     finally:

@@ -1,8 +1,11 @@
 # clock.pxi — the monotonic clock (integer ns) and precise waiting until an absolute time.
-# Never: uses wall-clock time (CLOCK_REALTIME jumps) or floating-point seconds inside the core.
+# Never: uses wall-clock time (CLOCK_REALTIME jumps) or floating-point seconds inside the core, except
+#   clock_real_ns() to turn the kernel's receive stamps (CLOCK_REALTIME) into an age at the moment
+#   they are read (loop.pxi, loop_rx_time).
 # Invariants: every timestamp in the core is CLOCK_MONOTONIC ns from clock_now_ns(); it never decreases.
 
-from posix.time cimport clock_gettime, clock_nanosleep, timespec, CLOCK_MONOTONIC
+from posix.time cimport (clock_gettime, clock_nanosleep, timespec, CLOCK_MONOTONIC,
+                         CLOCK_REALTIME)
 
 
 cdef extern from "time.h" nogil:
@@ -22,6 +25,13 @@ cdef inline uint64_t clock_now_ns() noexcept nogil:
     # so start_ns values computed by a coordinator are meaningful in every local worker.
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
+
+
+cdef inline uint64_t clock_real_ns() noexcept nogil:
+    # CLOCK_REALTIME, vDSO: only to compute how long ago a kernel receive stamp was taken.
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
     return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec
 
 

@@ -84,6 +84,8 @@ cdef extern from "bf_sys.h" nogil:
     # milliseconds as epoll_wait's int timeout is (wrk2's ±1 ms limit); raw, so no glibc 2.35 needed.
     ssize_t bf_send(int fd, const void *buf, size_t n, int flags)
     ssize_t bf_read(int fd, void *buf, size_t n)
+    ssize_t bf_recv_stamped(int fd, void *buf, size_t n, long long *rx_real_ns)
+    int bf_rx_stamps_on(int fd)
     int bf_epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
     int bf_epoll_pwait2(int epfd, epoll_event *events, int maxevents, const timespec *timeout)
     int bf_schedstat_open()

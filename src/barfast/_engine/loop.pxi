@@ -14,6 +14,10 @@
 #   done_ns        read right after the read() whose bytes let the parser finish the response (the
 #                  same reading as first_byte_ns when the whole response came in one read), or when
 #                  the error was detected for a failed request.
+#                  Open loop, after a deferred pacing sleep (see LOOP_DEFER_MAX_BYTES): bytes that
+#                  arrived while the loop slept are read late on purpose, so for those reads both
+#                  come from the kernel's receive stamp of the data (SO_TIMESTAMPNS, when the last
+#                  byte read arrived), converted to CLOCK_MONOTONIC as (now - its age).
 #   intended_ns    closed loop: == send_ns (the next request starts when the previous one ends, so
 #                  the loop's latency is "service time" and hides stalls: coordinated omission).
 #                  open loop: the schedule's t_k (pacing.pxi), fixed before the request is sent and
@@ -74,6 +78,17 @@ cdef enum:
     LOOP_SPIN_GAP_FACTOR = 2
     LOOP_SPIN_DOWN_NS = 100
     LOOP_LAG_ALLOW_NS = 20000
+    # Open loop: a pacing sleep normally ends early whenever a response arrives, which costs a
+    # second wake-up per request (~15-20 µs of CPU each on this project's VMs). A deferred sleep
+    # waits on an empty epoll set instead, so only the send's own timer wakes the loop; then the
+    # loop polls the real set and reads what arrived, timing it by the kernel's receive stamps
+    # (What is timed, above). It is used only while that is harmless: stamps have been seen on
+    # this run's sockets, no connect is pending, the request is at most this many bytes (its write
+    # never waits for EPOLLOUT in practice) and no response so far filled the receive buffer in one
+    # read (a larger body would sit in a full socket buffer and stall the server's writes while
+    # the loop slept: the first such read turns deferral off for the rest of the run).
+    LOOP_DEFER_MAX_BYTES = 16384
+    LOOP_STAMP_TRIES = 1000         # reads without a stamp before deferral is given up
 
 
 ctypedef struct loop_counters_t:
@@ -129,6 +144,14 @@ ctypedef struct engine_t:
     uint64_t spin_up_ns      # adaptive window: step up on a late wake-up (sets the quantile)
     uint64_t lag_allow_ns    # adaptive window: a send this late or less does not count as late
     uint64_t pace_sleeps     # timed pacing sleeps that ended by their timeout (benchmark stats)
+    int idle_epfd            # open loop: an empty epoll set, slept on by deferred pacing sleeps
+    bint defer_reads         # open loop: deferred sleeps allowed (LOOP_DEFER_MAX_BYTES; knob)
+    bint defer_off           # deferral found unsafe or unavailable for the rest of the run
+    bint stamps_seen         # a receive stamp came back: the kernel stamps this run's sockets
+    bint stamp_reads         # this pass reads what arrived during a deferred sleep: use stamps
+    uint64_t defer_sleeps    # deferred pacing sleeps (benchmark stats)
+    uint64_t rx_stamped      # reads timed by the kernel's receive stamp
+    uint64_t rx_unstamped    # stamped reads that came back without a stamp
     uint64_t pace_late_sum   # their summed lateness past the wake target, ns
     uint16_t endpoint
     uint64_t requests        # bound on started requests (0: none)
@@ -296,6 +319,8 @@ cdef int loop_open(engine_t *e, conn_t *c, uint64_t now, bint setup) noexcept no
     if c.ever_connected:
         cnt_add(&e.cnt.reconnects, 1)
         c.ever_connected = 0   # count each replacement once, however many attempts it takes
+    if e.defer_reads and not e.defer_off and bf_rx_stamps_on(fd) != 0:
+        e.defer_off = 1        # a socket without stamps: no deferred sleeps from now on
     c.fd = fd
     c.gen += 1
     c.rlen = 0
@@ -475,16 +500,48 @@ cdef void loop_on_eof(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
         loop_fail(e, c, BF_ERR_CLOSED, 0, now)
 
 
+cdef uint64_t loop_rx_time(engine_t *e, conn_t *c, uint64_t now, long long rx_real) noexcept nogil:
+    """The time the bytes just read arrived: `now` less the age of their kernel receive stamp
+    (CLOCK_REALTIME, so its age is taken against CLOCK_REALTIME read now), never before the
+    request was sent nor after now (a wall-clock step between arrival and read could say so)."""
+    cdef uint64_t real, age, t
+    if rx_real <= 0:
+        e.rx_unstamped += 1
+        if e.stamps_seen or e.rx_unstamped >= LOOP_STAMP_TRIES:
+            e.defer_off = 1    # stamps went missing, or never came: stop deferring
+        return now
+    e.stamps_seen = 1
+    e.rx_stamped += 1
+    real = clock_real_ns()
+    age = real - <uint64_t>rx_real if real > <uint64_t>rx_real else 0
+    t = now - age if now > age else now
+    if c.has_req and t < c.send_ns:
+        t = c.send_ns
+    return t
+
+
 cdef void loop_on_readable(engine_t *e, conn_t *c) noexcept nogil:
     cdef ssize_t n
     cdef size_t space
     cdef int err, reads = 0
     cdef uint64_t now
+    cdef long long rx_real = 0
+    cdef bint stamped
     while True:
         space = CONN_RBUF_SIZE - c.rlen
-        n = bf_read(c.fd, c.rbuf + c.rlen, space)
+        # Stamped reads: after a deferred sleep, and while waiting for the first stamp to show
+        # that the kernel stamps this run's sockets.
+        stamped = e.stamp_reads or (e.defer_reads and not e.defer_off and not e.stamps_seen)
+        if stamped:
+            n = bf_recv_stamped(c.fd, c.rbuf + c.rlen, space, &rx_real)
+        else:
+            n = bf_read(c.fd, c.rbuf + c.rlen, space)
         if n > 0:
             now = clock_now_ns()   # first_byte_ns and/or done_ns (see "What is timed")
+            if stamped:
+                now = loop_rx_time(e, c, now, rx_real)
+            if <size_t>n == space and e.defer_reads:
+                e.defer_off = 1    # a body that fills the buffer: never leave one waiting
             cnt_add(&e.cnt.bytes_rx, <uint64_t>n)
             if not c.has_req:
                 # Bytes nobody asked for on an idle connection: the server is out of sync.
@@ -632,6 +689,11 @@ cdef void loop_sched_check(engine_t *e) noexcept nogil:
     e.sched_wait = w
 
 
+cdef inline bint loop_may_defer(engine_t *e) noexcept nogil:
+    return (e.defer_reads and e.stamps_seen and not e.defer_off and e.n_connecting == 0
+            and e.req_len <= LOOP_DEFER_MAX_BYTES)
+
+
 cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) noexcept nogil:
     """Wait for events until `until` (ns). Pacing waits sleep until spin_ns before the intended
     time, then poll with a zero timeout (the spin) until it is due."""
@@ -658,6 +720,20 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         # ns timeout: a wait for the scan or the deadline must not overshoot a send that becomes
         # due meanwhile (epoll_wait's int ms timeout rounds up by up to 1 ms).
         clock_ns_to_timespec(delta, &ts)
+        if pacing_wait and loop_may_defer(e):
+            # A deferred sleep (LOOP_DEFER_MAX_BYTES): only the timer ends it; then collect what
+            # arrived meanwhile, read with its receive stamps.
+            n = bf_epoll_pwait2(e.idle_epfd, e.events, LOOP_MAX_EVENTS, &ts)
+            if n == 0:
+                e.defer_sleeps += 1
+                loop_spin_learn(e, clock_now_ns(), now + delta)
+                e.stamp_reads = 1
+                return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
+            if n > 0 or errno != ENOSYS:
+                return 0 if n > 0 else n
+            e.no_pwait2 = 1
+            return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS,
+                                 <int>((delta + 999999) // 1000000))
         n = bf_epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts)
         if n == 0 and pacing_wait:
             loop_spin_learn(e, clock_now_ns(), now + delta)
@@ -757,6 +833,7 @@ cdef int loop_run(engine_t *e) noexcept nogil:
             if c.fd < 0 or c.gen != <uint32_t>(key >> 32):
                 continue   # the socket this event was for is gone
             loop_on_event(e, c, e.events[j].events)
+        e.stamp_reads = 0
     # The end. In-flight requests stay counted as in_flight (no sample: they did not finish).
     e.stopping = 1
     now = clock_now_ns()
@@ -829,6 +906,7 @@ cdef class Engine:
             raise MemoryError()
         self.e = e
         e.epfd = -1
+        e.idle_epfd = -1
         e.family = family
         a = addr.encode("ascii")
         if family == AF_INET:
@@ -884,6 +962,11 @@ cdef class Engine:
         e.epfd = epoll_create1(EPOLL_CLOEXEC)
         if e.epfd < 0:
             errors_raise(errno, "epoll_create1")
+        if e.open_loop:
+            e.idle_epfd = epoll_create1(EPOLL_CLOEXEC)
+            if e.idle_epfd < 0:
+                errors_raise(errno, "epoll_create1")
+            e.defer_reads = 1
 
     def __dealloc__(self):
         cdef engine_t *e = self.e
@@ -896,6 +979,8 @@ cdef class Engine:
                     close(e.conns[i].fd)
         if e.epfd >= 0:
             close(e.epfd)
+        if e.idle_epfd >= 0:
+            close(e.idle_epfd)
         pacing_free(&e.pacing)
         free(e.conns)
         free(e.free_stack)
@@ -940,6 +1025,11 @@ cdef class Engine:
             raise ValueError("q must be in (0, 1)")
         self.e.spin_up_ns = <uint64_t>(LOOP_SPIN_DOWN_NS * (1.0 - q) / q + 0.5)
 
+    def _set_defer_reads(self, bint on) -> None:
+        """Benchmark knob: open-loop deferred pacing sleeps (LOOP_DEFER_MAX_BYTES; on by default in
+        an open loop, meaningless in a closed one). Set before run()."""
+        self.e.defer_reads = on and self.e.open_loop
+
     def _set_lag_allowance(self, uint64_t allow_ns) -> None:
         """Benchmark knob: the adaptive window counts a send up to `allow_ns` late as on time
         (default LOOP_LAG_ALLOW_NS; 0 aims every send at its intended ns). Set before run()."""
@@ -964,6 +1054,10 @@ cdef class Engine:
             "spin_auto": bool(e.spin_auto),
             "timed_sleeps": e.pace_sleeps,
             "late_ns_mean": e.pace_late_sum / e.pace_sleeps if e.pace_sleeps else 0.0,
+            "deferred_sleeps": e.defer_sleeps,
+            "rx_stamped": e.rx_stamped,
+            "rx_unstamped": e.rx_unstamped,
+            "defer_off": bool(e.defer_off),
         }
 
     def now_ns(self) -> int:

@@ -1,7 +1,8 @@
 /* bf_sys.h — raw system calls for the engine's per-request path.
  * Owns: bf_send, bf_read, bf_epoll_wait, bf_epoll_pwait2 (same contracts as the libc calls:
- *       -1 and errno on failure); bf_schedstat_open/bf_schedstat_wait_ns (the loop thread's
- *       run-queue wait, read once per scan, not per request).
+ *       -1 and errno on failure); bf_recv_stamped/bf_rx_stamps_on (a read that also returns the
+ *       kernel's receive timestamp of the data); bf_schedstat_open/bf_schedstat_wait_ns (the loop
+ *       thread's run-queue wait, read once per scan, not per request).
  * Why: glibc's send()/read()/epoll_wait()/epoll_pwait2() are pthread cancellation points, each
  *      wrapped in __pthread_enable_asynccancel/__pthread_disable_asynccancel; perf put those
  *      wrappers at ~1.6 % of a closed-loop request's CPU on this project's VMs. The engine never
@@ -15,7 +16,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
@@ -67,6 +71,47 @@ static inline int bf_epoll_wait(int epfd, struct epoll_event *events, int maxeve
 static inline int bf_epoll_pwait2(int epfd, struct epoll_event *events, int maxevents,
                                   const struct timespec *timeout) {
     return (int)BF_SYSCALL(SYS_epoll_pwait2, epfd, events, maxevents, timeout, 0, 8);
+}
+
+/* Ask the kernel to stamp this socket's received data (SO_TIMESTAMPNS: CLOCK_REALTIME ns of the
+ * skb's arrival, socket(7)). 0 or -1 and errno. */
+static inline int bf_rx_stamps_on(int fd) {
+    int one = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+}
+
+/* read() that also returns, in *rx_real_ns, the kernel's receive stamp of the data it read (for TCP,
+ * that of the last segment consumed: when the last byte read arrived; tcp(7), socket(7)
+ * SO_TIMESTAMPNS), CLOCK_REALTIME ns, or 0 when the data came without one (stamps not enabled yet:
+ * the kernel turns them on asynchronously after the first bf_rx_stamps_on). */
+static inline ssize_t bf_recv_stamped(int fd, void *buf, size_t len, long long *rx_real_ns) {
+    struct iovec iov;
+    struct msghdr m;
+    struct cmsghdr *c;
+    struct timespec ts;
+    union {
+        char b[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl;
+    ssize_t n;
+    iov.iov_base = buf;
+    iov.iov_len = len;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctl.b;
+    m.msg_controllen = sizeof ctl.b;
+    *rx_real_ns = 0;
+    n = (ssize_t)BF_SYSCALL(SYS_recvmsg, fd, &m, 0, 0, 0, 0);
+    if (n > 0 && !(m.msg_flags & MSG_CTRUNC)) {
+        for (c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                *rx_real_ns = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+            }
+        }
+    }
+    return n;
 }
 
 /* The calling thread's run-queue wait so far, in ns: the second field of
