@@ -149,6 +149,7 @@ ctypedef struct engine_t:
     bint defer_off           # deferral found unsafe or unavailable for the rest of the run
     bint stamps_seen         # a receive stamp came back: the kernel stamps this run's sockets
     bint stamp_reads         # this pass reads what arrived during a deferred sleep: use stamps
+    bint collect_pending     # a deferred sleep ended: the next wait polls for what arrived
     uint64_t defer_sleeps    # deferred pacing sleeps (benchmark stats)
     uint64_t rx_stamped      # reads timed by the kernel's receive stamp
     uint64_t rx_unstamped    # stamped reads that came back without a stamp
@@ -700,6 +701,10 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
     cdef uint64_t delta
     cdef timespec ts
     cdef int n
+    if e.collect_pending:
+        e.collect_pending = 0
+        e.stamp_reads = 1
+        return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
     if pacing_wait:
         # The caller's `now` predates this pass's sends (a few µs each): a relative timeout from it
         # would wake that much late, every time.
@@ -727,8 +732,10 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
             if n == 0:
                 e.defer_sleeps += 1
                 loop_spin_learn(e, clock_now_ns(), now + delta)
-                e.stamp_reads = 1
-                return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
+                # The next wait collects what arrived, after the caller's pass has sent what is
+                # due: the stamps keep those reads exact, so they need not delay the sends.
+                e.collect_pending = 1
+                return 0
             if n > 0 or errno != ENOSYS:
                 return 0 if n > 0 else n
             e.no_pwait2 = 1
