@@ -212,7 +212,7 @@ def parse_mode(text: str) -> tuple[Knobs, bool]:
     A suffix 'gN' ('autog0'): spin gap factor N (2 is the engine's default; 0 spins at any rate).
     A suffix 'qP' ('autoq5'): the adaptive window tracks the (100 - P) % quantile of the wake-up
     lateness (the engine's default is q1). A suffix 'aN' ('autoa0'): lag allowance N µs (the
-    engine's default is a20; a0 is the window before session 4). A trailing 'x' ('autox'): no
+    engine's default is a10; a0 is the window before session 4). A trailing 'x' ('autox'): no
     deferred pacing sleeps (every response wakes the loop, as before session 4). A trailing 'n'
     ('autog2n', the engine before session 3): the draining thread runs under the normal policy
     instead of SCHED_BATCH. Returns (knobs, drain under SCHED_BATCH)."""

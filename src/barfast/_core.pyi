@@ -257,7 +257,7 @@ class Engine:
 
     def _set_lag_allowance(self, allow_ns: int) -> None:
         """Benchmark knob: the adaptive window counts a send up to allow_ns late as on time
-        (default 20 µs; 0: aim every send at its intended ns). Before run()."""
+        (default 10 µs; 0: aim every send at its intended ns). Before run()."""
 
     def _set_spin_gap_factor(self, factor: int) -> None:
         """Benchmark knob: spin only when sends are >= factor windows apart (default 2; 0: at any

@@ -77,7 +77,7 @@ cdef enum:
     LOOP_SPIN_UP_NS = 9900
     LOOP_SPIN_GAP_FACTOR = 2
     LOOP_SPIN_DOWN_NS = 100
-    LOOP_LAG_ALLOW_NS = 20000
+    LOOP_LAG_ALLOW_NS = 10000
     # Open loop: a pacing sleep normally ends early whenever a response arrives, which costs a
     # second wake-up per request (~15-20 µs of CPU each on this project's VMs). A deferred sleep
     # waits on an empty epoll set instead, so only the send's own timer wakes the loop; then the
