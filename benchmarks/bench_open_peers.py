@@ -184,8 +184,14 @@ def main() -> int:
     summary = summarize(runs, tools, rates)
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                        "runs": runs, "summary": summary}, indent=1)
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "runs": runs,
+                    "summary": summary,
+                },
+                indent=1,
+            )
         )
     return 0
 

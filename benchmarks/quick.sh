@@ -8,3 +8,4 @@ python benchmarks/bench_pacing.py --quick
 python benchmarks/bench_coordinator.py --quick
 python benchmarks/bench_serve.py --quick
 python benchmarks/bench_memory.py --quick
+python benchmarks/bench_open_peers.py --quick
