@@ -144,6 +144,7 @@ ctypedef struct engine_t:
     uint64_t spin_up_ns      # adaptive window: step up on a late wake-up (sets the quantile)
     uint64_t lag_allow_ns    # adaptive window: a send this late or less does not count as late
     uint64_t pace_sleeps     # timed pacing sleeps that ended by their timeout (benchmark stats)
+    uint64_t pace_late_sum   # their summed lateness past the wake target, ns
     int idle_epfd            # open loop: an empty epoll set, slept on by deferred pacing sleeps
     bint defer_reads         # open loop: deferred sleeps allowed (LOOP_DEFER_MAX_BYTES; knob)
     bint defer_off           # deferral found unsafe or unavailable for the rest of the run
@@ -153,7 +154,6 @@ ctypedef struct engine_t:
     uint64_t defer_sleeps    # deferred pacing sleeps (benchmark stats)
     uint64_t rx_stamped      # reads timed by the kernel's receive stamp
     uint64_t rx_unstamped    # stamped reads that came back without a stamp
-    uint64_t pace_late_sum   # their summed lateness past the wake target, ns
     uint16_t endpoint
     uint64_t requests        # bound on started requests (0: none)
     uint64_t duration_ns
