@@ -152,12 +152,15 @@ def test_deferred_sleeps_time_responses_by_the_kernels_stamps() -> None:
         st = eng._pacing_stats()
         lat = _uncorrected(ring)
     assert c["completed"] >= 380 and c["errors"] == 0, c
-    # most responses arrive while the loop sleeps; some while it spins toward a send (read at once)
-    assert st["deferred_sleeps"] >= 300 and st["rx_stamped"] >= 250, st
+    # Most responses arrive while the loop sleeps and are read late; some arrive while it spins
+    # toward a send and are read at once (more of them when other tasks share the CPU: 241-309 of
+    # ~400 were stamped, quiet and with a hog on each CPU). Timed by the read, the stamped ones
+    # (>= 150, over a third) would sit near 5 ms and pull p90 there.
+    assert st["deferred_sleeps"] >= 300 and st["rx_stamped"] >= 150, st
     assert st["defer_off"] is False and st["rx_unstamped"] <= 5, st
-    p50, p99 = np.percentile(lat, [50, 99])
-    assert 2 * MS <= p50 < 2 * MS + 400 * US, (p50, p99)
-    assert p99 < 3 * MS + 500 * US, (p50, p99)
+    p50, p90 = np.percentile(lat, [50, 90])
+    assert 2 * MS <= p50 < 2 * MS + 400 * US, (p50, p90)
+    assert p90 < 3 * MS, (p50, p90)
 
 
 def test_deferral_agrees_with_prompt_reads(nginx) -> None:
@@ -187,3 +190,44 @@ def test_a_body_that_fills_the_buffer_turns_deferral_off() -> None:
         check_invariant(eng.counters())
         st = eng._pacing_stats()
     assert st["defer_off"] is True and st["deferred_sleeps"] <= 2, st
+
+
+def test_deferred_open_loop_counts_closes_and_truncations() -> None:
+    # Deferred sleeps leave reads for later; what arrives meanwhile must still be classified as the
+    # closed loop classifies it. The built-in target closes every 3rd connection after its response
+    # (Connection: close) and answers 10 % with 500; a raw server answers the first request on
+    # each connection and truncates the second response's body, then closes.
+    from serve_helpers import running, settled
+
+    with running(close_every=3, statuses=((200, 90), (500, 10))) as srv:
+        eng = make_engine(srv.port, None, connections=4, rate=400.0, duration_ns=S)
+        eng.run()
+        c = eng.counters()
+        k = settled(srv, "responses", c["completed"])
+        st = eng._pacing_stats()
+    check_invariant(c)
+    assert c["errors"] == 0 and c["completed"] >= 390, c
+    assert k["responses"] == c["completed"], (k, c)
+    assert c["reconnects"] >= c["completed"] // 3 - 4, c
+    assert 0 < eng.status_counts().get(500, 0) < c["completed"] // 4
+    assert st["deferred_sleeps"] > 50, st
+
+    from test_engine_hostile import read_request, server
+
+    body = b"hello world\n"
+    full = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    def truncating(conn, stop) -> None:
+        buf = bytearray()
+        if read_request(conn, buf):
+            conn.sendall(full)
+        if read_request(conn, buf):
+            conn.sendall(full[:-5])
+
+    with server(truncating) as port:
+        eng = make_engine(port, None, connections=4, rate=200.0, duration_ns=S)
+        eng.run()
+        c = eng.counters()
+    check_invariant(c)
+    assert c["completed"] >= 80 and c["err_closed"] >= 80, c
+    assert c["completed"] + c["errors"] + c["in_flight"] == c["started"], c
