@@ -11,6 +11,9 @@
  *   uring1    as uring but one-shot IORING_OP_RECV into a per-connection buffer (re-armed per request).
  *   hybrid    epoll for readiness + read(); the pass's sends batched as io_uring SEND SQEs, one
  *             io_uring_enter (no wait) per pass.
+ *   uringr    as uring (multishot recv into the provided buffer ring, one io_uring_enter per
+ *             pass) but each request sent at once with a sendto() syscall, as barfast sends
+ *             (session 4: is the receive side alone worth it?).
  * Env knobs for all modes: LAT=1 (latency percentiles), WORK_NS=n (n ns user work per response),
  * CC_ALGO=reno|cubic (setsockopt TCP_CONGESTION; the default here is bbr).
  * Env knobs for uring modes: URING_NODEFER=1 (no DEFER_TASKRUN/SINGLE_ISSUER), URING_NOREGRING=1
@@ -174,7 +177,7 @@ static struct io_uring_sqe *sqes;
 static unsigned *cq_head_p, *cq_tail_p, cq_mask;
 static struct io_uring_cqe *cqes;
 static unsigned to_submit;
-static int use_fixed = 1, skip_send_cqe = 1;
+static int use_fixed = 1, skip_send_cqe = 1, sync_send = 0;
 static struct io_uring_buf_ring *br;
 static char *bufpool;
 static unsigned br_tail, br_mask;
@@ -290,6 +293,12 @@ static inline int enter(unsigned min_complete, unsigned flags) {
     return r;
 }
 
+/* uringr: the request goes out with a sendto() syscall now; otherwise as a SEND SQE. */
+static inline void send_req(int i) {
+    if (!sync_send) { q_send(i); return; }
+    if (sys_send(i) != req_len) die("send");
+}
+
 static void run_uring(double dur, int multishot) {
     for (int i = 0; i < nconn; i++) fds[i] = connect_one(1);
     ring_init(!getenv("URING_NODEFER"));
@@ -310,7 +319,7 @@ static void run_uring(double dur, int multishot) {
         ext_ts.tv_sec = us / 1000000; ext_ts.tv_nsec = (us % 1000000) * 1000;
         ext_arg.ts = (uint64_t)(uintptr_t)&ext_ts; min_wait_us = 1; ext_arg.pad = 0;  /* min_wait_us only flags EXT_ARG use */
     }
-    for (int i = 0; i < nconn; i++) { q_send(i); if (!multishot) q_recv_one(i); }
+    for (int i = 0; i < nconn; i++) { send_req(i); if (!multishot) q_recv_one(i); }
     while (now_ns() < end) {
         enter(waitnr, IORING_ENTER_GETEVENTS);
         unsigned head = *cq_head_p, tail = __atomic_load_n(cq_tail_p, __ATOMIC_ACQUIRE);
@@ -329,14 +338,14 @@ static void run_uring(double dur, int multishot) {
             got[i] += res;
             if (got[i] >= resp_len) {
                 got[i] -= resp_len; completed++; DONE(i);
-                q_send(i);
+                send_req(i);
                 if (!multishot) q_recv_one(i);
             } else if (!multishot) q_recv_one(i);
         }
         __atomic_store_n(cq_head_p, head, __ATOMIC_RELEASE);
         if (recycled) pbuf_publish();
     }
-    report(multishot ? "uring" : "uring1");
+    report(sync_send ? "uringr" : multishot ? "uring" : "uring1");
 }
 
 static void run_hybrid(double dur) {
@@ -393,6 +402,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "uring")) run_uring(dur, 1);
     else if (!strcmp(argv[1], "uring1")) run_uring(dur, 0);
     else if (!strcmp(argv[1], "hybrid")) run_hybrid(dur);
+    else if (!strcmp(argv[1], "uringr")) { sync_send = 1; run_uring(dur, 1); }
     else die("unknown mode %s", argv[1]);
     return 0;
 }
