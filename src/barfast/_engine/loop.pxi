@@ -17,7 +17,8 @@
 #                  Open loop, after a deferred pacing sleep (see LOOP_DEFER_MAX_BYTES): bytes that
 #                  arrived while the loop slept are read late on purpose, so for those reads both
 #                  come from the kernel's receive stamp of the data (SO_TIMESTAMPNS, when the last
-#                  byte read arrived), converted to CLOCK_MONOTONIC as (now - its age).
+#                  byte read arrived), converted to CLOCK_MONOTONIC (loop_rx_time); an impossible
+#                  result (before send_ns, after the read) falls back to the read's own time.
 #   intended_ns    closed loop: == send_ns (the next request starts when the previous one ends, so
 #                  the loop's latency is "service time" and hides stalls: coordinated omission).
 #                  open loop: the schedule's t_k (pacing.pxi), fixed before the request is sent and
@@ -154,6 +155,7 @@ ctypedef struct engine_t:
     uint64_t defer_sleeps    # deferred pacing sleeps (benchmark stats)
     uint64_t rx_stamped      # reads timed by the kernel's receive stamp
     uint64_t rx_unstamped    # stamped reads that came back without a stamp
+    uint64_t rx_stamp_bad    # stamps outside [send, now] (wall-clock step): timed by the read
     uint16_t endpoint
     uint64_t requests        # bound on started requests (0: none)
     uint64_t duration_ns
@@ -503,22 +505,32 @@ cdef void loop_on_eof(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
 
 
 cdef uint64_t loop_rx_time(engine_t *e, conn_t *c, uint64_t now, long long rx_real) noexcept nogil:
-    """The time the bytes just read arrived: `now` less the age of their kernel receive stamp
-    (CLOCK_REALTIME, so its age is taken against CLOCK_REALTIME read now), never before the
-    request was sent nor after now (a wall-clock step between arrival and read could say so)."""
-    cdef uint64_t real, age, t
+    """The time the bytes just read arrived, from their kernel receive stamp (CLOCK_REALTIME):
+    the stamp less the wall clock's offset from CLOCK_MONOTONIC, read now as a tight pair (two
+    monotonic readings around the wall-clock one, retried if preempted in between). A result
+    outside [the request's send, now] is impossible (a wall-clock step between arrival and read):
+    then the read's own time is used, which can only overstate the latency, and it is counted."""
+    cdef uint64_t m1, m2, real, t
+    cdef long long off
+    cdef int tries
     if rx_real <= 0:
         e.rx_unstamped += 1
         if e.stamps_seen or e.rx_unstamped >= LOOP_STAMP_TRIES:
             e.defer_off = 1    # stamps went missing, or never came: stop deferring
         return now
     e.stamps_seen = 1
+    for tries in range(4):
+        m1 = clock_now_ns()
+        real = clock_real_ns()
+        m2 = clock_now_ns()
+        if m2 - m1 < 2000:
+            break
+    off = <long long>real - <long long>(m1 + (m2 - m1) // 2)
+    t = <uint64_t>(rx_real - off)
+    if t > now or (c.has_req and t < c.send_ns):
+        e.rx_stamp_bad += 1
+        return now
     e.rx_stamped += 1
-    real = clock_real_ns()
-    age = real - <uint64_t>rx_real if real > <uint64_t>rx_real else 0
-    t = now - age if now > age else now
-    if c.has_req and t < c.send_ns:
-        t = c.send_ns
     return t
 
 
@@ -1065,6 +1077,7 @@ cdef class Engine:
             "deferred_sleeps": e.defer_sleeps,
             "rx_stamped": e.rx_stamped,
             "rx_unstamped": e.rx_unstamped,
+            "rx_stamp_bad": e.rx_stamp_bad,
             "defer_off": bool(e.defer_off),
         }
 
