@@ -169,3 +169,29 @@ def test_a_failing_callback_stops_the_engine_before_the_ring_goes() -> None:
         r.run()
     assert holder["p"]._stop.is_set()
     assert r._thread is not None and not r._thread.is_alive()
+
+
+def test_drain_wait_follows_the_fill_rate() -> None:
+    from barfast.runner import DRAIN_INTERVAL_MAX_S, DRAIN_INTERVAL_S, drain_wait_s
+
+    # nothing arrived: the wait stays what it was; a trickle: the longest wait
+    assert drain_wait_s(0, 0.1, 1 << 16, 0.02) == 0.02
+    assert drain_wait_s(100, 0.1, 1 << 16, 0.02) == DRAIN_INTERVAL_MAX_S
+    # 170k records/s into 65536 slots fill it in 0.385 s: wait a quarter of that
+    assert abs(drain_wait_s(1700, 0.01, 1 << 16, 0.01) - 0.0964) < 0.001
+    # a small ring at a high rate: the shortest wait
+    assert drain_wait_s(10_000, 0.01, 1024, 0.05) == DRAIN_INTERVAL_S
+
+
+def test_a_slow_producer_is_drained_rarely_and_completely() -> None:
+    # 2,000 samples over 1.5 s (~1.3k/s) into a 65536-slot ring: the drain thread wakes about 10
+    # times a second (plus the snapshot boundaries) instead of 100, and loses nothing.
+    snaps: list[dict] = []
+
+    def factory(ring, plan, start_ns):
+        return PyProducer(ring, 2000, 20, True, 1.5)
+
+    r = EngineRunner(PLAN, snaps.append, ring_capacity=1 << 16, engine_factory=factory)
+    final = r.run()
+    assert sum(s["samples"] for s in snaps) == 2000 and final["ring"]["seq_gaps"] == 0
+    assert 5 <= r.drains <= 30, r.drains

@@ -1,8 +1,9 @@
 """EngineRunner: one engine, one ring, one aggregator, one snapshot stream (a worker's whole job).
 
 The engine runs in a thread with the GIL released (Engine.run() is nogil for its whole loop); this
-thread drains the ring about every DRAIN_INTERVAL_S into an Aggregator and emits a snapshot dict every
-SNAPSHOT_INTERVAL_S plus a final one (interface (6) in the brief). Data flows one way: engine -> ring
+thread drains the ring every DRAIN_INTERVAL_S to DRAIN_INTERVAL_MAX_S (adaptive, below) into an
+Aggregator and emits a snapshot dict every SNAPSHOT_INTERVAL_S plus a final one (interface (6) in the
+brief). Data flows one way: engine -> ring
 -> aggregator -> snapshot callback; nothing here ever talks back to the engine except stop().
 
 Interval numbering: snapshot k (k = 0, 1, ...) is emitted at start + (k+1) s and carries interval k,
@@ -26,7 +27,13 @@ from barfast.config import NS_PER_S, SNAPSHOT_INTERVAL_S
 from barfast.kinds import ErrorKind
 from barfast.plan import WorkerPlan
 
+# The drain wait adapts to the rate the ring fills at: a quarter of the time the ring would take to
+# fill at the rate of the last drain, within [DRAIN_INTERVAL_S, DRAIN_INTERVAL_MAX_S], and never past
+# the next snapshot boundary (so a second's samples are drained right at its end). Each wake-up of
+# this Python thread costs ~30 us of CPU on this project's VMs: at 1k req/s a fixed 10 ms wait cost
+# ~3 us per request (session 4), at 100 ms it costs a tenth of that.
 DRAIN_INTERVAL_S = 0.010
+DRAIN_INTERVAL_MAX_S = 0.100
 FINAL_FOLD_S = 0.1
 DEFAULT_RING_CAPACITY = 1 << 16
 MAX_RING_CAPACITY = 1 << 22
@@ -100,6 +107,16 @@ def batch_policy() -> Iterator[None]:
                 os.sched_setscheduler(tid, policy, param)
 
 
+def drain_wait_s(drained: int, elapsed_s: float, capacity: int, prev_s: float) -> float:
+    """The next drain wait: a quarter of the time `capacity` records take to arrive at the rate
+    just seen (`drained` in `elapsed_s`), clamped to [DRAIN_INTERVAL_S, DRAIN_INTERVAL_MAX_S]. A
+    drain that found nothing keeps the previous wait: a pause says nothing about the next burst."""
+    if drained <= 0:
+        return prev_s
+    fill_s = capacity * max(elapsed_s, 1e-6) / drained
+    return min(DRAIN_INTERVAL_MAX_S, max(DRAIN_INTERVAL_S, fill_s / 4))
+
+
 def monotonic_ns() -> int:
     # CLOCK_MONOTONIC, the engine's clock (time.monotonic_ns uses it on Linux).
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
@@ -139,6 +156,7 @@ class EngineRunner:
         self.aggregator = Aggregator()
         self.interrupted = False
         self.no_load = False  # stopped early: every connect failed during the first interval
+        self.drains = 0  # drain passes during the run (the wake-ups of this thread)
         self._seq = 0
         self._t0 = 0
         self._rusage0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -213,11 +231,17 @@ class EngineRunner:
     def _drain_loop(
         self, engine: Any, ring: Any, thread: threading.Thread, next_snap_ns: int, interval: int
     ) -> Snapshot:
+        wait_s = DRAIN_INTERVAL_S
+        last_ns = monotonic_ns()
         try:
             while thread.is_alive():
-                thread.join(DRAIN_INTERVAL_S)
-                self._drain(ring)
+                to_snap_s = (next_snap_ns - monotonic_ns()) / NS_PER_S
+                thread.join(max(0.0, min(wait_s, to_snap_s)))
+                n = self._drain(ring)
+                self.drains += 1
                 now = monotonic_ns()
+                wait_s = drain_wait_s(n, (now - last_ns) / NS_PER_S, self.ring_capacity, wait_s)
+                last_ns = now
                 if now >= next_snap_ns and thread.is_alive():
                     self._emit(engine, ring, interval, final=False)
                     interval += 1
