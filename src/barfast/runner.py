@@ -3,8 +3,8 @@
 The engine runs in a thread with the GIL released (Engine.run() is nogil for its whole loop); this
 thread drains the ring every DRAIN_INTERVAL_S to DRAIN_INTERVAL_MAX_S (adaptive, below) into an
 Aggregator and emits a snapshot dict every SNAPSHOT_INTERVAL_S plus a final one (interface (6) in the
-brief). Data flows one way: engine -> ring
--> aggregator -> snapshot callback; nothing here ever talks back to the engine except stop().
+brief). Data flows one way: engine -> ring -> aggregator -> snapshot callback; nothing here ever
+talks back to the engine except stop().
 
 Interval numbering: snapshot k (k = 0, 1, ...) is emitted at start + (k+1) s and carries interval k,
 the samples drained during [k s, (k+1) s). The final snapshot carries the interval the run ended in,
