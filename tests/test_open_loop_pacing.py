@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 
 import numpy as np
@@ -135,22 +136,33 @@ def _uncorrected(ring: Ring) -> np.ndarray:
     return ok["done_ns"].astype(np.int64) - ok["send_ns"].astype(np.int64)
 
 
-def test_deferred_sleeps_time_responses_by_the_kernels_stamps() -> None:
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
+def test_deferred_sleeps_time_responses_by_the_kernels_stamps(family: int) -> None:
     # The built-in target answers each request 2 ms after it arrives; at 200 req/s the next send is
     # 5 ms after this one. A deferred pacing sleep is not woken by the response, so the loop reads
     # it only when it wakes for the next send, ~3 ms after it arrived. The kernel's receive stamp
     # must still put its completion at ~2 ms after the send: timed by the read instead, the
-    # median would be ~5 ms.
+    # median would be ~5 ms. IPv6 sockets carry the same stamps.
     from serve_helpers import running
 
-    with running(delay_ns=2 * MS) as srv:
+    host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    try:
+        ctx = running(host, delay_ns=2 * MS)
+        srv = ctx.__enter__()
+    except OSError as exc:
+        pytest.skip(f"{host} unavailable: {exc}")
+    try:
         ring = Ring.create(1 << 12)
-        eng = make_engine(srv.port, ring, connections=4, rate=200.0, duration_ns=2 * S)
+        eng = make_engine(
+            srv.port, ring, connections=4, rate=200.0, duration_ns=2 * S, addr=host, family=family
+        )
         eng.run()
         c = eng.counters()
         check_invariant(c)
         st = eng._pacing_stats()
         lat = _uncorrected(ring)
+    finally:
+        ctx.__exit__(None, None, None)
     assert c["completed"] >= 380 and c["errors"] == 0, c
     # Most responses arrive while the loop sleeps and are read late; some arrive while it spins
     # toward a send and are read at once (more of them when other tasks share the CPU: 241-309 of
