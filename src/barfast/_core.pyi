@@ -255,6 +255,10 @@ class Engine:
         """Benchmark knob: a fixed open-loop pacing spin window in ns, or None for the default
         adaptive window (tracks the p99 of measured wake-up lateness, 2..50 µs). Before run()."""
 
+    def _set_defer_reads(self, on: bool) -> None:
+        """Benchmark knob: open-loop deferred pacing sleeps (on by default in an open loop; reads
+        that follow one are timed by the kernel's receive stamps). Before run()."""
+
     def _set_lag_allowance(self, allow_ns: int) -> None:
         """Benchmark knob: the adaptive window counts a send up to allow_ns late as on time
         (default 10 µs; 0: aim every send at its intended ns). Before run()."""

@@ -530,6 +530,7 @@ class Merger:
         el = w.elapsed_ns / NS_PER_S
         user, sys_ = w.cpu.get("user_s", 0.0), w.cpu.get("sys_s", 0.0)
         spin = min(user + sys_, w.counters.get("spin_ns", 0) / NS_PER_S)
+        wait = w.counters.get("runq_wait_ns", 0) / NS_PER_S
         return {
             "worker": w.worker,
             **{k: int(w.counters.get(k, 0)) for k in COUNTER_KEYS},
@@ -544,10 +545,8 @@ class Merger:
             "cpu_spin_s": round(spin, 6),
             "cpu_busy_share": round(max(0.0, user + sys_ - spin) / el, 4) if el > 0 else 0.0,
             # Time the engine thread was runnable but another task had its CPU (schedstat).
-            "cpu_wait_s": round(w.counters.get("runq_wait_ns", 0) / NS_PER_S, 6),
-            "cpu_wait_share": round(w.counters.get("runq_wait_ns", 0) / w.elapsed_ns, 4)
-            if w.elapsed_ns > 0
-            else 0.0,
+            "cpu_wait_s": round(wait, 6),
+            "cpu_wait_share": round(wait / el, 4) if el > 0 else 0.0,
             "samples": w.samples,
             "snapshots": w.snapshots,
             "snapshots_rejected": w.rejected,

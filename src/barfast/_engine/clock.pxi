@@ -1,7 +1,7 @@
 # clock.pxi — the monotonic clock (integer ns) and precise waiting until an absolute time.
 # Never: uses wall-clock time (CLOCK_REALTIME jumps) or floating-point seconds inside the core, except
-#   clock_real_ns() to turn the kernel's receive stamps (CLOCK_REALTIME) into an age at the moment
-#   they are read (loop.pxi, loop_rx_time).
+#   clock_real_ns() to turn the kernel's receive stamps (CLOCK_REALTIME) into monotonic time at the
+#   moment they are read (loop.pxi, loop_rx_time).
 # Invariants: every timestamp in the core is CLOCK_MONOTONIC ns from clock_now_ns(); it never decreases.
 
 from posix.time cimport (clock_gettime, clock_nanosleep, timespec, CLOCK_MONOTONIC,
@@ -29,7 +29,7 @@ cdef inline uint64_t clock_now_ns() noexcept nogil:
 
 
 cdef inline uint64_t clock_real_ns() noexcept nogil:
-    # CLOCK_REALTIME, vDSO: only to compute how long ago a kernel receive stamp was taken.
+    # CLOCK_REALTIME, vDSO: only to convert a kernel receive stamp (loop_rx_time).
     cdef timespec ts
     clock_gettime(CLOCK_REALTIME, &ts)
     return <uint64_t>ts.tv_sec * 1000000000ULL + <uint64_t>ts.tv_nsec

@@ -714,6 +714,7 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
     cdef uint64_t delta
     cdef timespec ts
     cdef int n
+    cdef bint deferred
     if e.collect_pending:
         e.collect_pending = 0
         e.stamp_reads = 1
@@ -738,25 +739,17 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         # ns timeout: a wait for the scan or the deadline must not overshoot a send that becomes
         # due meanwhile (epoll_wait's int ms timeout rounds up by up to 1 ms).
         clock_ns_to_timespec(delta, &ts)
-        if pacing_wait and loop_may_defer(e):
-            # A deferred sleep (LOOP_DEFER_MAX_BYTES): only the timer ends it; then collect what
-            # arrived meanwhile, read with its receive stamps.
-            n = bf_epoll_pwait2(e.idle_epfd, e.events, LOOP_MAX_EVENTS, &ts)
-            if n == 0:
-                e.defer_sleeps += 1
-                loop_spin_learn(e, clock_now_ns(), now + delta)
-                # The next wait collects what arrived, after the caller's pass has sent what is
-                # due: the stamps keep those reads exact, so they need not delay the sends.
-                e.collect_pending = 1
-                return 0
-            if n > 0 or errno != ENOSYS:
-                return 0 if n > 0 else n
-            e.no_pwait2 = 1
-            return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS,
-                                 <int>((delta + 999999) // 1000000))
-        n = bf_epoll_pwait2(e.epfd, e.events, LOOP_MAX_EVENTS, &ts)
+        # A deferred sleep (LOOP_DEFER_MAX_BYTES) waits on the empty set: only the timer ends it.
+        deferred = pacing_wait and loop_may_defer(e)
+        n = bf_epoll_pwait2(e.idle_epfd if deferred else e.epfd, e.events, LOOP_MAX_EVENTS, &ts)
         if n == 0 and pacing_wait:
             loop_spin_learn(e, clock_now_ns(), now + delta)
+            if deferred:
+                # The next wait collects what arrived meanwhile (read with its receive stamps),
+                # after the caller's pass has sent what is due: the stamps keep those reads exact,
+                # so they need not delay the sends.
+                e.defer_sleeps += 1
+                e.collect_pending = 1
         if n >= 0 or errno != ENOSYS:   # kernel < 5.11: fall back to ms waits
             return n
         e.no_pwait2 = 1
