@@ -10,7 +10,8 @@ and rates in each round, against one nginx worker pinned to the other CPU:
   and `constant-vus` (closed), 50 VUs either way;
 - hey: `-q RATE/50` per worker (a ticker per connection) and no limit (closed), 50 workers;
 - wrk: closed only (wrk2, its open-loop fork, is not packaged here), sent barfast's User-Agent;
-- bf-1proc: closed only, one engine in one process (benchmarks/single_engine.py).
+- bf-1proc: closed only, one engine in one process (benchmarks/single_engine.py);
+- bf-1proc-lt: the same on level-triggered epoll (the engine's default is edge-triggered).
 
 With --rates "" only the closed loops run; with wrk among the tools the summary then also gives,
 per tool, the median over rounds of its req/s and CPU per request divided by wrk's in the same
@@ -47,7 +48,7 @@ from barfast.config import USER_AGENT
 
 HERE = Path(__file__).resolve().parent
 CONNS = 50
-CLOSED_ONLY = ("wrk", "bf-1proc")
+CLOSED_ONLY = ("wrk", "bf-1proc", "bf-1proc-lt")
 
 K6_SCRIPT = """
 import http from 'k6/http';
@@ -84,9 +85,10 @@ def tool_cmd(tool: str, url: str, rate: int, dur_s: float, tmp: Path) -> list[st
     if tool == "wrk":
         # barfast's User-Agent, so both send the same request bytes (bench_http.py)
         return ["wrk", "-t1", f"-c{CONNS}", f"-d{dur_s:g}s", "-H", f"User-Agent: {USER_AGENT}", url]
-    if tool == "bf-1proc":
+    if tool in ("bf-1proc", "bf-1proc-lt"):
         script = str(HERE / "single_engine.py")
-        return [sys.executable, script, url, "-c", str(CONNS), "-d", f"{dur_s:g}s"]
+        cmd = [sys.executable, script, url, "-c", str(CONNS), "-d", f"{dur_s:g}s"]
+        return cmd + (["--level-triggered"] if tool == "bf-1proc-lt" else [])
     raise SystemExit(f"unknown tool {tool}")
 
 
@@ -96,7 +98,7 @@ def k6_binary() -> str:
 
 
 def available(tool: str) -> bool:
-    if tool in ("barfast", "bf-1proc"):
+    if tool in ("barfast", "bf-1proc", "bf-1proc-lt"):
         return True
     if tool == "k6":
         return os.access(k6_binary(), os.X_OK)
@@ -246,6 +248,16 @@ def summarize(runs: list[dict], tools: list[str], rates: list[int]) -> dict:
             )
             out[tool]["closed_vs_wrk"] = {"rps_ratio": rps, "cpu_per_req_ratio": cpu}
             print(f"{tool:8s} req/s {rps:.3f} x wrk, CPU/request {cpu:.3f} x wrk")
+    lt = {r["round"]: r for r in pick("bf-1proc-lt", 0)}
+    et = [r for r in pick("bf-1proc", 0) if r["round"] in lt]
+    if et:
+        rps = statistics.median(r["rps"] / lt[r["round"]]["rps"] for r in et)
+        cpus = sorted(r["cpu_us_per_req"] / lt[r["round"]]["cpu_us_per_req"] for r in et)
+        out["bf-1proc"]["edge_vs_level"] = {"rps_ratio": rps, "cpu_per_req_ratios": cpus}
+        print(
+            f"edge- vs level-triggered (bf-1proc ÷ bf-1proc-lt, same round): req/s {rps:.3f}, "
+            f"CPU/request {statistics.median(cpus):.3f} (rounds {cpus[0]:.3f}-{cpus[-1]:.3f})"
+        )
     return out
 
 

@@ -5,7 +5,10 @@ worker process), printing the same JSON report as `barfast run --json`.
 bench_http.py runs it beside `barfast run -w 1` so that the fan-out's cost (issue 4: `-w 1` at
 >= 0.98 x the single-engine throughput) is a ratio taken in the same run.
 
-    python benchmarks/single_engine.py http://127.0.0.1:8080/ -c 50 -d 10s
+    python benchmarks/single_engine.py http://127.0.0.1:8080/ -c 50 -d 10s [--level-triggered]
+
+--level-triggered runs the engine on level-triggered epoll (Engine._set_edge_triggered(False)),
+the A side of the edge-triggered A/B in bench_open_peers.py (tool `bf-1proc-lt`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from barfast.config import build_run_config
 from barfast.local import run_local
+from barfast.plan import split_plan
 from barfast.report import json as report_json
+from barfast.result import Merger, config_info
+from barfast.runner import EngineRunner, default_engine
 
 
 def main() -> int:
@@ -29,12 +35,24 @@ def main() -> int:
     ap.add_argument("url")
     ap.add_argument("-c", "--connections", type=int, default=50)
     ap.add_argument("-d", "--duration", default="10s")
+    ap.add_argument("--level-triggered", action="store_true")
     args = ap.parse_args()
     cfg = build_run_config(
         args.url, connections=args.connections, duration=args.duration, workers=1
     )
-    run = run_local(cfg)
-    sys.stdout.write(report_json.dumps(run.report) + "\n")
+    if not args.level_triggered:
+        report = run_local(cfg).report
+    else:
+
+        def factory(ring: object, plan: object, start_ns: int) -> object:
+            eng = default_engine(ring, plan, start_ns)  # type: ignore[arg-type]
+            eng._set_edge_triggered(False)
+            return eng
+
+        merger = Merger()
+        EngineRunner(split_plan(cfg, 1)[0], merger.add, engine_factory=factory).run()
+        report = merger.report(config_info(cfg, workers=1))
+    sys.stdout.write(report_json.dumps(report) + "\n")
     return 0
 
 

@@ -430,3 +430,49 @@ def test_large_request_body_is_written_across_epollout() -> None:
     check_invariant(c)
     assert c["completed"] == 3 and c["errors"] == 0
     assert c["bytes_tx"] == 3 * len(req)
+
+
+# ---------------------------------------------------------------- edge-triggered epoll
+
+
+@pytest.mark.parametrize("edge", [True, False], ids=["edge", "level"])
+def test_bodies_longer_than_one_events_reads_complete(edge: bool) -> None:
+    """A 3 MiB body is more than one event's reads (64 x 16 KiB): with EPOLLET the rest is
+    already queued and no new edge comes for it, so the loop must re-arm the socket (loop_rearm)
+    or the request stalls until its timeout."""
+    body = 3 << 20
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % body + b"x" * body
+
+    def handler(conn: socket.socket, stop: threading.Event) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+        buf = bytearray()
+        while not stop.is_set() and read_request(conn, buf):
+            conn.sendall(resp)
+
+    with server(handler) as port:
+        eng = make_engine(port, None, connections=1, requests=6, duration_ns=20 * S,
+                          timeout_ns=3 * S)
+        eng._set_edge_triggered(edge)
+        took = run_timed(eng)
+    c = eng.counters()
+    check_invariant(c)
+    assert c["completed"] == 6 and c["errors"] == 0, c
+    assert c["bytes_rx"] >= 6 * body
+    assert took < 3.0
+
+
+@pytest.mark.parametrize("edge", [True, False], ids=["edge", "level"])
+def test_a_fin_queued_behind_the_bytes_is_seen(edge: bool) -> None:
+    """The server writes part of a response and closes at once, so the bytes and the FIN can
+    arrive before one epoll report: a short read is then not the end (EPOLLRDHUP), and the
+    request must fail as `closed` at once, not wait for its timeout."""
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a few bytes"
+    with server(respond_forever(resp, close_after=True)) as port:
+        eng = make_engine(port, None, connections=2, requests=40, duration_ns=20 * S,
+                          timeout_ns=5 * S)
+        eng._set_edge_triggered(edge)
+        took = run_timed(eng)
+    c = eng.counters()
+    check_invariant(c)
+    assert c["err_closed"] == 40 and c["completed"] == 0, c
+    assert took < 2.0

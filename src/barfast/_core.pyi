@@ -259,6 +259,10 @@ class Engine:
         """Benchmark knob: open-loop deferred pacing sleeps (on by default in an open loop; reads
         that follow one are timed by the kernel's receive stamps). Before run()."""
 
+    def _set_edge_triggered(self, on: bool) -> None:
+        """Benchmark knob: the connections on edge-triggered epoll (EPOLLET, the default) or on
+        level-triggered epoll. Before run()."""
+
     def _set_lag_allowance(self, allow_ns: int) -> None:
         """Benchmark knob: the adaptive window counts a send up to allow_ns late as on time
         (default 10 µs; 0: aim every send at its intended ns). Before run()."""

@@ -71,6 +71,8 @@ cdef extern from "sys/epoll.h" nogil:
         EPOLLOUT
         EPOLLERR
         EPOLLHUP
+        EPOLLET
+        EPOLLRDHUP
         EPOLL_CTL_ADD
         EPOLL_CTL_MOD
         EPOLL_CTL_DEL
@@ -145,10 +147,13 @@ cdef inline uint64_t conn_epoll_key(conn_t *c) noexcept nogil:
     return (<uint64_t>c.gen << 32) | c.id
 
 
-cdef inline int conn_epoll_set(int epfd, conn_t *c, int op, uint32_t events) noexcept nogil:
-    """Register/modify the slot's epoll interest; 0 or an errno."""
+cdef inline int conn_epoll_set(int epfd, conn_t *c, int op, uint32_t events,
+                               uint32_t trigger) noexcept nogil:
+    """Register/modify the slot's epoll interest (`trigger`: 0, or EPOLLET | EPOLLRDHUP); 0 or an
+    errno. A MOD re-polls the socket, so with EPOLLET it also re-arms an edge for data already
+    waiting."""
     cdef epoll_event ev
-    ev.events = events
+    ev.events = events | trigger
     ev.data.u64 = conn_epoll_key(c)
     if epoll_ctl(epfd, op, c.fd, &ev) < 0:
         return errno

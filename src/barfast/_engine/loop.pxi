@@ -36,8 +36,8 @@ cdef enum:
     LOOP_SCAN_NS = 10000000          # timeout/backoff scan period (timeout resolution)
     LOOP_MAX_WAIT_NS = 5000000       # longest epoll wait: stop() takes effect within ~5 ms
     LOOP_MAX_EVENTS = 256
-    LOOP_READS_PER_EVENT = 64        # bound one connection's share of a pass (level-triggered epoll
-                                     # reports what is left)
+    LOOP_READS_PER_EVENT = 64        # bound one connection's share of a pass (loop_rearm queues
+                                     # what is left for the next pass)
     LOOP_BACKOFF_MIN_NS = 10000000   # first retry delay after a failed connect
     LOOP_BACKOFF_MAX_NS = 1000000000 # doubling up to this
     LOOP_STATUS_MAX = 1000           # status codes 0..999 are counted individually
@@ -135,6 +135,8 @@ ctypedef struct engine_t:
     bint open_loop
     bint stopping            # set when the loop decided to end: no new requests begin
     bint no_pwait2           # epoll_pwait2 returned ENOSYS once: use epoll_wait
+    uint32_t trigger         # EPOLLET | EPOLLRDHUP (the default) or 0 (level-triggered; a
+                             # benchmark knob)
     uint64_t spin_ns         # pacing: poll instead of sleeping this close to a send
     bint spin_auto           # spin_ns follows the measured wake-up lateness (the default)
     uint64_t last_intended   # intended time of the last schedule entry taken (0: none yet)
@@ -342,7 +344,7 @@ cdef int loop_open(engine_t *e, conn_t *c, uint64_t now, bint setup) noexcept no
     if r < 0 and errno != EINPROGRESS and errno != EINTR:
         loop_connect_failed(e, c, errno, now)
         return 0
-    err = conn_epoll_set(e.epfd, c, EPOLL_CTL_ADD, EPOLLIN | EPOLLOUT)
+    err = conn_epoll_set(e.epfd, c, EPOLL_CTL_ADD, EPOLLIN | EPOLLOUT, e.trigger)
     if err:
         loop_connect_failed(e, c, err, now)
     return 0
@@ -394,14 +396,14 @@ cdef void loop_send(engine_t *e, conn_t *c) noexcept nogil:
             continue
         if n < 0 and err == EAGAIN:
             if not (c.events & EPOLLOUT):
-                err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT)
+                err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT, e.trigger)
                 if err:
                     loop_fail(e, c, BF_ERR_WRITE, err, clock_now_ns())
             return
         loop_fail(e, c, BF_ERR_WRITE, err if n < 0 else ECONNRESET, clock_now_ns())
         return
     if c.events & EPOLLOUT:
-        conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN)
+        conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN, e.trigger)
 
 
 cdef inline void loop_send_scheduled(engine_t *e, conn_t *c) noexcept nogil:
@@ -534,13 +536,40 @@ cdef uint64_t loop_rx_time(engine_t *e, conn_t *c, uint64_t now, long long rx_re
     return t
 
 
-cdef void loop_on_readable(engine_t *e, conn_t *c) noexcept nogil:
+cdef void loop_rearm(engine_t *e, conn_t *c, int fd, uint32_t gen) noexcept nogil:
+    """Edge-triggered epoll: the read loop stopped before a short read showed the socket drained
+    (its per-event bound, a response that ended exactly at the end of a full buffer, or one that
+    ended with the peer's FIN or an error already queued behind it), so no new edge may come for
+    what is already waiting. A MOD re-polls the socket and queues the event
+    again if they are there. Nothing to do if the slot's socket changed meanwhile."""
+    cdef int err
+    if not e.trigger or c.fd != fd or c.gen != gen:
+        return
+    err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, c.events, e.trigger)
+    if err:
+        if c.has_req:
+            loop_fail(e, c, BF_ERR_READ, err, clock_now_ns())
+        else:
+            loop_close(e, c)
+            loop_reopen(e, c, clock_now_ns())
+
+
+cdef void loop_on_readable(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
+    """Read what the socket has and feed it to the parser. It reads until a short read (the socket
+    is drained: with EPOLLET any later byte, or a FIN, raises a new edge) or LOOP_READS_PER_EVENT
+    reads. A short read is not the end when the event said the peer has shut down or the socket
+    has an error (EPOLLRDHUP/HUP/ERR): then the FIN or the error sits behind the bytes already
+    read and no new edge will come for it, so reading goes on until it returns 0, an error or
+    EAGAIN."""
+    cdef bint to_end = (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0
     cdef ssize_t n
     cdef size_t space
     cdef int err, reads = 0
     cdef uint64_t now
     cdef long long rx_real = 0
     cdef bint stamped
+    cdef int fd = c.fd
+    cdef uint32_t gen = c.gen
     while True:
         space = CONN_RBUF_SIZE - c.rlen
         # Stamped reads: after a deferred sleep, and while waiting for the first stamp to show
@@ -567,6 +596,8 @@ cdef void loop_on_readable(engine_t *e, conn_t *c) noexcept nogil:
             c.bytes_rx += <uint32_t>n
             c.rlen += <size_t>n
             if loop_parse(e, c, now):
+                if <size_t>n == space or to_end:
+                    loop_rearm(e, c, fd, gen)   # more, or the FIN, may wait behind this read
                 return
             if c.rlen >= CONN_RBUF_SIZE:
                 # A header block that does not fit the buffer (the parser's limit is smaller, so
@@ -574,11 +605,12 @@ cdef void loop_on_readable(engine_t *e, conn_t *c) noexcept nogil:
                 loop_fail(e, c, BF_ERR_PARSE, 0, now)
                 return
             # A short read means the socket is drained: don't pay a read() that returns EAGAIN.
-            # Level-triggered epoll reports anything that arrives later.
-            if <size_t>n < space:
+            # Anything that arrives later is a new edge.
+            if <size_t>n < space and not to_end:
                 return
             reads += 1
             if reads >= LOOP_READS_PER_EVENT:
+                loop_rearm(e, c, fd, gen)
                 return
             continue
         if n == 0:
@@ -615,7 +647,7 @@ cdef void loop_on_event(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
             c.ever_connected = 1
             c.backoff_ns = 0
             cnt_add(&e.cnt.connects, 1)
-            err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN)
+            err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN, e.trigger)
             if err:
                 if not c.has_req:
                     loop_begin(e, c, now, 0)
@@ -629,7 +661,7 @@ cdef void loop_on_event(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
         if c.fd != fd:
             return
     if events & (EPOLLIN | EPOLLERR | EPOLLHUP):
-        loop_on_readable(e, c)
+        loop_on_readable(e, c, events)
 
 
 cdef void loop_expire_backlog(engine_t *e, uint64_t now) noexcept nogil:
@@ -951,6 +983,7 @@ cdef class Engine:
         e.timeout_ns = timeout_ns
         e.connect_timeout_ns = connect_timeout_ns
         e.start_ns = start_ns
+        e.trigger = EPOLLET | EPOLLRDHUP
         e.spin_ns = LOOP_SPIN_INIT_NS
         e.spin_gap_factor = LOOP_SPIN_GAP_FACTOR
         e.sched_fd = -1
@@ -1042,6 +1075,11 @@ cdef class Engine:
         """Benchmark knob: open-loop deferred pacing sleeps (LOOP_DEFER_MAX_BYTES; on by default in
         an open loop, meaningless in a closed one). Set before run()."""
         self.e.defer_reads = on and self.e.open_loop
+
+    def _set_edge_triggered(self, bint on) -> None:
+        """Benchmark knob: edge-triggered epoll (EPOLLET, the default) or level-triggered. Set
+        before run()."""
+        self.e.trigger = (EPOLLET | EPOLLRDHUP) if on else 0
 
     def _set_lag_allowance(self, uint64_t allow_ns) -> None:
         """Benchmark knob: the adaptive window counts a send up to `allow_ns` late as on time
