@@ -11,7 +11,8 @@ and rates in each round, against one nginx worker pinned to the other CPU:
 - hey: `-q RATE/50` per worker (a ticker per connection) and no limit (closed), 50 workers;
 - wrk: closed only (wrk2, its open-loop fork, is not packaged here), sent barfast's User-Agent;
 - bf-1proc: closed only, one engine in one process (benchmarks/single_engine.py);
-- bf-1proc-lt: the same on level-triggered epoll (the engine's default is edge-triggered).
+- bf-1proc-lt, bf-1proc-nomemo, bf-1proc-s4: the same with session 5's changes off for A/B runs
+  (level-triggered epoll; every header block parsed; both, i.e. session 4's engine).
 
 With --rates "" only the closed loops run; with wrk among the tools the summary then also gives,
 per tool, the median over rounds of its req/s and CPU per request divided by wrk's in the same
@@ -48,7 +49,12 @@ from barfast.config import USER_AGENT
 
 HERE = Path(__file__).resolve().parent
 CONNS = 50
-CLOSED_ONLY = ("wrk", "bf-1proc", "bf-1proc-lt")
+VARIANTS = {
+    "bf-1proc-lt": ["--level-triggered"],
+    "bf-1proc-nomemo": ["--no-head-memo"],
+    "bf-1proc-s4": ["--level-triggered", "--no-head-memo"],
+}
+CLOSED_ONLY = ("wrk", "bf-1proc", *VARIANTS)
 
 K6_SCRIPT = """
 import http from 'k6/http';
@@ -85,10 +91,10 @@ def tool_cmd(tool: str, url: str, rate: int, dur_s: float, tmp: Path) -> list[st
     if tool == "wrk":
         # barfast's User-Agent, so both send the same request bytes (bench_http.py)
         return ["wrk", "-t1", f"-c{CONNS}", f"-d{dur_s:g}s", "-H", f"User-Agent: {USER_AGENT}", url]
-    if tool in ("bf-1proc", "bf-1proc-lt"):
+    if tool == "bf-1proc" or tool in VARIANTS:
         script = str(HERE / "single_engine.py")
         cmd = [sys.executable, script, url, "-c", str(CONNS), "-d", f"{dur_s:g}s"]
-        return cmd + (["--level-triggered"] if tool == "bf-1proc-lt" else [])
+        return cmd + VARIANTS.get(tool, [])
     raise SystemExit(f"unknown tool {tool}")
 
 
@@ -98,7 +104,7 @@ def k6_binary() -> str:
 
 
 def available(tool: str) -> bool:
-    if tool in ("barfast", "bf-1proc", "bf-1proc-lt"):
+    if tool in ("barfast", "bf-1proc") or tool in VARIANTS:
         return True
     if tool == "k6":
         return os.access(k6_binary(), os.X_OK)
@@ -248,15 +254,17 @@ def summarize(runs: list[dict], tools: list[str], rates: list[int]) -> dict:
             )
             out[tool]["closed_vs_wrk"] = {"rps_ratio": rps, "cpu_per_req_ratio": cpu}
             print(f"{tool:8s} req/s {rps:.3f} x wrk, CPU/request {cpu:.3f} x wrk")
-    lt = {r["round"]: r for r in pick("bf-1proc-lt", 0)}
-    et = [r for r in pick("bf-1proc", 0) if r["round"] in lt]
-    if et:
-        rps = statistics.median(r["rps"] / lt[r["round"]]["rps"] for r in et)
-        cpus = sorted(r["cpu_us_per_req"] / lt[r["round"]]["cpu_us_per_req"] for r in et)
-        out["bf-1proc"]["edge_vs_level"] = {"rps_ratio": rps, "cpu_per_req_ratios": cpus}
+    for variant in VARIANTS:
+        base = {r["round"]: r for r in pick(variant, 0)}
+        new = [r for r in pick("bf-1proc", 0) if r["round"] in base]
+        if not new:
+            continue
+        rps = statistics.median(r["rps"] / base[r["round"]]["rps"] for r in new)
+        cpus = sorted(r["cpu_us_per_req"] / base[r["round"]]["cpu_us_per_req"] for r in new)
+        out["bf-1proc"][f"vs_{variant}"] = {"rps_ratio": rps, "cpu_per_req_ratios": cpus}
         print(
-            f"edge- vs level-triggered (bf-1proc ÷ bf-1proc-lt, same round): req/s {rps:.3f}, "
-            f"CPU/request {statistics.median(cpus):.3f} (rounds {cpus[0]:.3f}-{cpus[-1]:.3f})"
+            f"bf-1proc ÷ {variant} (same round): req/s {rps:.3f}, CPU/request "
+            f"{statistics.median(cpus):.3f} (rounds {cpus[0]:.3f}-{cpus[-1]:.3f})"
         )
     return out
 

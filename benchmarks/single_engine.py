@@ -5,10 +5,12 @@ worker process), printing the same JSON report as `barfast run --json`.
 bench_http.py runs it beside `barfast run -w 1` so that the fan-out's cost (issue 4: `-w 1` at
 >= 0.98 x the single-engine throughput) is a ratio taken in the same run.
 
-    python benchmarks/single_engine.py http://127.0.0.1:8080/ -c 50 -d 10s [--level-triggered]
+    python benchmarks/single_engine.py http://127.0.0.1:8080/ -c 50 -d 10s \
+        [--level-triggered] [--no-head-memo]
 
---level-triggered runs the engine on level-triggered epoll (Engine._set_edge_triggered(False)),
-the A side of the edge-triggered A/B in bench_open_peers.py (tool `bf-1proc-lt`).
+The two flags turn session 5's engine changes off for A/B runs in bench_open_peers.py (tools
+`bf-1proc-lt`, `bf-1proc-nomemo`, `bf-1proc-s4` = both off): level-triggered epoll
+(Engine._set_edge_triggered(False)) and every header block parsed (Engine._set_head_memo(False)).
 """
 
 from __future__ import annotations
@@ -36,17 +38,19 @@ def main() -> int:
     ap.add_argument("-c", "--connections", type=int, default=50)
     ap.add_argument("-d", "--duration", default="10s")
     ap.add_argument("--level-triggered", action="store_true")
+    ap.add_argument("--no-head-memo", action="store_true")
     args = ap.parse_args()
     cfg = build_run_config(
         args.url, connections=args.connections, duration=args.duration, workers=1
     )
-    if not args.level_triggered:
+    if not (args.level_triggered or args.no_head_memo):
         report = run_local(cfg).report
     else:
 
         def factory(ring: object, plan: object, start_ns: int) -> object:
             eng = default_engine(ring, plan, start_ns)  # type: ignore[arg-type]
-            eng._set_edge_triggered(False)
+            eng._set_edge_triggered(not args.level_triggered)
+            eng._set_head_memo(not args.no_head_memo)
             return eng
 
         merger = Merger()

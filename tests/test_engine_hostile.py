@@ -476,3 +476,27 @@ def test_a_fin_queued_behind_the_bytes_is_seen(edge: bool) -> None:
     check_invariant(c)
     assert c["err_closed"] == 40 and c["completed"] == 0, c
     assert took < 2.0
+
+
+def test_head_memo_keeps_alternating_heads_apart() -> None:
+    """Responses in pairs of two different heads (A A B B A A ...): the engine's head memo takes
+    the second of each pair from the memo (exactly 20 hits in 40) and never mixes up the two."""
+    a = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    b = b"HTTP/1.1 404 Not Found\r\nContent-Length: 12\r\nX-Pad: 1\r\n\r\nnot found!!\n"
+
+    def handler(conn: socket.socket, stop: threading.Event) -> None:
+        buf = bytearray()
+        i = 0
+        while not stop.is_set() and read_request(conn, buf):
+            conn.sendall(a if (i // 2) % 2 == 0 else b)
+            i += 1
+
+    with server(handler) as port:
+        eng = make_engine(port, None, connections=1, requests=40, duration_ns=10 * S)
+        eng.run()
+    c = eng.counters()
+    check_invariant(c)
+    assert c["completed"] == 40 and c["errors"] == 0, c
+    assert eng.status_counts() == {200: 20, 404: 20}
+    assert c["bytes_rx"] == 20 * len(a) + 20 * len(b)
+    assert eng._head_memo_hits() == 20

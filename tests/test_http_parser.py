@@ -518,3 +518,16 @@ def test_every_ctl_rejected_at_every_position(where: str):
                 assert r == {"error": expected}, (pos, byte)
             else:
                 assert r["status"] == 200, (pos, byte)
+
+
+def test_head_memo_needs_the_whole_block_to_match():
+    """The memo's block ends with its blank line: a head that extends the memorised one by a field
+    line, or ends it differently, shares all but the memo's last bytes and must be parsed."""
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    longer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: 1\r\n\r\nhello"
+    bare_lf = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\nhello"
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+    for wire in (first + longer, first + bare_lf + first, interim + first + interim + first,
+                 first + first[:-1] + b"!" + first):
+        assert parse_responses(wire, memo=True) == parse_responses(wire)
+        assert parse_responses(wire, list(range(1, len(wire))), memo=True) == parse_responses(wire)

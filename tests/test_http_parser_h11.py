@@ -205,6 +205,21 @@ def test_agrees_with_h11(conv, data):
     # the same verdict whatever the reads were
     splits = data.draw(st.lists(st.integers(0, len(wire)), max_size=8))
     assert parse_responses(wire, splits, head=head) == ours
+    assert parse_responses(wire, splits, head=head, memo=True) == ours
+
+
+@FAST
+@given(conversation(), st.data())
+def test_head_memo_changes_no_result(conv, data):
+    """The engine's head memo (a block equal byte for byte to the last one parsed in full takes
+    its outcome) gives what parsing gives: each response three times in a row, so the memo hits
+    on the repeats, alternating between different heads, and split anywhere."""
+    head, resps = conv
+    wire = b"".join(r.wire * (1 if r.close_delimited else 3) for r in resps)
+    plain = parse_responses(wire, head=head)
+    assert parse_responses(wire, head=head, memo=True) == plain
+    splits = data.draw(st.lists(st.integers(0, len(wire)), max_size=8))
+    assert parse_responses(wire, splits, head=head, memo=True) == plain
 
 
 def mutate(draw, wire: bytes) -> bytes:
@@ -229,13 +244,17 @@ def mutate(draw, wire: bytes) -> bytes:
 
 @st.composite
 def hostile_bytes(draw):
-    kind = draw(st.sampled_from(["mutated", "mutated", "random", "prefixed"]))
+    kind = draw(st.sampled_from(["mutated", "mutated", "random", "prefixed", "repeated"]))
     if kind == "random":
         return draw(st.binary(max_size=400)), draw(st.booleans())
     head, resps = draw(conversation())
     wire = b"".join(r.wire for r in resps)
     if kind == "prefixed":
         return b"HTTP/1.1 200 OK\r\n" + draw(st.binary(max_size=200)), head
+    if kind == "repeated":
+        # a good response twice, then a damaged copy of it: the head memo holds the good head
+        # when the damaged one comes, and must not be taken for it
+        return resps[0].wire * 2 + mutate(draw, resps[0].wire), head
     return mutate(draw, wire), head
 
 
@@ -256,6 +275,8 @@ def check_fuzz(wire: bytes, head: bool, splits: list[int]) -> None:
         assert sum(r["wire_bytes"] for r in done) == len(wire)
     assert parse_responses(wire, splits, head=head) == whole
     assert parse_responses(wire, list(range(1, len(wire))), head=head) == whole
+    assert parse_responses(wire, head=head, memo=True) == whole
+    assert parse_responses(wire, splits, head=head, memo=True) == whole
 
 
 @FAST

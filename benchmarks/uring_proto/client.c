@@ -14,6 +14,7 @@
  *   uringr    as uring (multishot recv into the provided buffer ring, one io_uring_enter per
  *             pass) but each request sent at once with a sendto() syscall, as barfast sends
  *             (session 4: is the receive side alone worth it?).
+ * Env knob for epoll: EPOLL_ET=1 (edge-triggered, as barfast's engine since session 5).
  * Env knobs for all modes: LAT=1 (latency percentiles), WORK_NS=n (n ns user work per response),
  * CC_ALGO=reno|cubic (setsockopt TCP_CONGESTION; the default here is bbr).
  * Env knobs for uring modes: URING_NODEFER=1 (no DEFER_TASKRUN/SINGLE_ISSUER), URING_NOREGRING=1
@@ -142,7 +143,7 @@ static void run_epoll(double dur) {
     int ep = epoll_create1(0);
     for (int i = 0; i < nconn; i++) {
         fds[i] = connect_one(1);
-        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
+        struct epoll_event ev = { .events = EPOLLIN | (getenv("EPOLL_ET") ? EPOLLET : 0), .data.u32 = i };
         epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
     }
     struct epoll_event evs[256];

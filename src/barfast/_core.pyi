@@ -131,7 +131,7 @@ HTTP_ERRORS: tuple[str, ...]
 """Error code names indexed by the native HTTP_ERR_* value (0 is "none")."""
 
 def parse_responses(
-    data: bytes, splits: list[int] | None = None, head: bool = False
+    data: bytes, splits: list[int] | None = None, head: bool = False, memo: bool = False
 ) -> list[dict[str, int | bool | str]]:
     """Test hook: run the native HTTP/1.1 response parser over `data` like the engine does.
 
@@ -142,9 +142,13 @@ def parse_responses(
     final {"error": name} (a name from HTTP_ERRORS) and stops. At the end of `data`, if a response is
     in progress, the peer's close is simulated: a close-delimited body completes ("eof_complete":
     True), anything else gives {"error": "closed"}. `head=True` parses responses to HEAD requests.
+    `memo=True` parses with one head memo for the whole call, as the engine does (the results
+    must be the same).
     """
 
-def http_parse_bench(data: bytes, iterations: int, head: bool = False) -> tuple[int, float]:
+def http_parse_bench(
+    data: bytes, iterations: int, head: bool = False, memo: bool = False
+) -> tuple[int, float]:
     """Parse `data` (complete responses back to back) `iterations` times in native code, nogil.
 
     Returns (responses per pass, mean ns per pass). Raises ValueError if `data` does not consist of
@@ -258,6 +262,14 @@ class Engine:
     def _set_defer_reads(self, on: bool) -> None:
         """Benchmark knob: open-loop deferred pacing sleeps (on by default in an open loop; reads
         that follow one are timed by the kernel's receive stamps). Before run()."""
+
+    def _set_head_memo(self, on: bool) -> None:
+        """Benchmark knob: reuse the parse of a header block equal byte for byte to the last one
+        parsed in full (the default), or parse every header block. Before run()."""
+
+    def _head_memo_hits(self) -> int:
+        """Benchmark stats, after run(): responses whose header block was the memorised one
+        (byte for byte the last block parsed in full), so its parse was reused."""
 
     def _set_edge_triggered(self, on: bool) -> None:
         """Benchmark knob: the connections on edge-triggered epoll (EPOLLET, the default) or on

@@ -35,8 +35,16 @@
 # - 1xx interim responses are parsed (headers validated), counted and skipped; 101 is an error
 #   (HTTP_ERR_UPGRADE: the engine never asks to switch protocols). HEAD, 204 and 304 have no body
 #   (§6.3 item 1); the parser is told about HEAD at init.
+#
+# Head memo (http_resp_feed_memo): a load test reads the same header block over and over (only a
+# Date line changes, once a second). The engine keeps the last header block it parsed in full with
+# its outcome; a new response whose first bytes equal that block byte for byte (memcmp) takes the
+# outcome without parsing it again. That is exact: the parse of a header block is a function of its
+# bytes and of head_request (both compared), and the block ends with its own blank line, so equal
+# bytes end the block at the same place. Only error-free blocks parsed from their first byte in one
+# call are memorised; anything else is parsed as before.
 
-from libc.string cimport memchr, memcpy, memset
+from libc.string cimport memchr, memcpy, memset, memcmp
 from libc.stdlib cimport malloc, free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
@@ -47,6 +55,7 @@ cdef enum:
     HTTP_MAX_HEADER_BYTES = 8192      # one header block: status line + fields + blank line
     HTTP_MAX_CHUNK_LINE_BYTES = 4096  # one chunk-size line incl. extensions and CRLF
     HTTP_MAX_TRAILER_BYTES = 8192     # the whole trailer section incl. the final blank line
+    HTTP_MEMO_MAX = 1024              # longest header block the memo keeps
 
 # Parser states (p.state). Zero-initialised memory is HTTP_HEAD with head_request = 0.
 cdef enum:
@@ -119,6 +128,18 @@ ctypedef struct http_resp_t:
     uint32_t scan        # header block: offset of the first unparsed line (from the block start)
     uint32_t line_scan   # header block: no LF in [scan, line_scan)
     uint32_t aux         # chunk-size line bytes, or trailer section bytes, so far
+
+
+ctypedef struct http_memo_t:
+    # The last header block parsed in full (see "Head memo" above); len 0: empty.
+    uint32_t len
+    int head_request
+    int status
+    int minor_version
+    uint32_t flags
+    uint64_t content_length
+    uint64_t hits            # responses whose head came from the memo (stats)
+    char block[HTTP_MEMO_MAX]
 
 
 # Character classes (RFC 9110 §5.6.2 tchar, §5.5 field-vchar/obs-text) and hex values, filled
@@ -591,13 +612,48 @@ cdef size_t http_feed_chunked(http_resp_t *p, const char *buf, size_t len) noexc
     return i
 
 
-cdef Py_ssize_t http_resp_feed(http_resp_t *p, const char *buf, size_t len) noexcept nogil:
+cdef Py_ssize_t http_head_memo(http_resp_t *p, http_memo_t *m, const char *buf,
+                               size_t len) noexcept nogil:
+    """The header block at buf[0:len), from the memo if its bytes are the memorised block, else
+    parsed (and memorised when it qualifies). Returns what http_feed_head returns."""
+    cdef Py_ssize_t r
+    cdef bint fresh = p.scan == 0 and p.flags == 0
+    if (fresh and m.len != 0 and len >= m.len and m.head_request == p.head_request
+            and memcmp(buf, m.block, m.len) == 0):
+        p.status = m.status
+        p.minor_version = m.minor_version
+        p.flags = m.flags
+        p.content_length = m.content_length
+        m.hits += 1
+        return http_head_done(p, m.len)
+    r = http_feed_head(p, buf, len)
+    if fresh and r > 0 and <size_t>r <= HTTP_MEMO_MAX:
+        # A head parsed from its first byte. For a final response http_head_done changed none of
+        # status, minor_version, flags or content_length; for a 1xx it reset flags and
+        # content_length, which a hit's http_head_done resets again (the 1xx path reads neither).
+        m.len = <uint32_t>r
+        m.head_request = p.head_request
+        m.status = p.status
+        m.minor_version = p.minor_version
+        m.flags = p.flags
+        m.content_length = p.content_length
+        memcpy(m.block, buf, <size_t>r)
+    return r
+
+
+cdef inline Py_ssize_t http_resp_feed(http_resp_t *p, const char *buf, size_t len) noexcept nogil:
     """Consume bytes of ONE response from buf[0:len); returns the count consumed (0..len).
 
     Then check p.state: HTTP_DONE (complete; unconsumed bytes start the next response), HTTP_ERROR
     (p.error), otherwise more bytes are needed: keep the unconsumed bytes (an incomplete header
     block, at most HTTP_MAX_HEADER_BYTES) first in the next call's buffer and append new reads.
     """
+    return http_resp_feed_memo(p, NULL, buf, len)
+
+
+cdef Py_ssize_t http_resp_feed_memo(http_resp_t *p, http_memo_t *memo, const char *buf,
+                                    size_t len) noexcept nogil:
+    """http_resp_feed with a head memo (NULL: none); the results are the same either way."""
     cdef size_t off = 0
     cdef size_t n
     cdef Py_ssize_t r
@@ -605,7 +661,10 @@ cdef Py_ssize_t http_resp_feed(http_resp_t *p, const char *buf, size_t len) noex
     while off < len:
         st = p.state
         if st == HTTP_HEAD:
-            r = http_feed_head(p, buf + off, len - off)
+            if memo != NULL:
+                r = http_head_memo(p, memo, buf + off, len - off)
+            else:
+                r = http_feed_head(p, buf + off, len - off)
             if r <= 0:
                 break
             off += <size_t>r
@@ -666,14 +725,17 @@ cdef dict _http_result(const http_resp_t *p, bint eof_complete):
     }
 
 
-def parse_responses(data, splits=None, bint head=False):
+def parse_responses(data, splits=None, bint head=False, bint memo=False):
     """Feed `data` in pieces cut at `splits` with the engine's buffer discipline; see _core.pyi."""
     cdef bytes d = bytes(data)
     cdef const char *src = d
     cdef Py_ssize_t total = len(d)
     cdef Py_ssize_t start = 0, end = 0, prev = 0, n, again, cut
     cdef http_resp_t p
+    cdef http_memo_t m
+    cdef http_memo_t *mp = &m if memo else NULL
     cdef char *buf
+    memset(&m, 0, sizeof(m))
     cuts = sorted({int(s) for s in (splits or ())})
     if cuts and (min(cuts) < 0 or max(cuts) > total):
         raise ValueError(f"split points must be within 0..{total}")
@@ -692,7 +754,7 @@ def parse_responses(data, splits=None, bint head=False):
             end += cut - prev
             prev = cut
             while start < end:
-                n = http_resp_feed(&p, buf + start, <size_t>(end - start))
+                n = http_resp_feed_memo(&p, mp, buf + start, <size_t>(end - start))
                 if n < 0 or n > end - start:
                     raise AssertionError(f"feed consumed {n} of {end - start} bytes")
                 start += n
@@ -704,7 +766,7 @@ def parse_responses(data, splits=None, bint head=False):
                     return results
                 else:
                     # need more: the same bytes again must not make progress (engine contract)
-                    again = http_resp_feed(&p, buf + start, <size_t>(end - start))
+                    again = http_resp_feed_memo(&p, mp, buf + start, <size_t>(end - start))
                     if again != 0 or p.state == HTTP_DONE or p.state == HTTP_ERROR:
                         raise AssertionError("feed made progress on bytes it left unconsumed")
                     break
@@ -718,7 +780,7 @@ def parse_responses(data, splits=None, bint head=False):
         free(buf)
 
 
-def http_parse_bench(data, Py_ssize_t iterations, bint head=False):
+def http_parse_bench(data, Py_ssize_t iterations, bint head=False, bint memo=False):
     """Parse `data` (complete responses, back to back) `iterations` times without the GIL.
 
     Returns (responses parsed per pass, mean ns per pass). Feeds the whole buffer at once, the
@@ -730,7 +792,10 @@ def http_parse_bench(data, Py_ssize_t iterations, bint head=False):
     cdef size_t off
     cdef Py_ssize_t i, n, count = 0
     cdef http_resp_t p
+    cdef http_memo_t m
+    cdef http_memo_t *mp = &m if memo else NULL
     cdef timespec t0, t1
+    memset(&m, 0, sizeof(m))
     if iterations <= 0:
         raise ValueError("iterations must be positive")
     with nogil:
@@ -740,7 +805,7 @@ def http_parse_bench(data, Py_ssize_t iterations, bint head=False):
             count = 0
             while off < total:
                 http_resp_init(&p, head)
-                n = http_resp_feed(&p, src + off, total - off)
+                n = http_resp_feed_memo(&p, mp, src + off, total - off)
                 if p.state != HTTP_DONE:
                     break
                 off += <size_t>n

@@ -169,6 +169,8 @@ ctypedef struct engine_t:
     uint64_t seq             # next sample's seq
     int stop_flag            # engine.stop(): store-release by any thread, load-acquire by the loop
     pacing_t pacing
+    http_memo_t memo         # the last header block parsed in full (http.pxi, "Head memo")
+    bint memo_on             # the memo is used (the default; off: a benchmark knob)
     loop_counters_t cnt
     uint64_t status[LOOP_STATUS_MAX]
 
@@ -474,7 +476,7 @@ cdef bint loop_parse(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
     was dealt with, 0 when more bytes are needed."""
     cdef Py_ssize_t used
     while True:
-        used = http_resp_feed(&c.parser, c.rbuf, c.rlen)
+        used = http_resp_feed_memo(&c.parser, &e.memo if e.memo_on else NULL, c.rbuf, c.rlen)
         if used > 0:
             c.rlen -= <size_t>used
             if c.rlen:
@@ -984,6 +986,7 @@ cdef class Engine:
         e.connect_timeout_ns = connect_timeout_ns
         e.start_ns = start_ns
         e.trigger = EPOLLET | EPOLLRDHUP
+        e.memo_on = 1
         e.spin_ns = LOOP_SPIN_INIT_NS
         e.spin_gap_factor = LOOP_SPIN_GAP_FACTOR
         e.sched_fd = -1
@@ -1111,6 +1114,15 @@ cdef class Engine:
             "rx_stamp_bad": e.rx_stamp_bad,
             "defer_off": bool(e.defer_off),
         }
+
+    def _set_head_memo(self, bint on) -> None:
+        """Benchmark knob: reuse the parse of a header block equal to the last one (the default)
+        or parse every header block. Set before run()."""
+        self.e.memo_on = on
+
+    def _head_memo_hits(self) -> int:
+        """Benchmark stats (read after run()): responses whose header block matched the memo."""
+        return self.e.memo.hits
 
     def now_ns(self) -> int:
         return clock_now_ns()
