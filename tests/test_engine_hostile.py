@@ -450,8 +450,9 @@ def test_bodies_longer_than_one_events_reads_complete(edge: bool) -> None:
             conn.sendall(resp)
 
     with server(handler) as port:
-        eng = make_engine(port, None, connections=1, requests=6, duration_ns=20 * S,
-                          timeout_ns=3 * S)
+        eng = make_engine(
+            port, None, connections=1, requests=6, duration_ns=20 * S, timeout_ns=3 * S
+        )
         eng._set_edge_triggered(edge)
         took = run_timed(eng)
     c = eng.counters()
@@ -468,8 +469,9 @@ def test_a_fin_queued_behind_the_bytes_is_seen(edge: bool) -> None:
     request must fail as `closed` at once, not wait for its timeout."""
     resp = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a few bytes"
     with server(respond_forever(resp, close_after=True)) as port:
-        eng = make_engine(port, None, connections=2, requests=40, duration_ns=20 * S,
-                          timeout_ns=5 * S)
+        eng = make_engine(
+            port, None, connections=2, requests=40, duration_ns=20 * S, timeout_ns=5 * S
+        )
         eng._set_edge_triggered(edge)
         took = run_timed(eng)
     c = eng.counters()

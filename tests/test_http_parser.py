@@ -527,7 +527,11 @@ def test_head_memo_needs_the_whole_block_to_match():
     longer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: 1\r\n\r\nhello"
     bare_lf = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\nhello"
     interim = b"HTTP/1.1 100 Continue\r\n\r\n"
-    for wire in (first + longer, first + bare_lf + first, interim + first + interim + first,
-                 first + first[:-1] + b"!" + first):
+    for wire in (
+        first + longer,
+        first + bare_lf + first,
+        interim + first + interim + first,
+        first + first[:-1] + b"!" + first,
+    ):
         assert parse_responses(wire, memo=True) == parse_responses(wire)
         assert parse_responses(wire, list(range(1, len(wire))), memo=True) == parse_responses(wire)
