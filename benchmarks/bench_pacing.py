@@ -51,6 +51,7 @@ class Knobs:
     quantile: float | None = None  # adaptive window's lateness quantile
     allow_ns: int | None = None  # lag allowance of the adaptive window
     defer: bool | None = None  # deferred pacing sleeps (reads timed by kernel receive stamps)
+    edge: bool | None = None  # edge-triggered epoll (the engine's default since session 5)
 
     def apply(self, eng: object) -> None:
         """Set them on an engine, before run()."""
@@ -64,6 +65,8 @@ class Knobs:
             eng._set_lag_allowance(self.allow_ns)  # type: ignore[attr-defined]
         if self.defer is not None:
             eng._set_defer_reads(self.defer)  # type: ignore[attr-defined]
+        if self.edge is not None:
+            eng._set_edge_triggered(self.edge)  # type: ignore[attr-defined]
 
 
 def one_run(
@@ -215,9 +218,13 @@ def parse_mode(text: str) -> tuple[Knobs, bool]:
     engine's default is a10; a0 is the window before session 4). A trailing 'x' ('autox'): no
     deferred pacing sleeps (every response wakes the loop, as before session 4). A trailing 'n'
     ('autog2n', the engine before session 3): the draining thread runs under the normal policy
-    instead of SCHED_BATCH. Returns (knobs, drain under SCHED_BATCH)."""
+    instead of SCHED_BATCH. A trailing 'l' before it ('autol', 'autoxl'): level-triggered epoll
+    (before session 5). Returns (knobs, drain under SCHED_BATCH)."""
     batch = not text.endswith("n")
     text = text if batch else text[:-1]
+    edge = None
+    if text.endswith("l"):
+        text, edge = text[:-1], False
     defer = None
     if text.endswith("x"):
         text, defer = text[:-1], False
@@ -234,7 +241,7 @@ def parse_mode(text: str) -> tuple[Knobs, bool]:
         text, g = text.split("g")
         gap = int(g)
     spin, coalesce = _parse_spin(text)
-    return Knobs(spin, coalesce, gap, quantile, allow, defer), batch
+    return Knobs(spin, coalesce, gap, quantile, allow, defer, edge), batch
 
 
 def _parse_spin(text: str) -> tuple[int | None, int]:
