@@ -14,7 +14,8 @@
  *   uringr    as uring (multishot recv into the provided buffer ring, one io_uring_enter per
  *             pass) but each request sent at once with a sendto() syscall, as barfast sends
  *             (session 4: is the receive side alone worth it?).
- * Env knob for epoll: EPOLL_ET=1 (edge-triggered, as barfast's engine since session 5).
+ * Env knobs for epoll: EPOLL_ET=1 (edge-triggered, as barfast's engine since session 5), SLEEP_US=n
+ *   (never block on the sockets: after an empty poll, sleep n µs on an empty epoll set).
  * Env knobs for all modes: LAT=1 (latency percentiles), WORK_NS=n (n ns user work per response),
  * CC_ALGO=reno|cubic (setsockopt TCP_CONGESTION; the default here is bbr).
  * Env knobs for uring modes: URING_NODEFER=1 (no DEFER_TASKRUN/SINGLE_ISSUER), URING_NOREGRING=1
@@ -148,12 +149,26 @@ static void run_epoll(double dur) {
     }
     struct epoll_event evs[256];
     struct timespec to = { 0, 5000000 };
+    /* SLEEP_US=n (session 5 experiment): never block on the sockets; when a poll finds nothing,
+     * sleep n µs on an empty epoll set (a timer wake-up on this CPU, no wake-up from the server's
+     * CPU), then poll again with a zero timeout. */
+    const char *sl = getenv("SLEEP_US");
+    long sleep_us = sl ? atol(sl) : 0;
+    int idle_ep = epoll_create1(0);
+    struct timespec zero = { 0, 0 }, nap = { 0, sleep_us * 1000 };
+    int polled_empty = 0;
     start_clock();
     uint64_t end = t0 + (uint64_t)(dur * 1e9);
     for (int i = 0; i < nconn; i++) if (sys_send(i) != req_len) die("send");
     while (now_ns() < end) {
         nsys++;
-        int n = syscall(SYS_epoll_pwait2, ep, evs, 256, &to, NULL, 8);
+        int n;
+        if (sleep_us && polled_empty) {
+            syscall(SYS_epoll_pwait2, idle_ep, evs, 256, &nap, NULL, 8);
+            nsys++;
+        }
+        n = syscall(SYS_epoll_pwait2, ep, evs, 256, sleep_us ? &zero : &to, NULL, 8);
+        polled_empty = n == 0;
         if (n < 0) { if (errno == EINTR) continue; die("epoll_pwait2: %s", strerror(errno)); }
         for (int k = 0; k < n; k++) {
             int i = evs[k].data.u32;
