@@ -12,7 +12,9 @@ and rates in each round, against one nginx worker pinned to the other CPU:
 - wrk: closed only (wrk2, its open-loop fork, is not packaged here), sent barfast's User-Agent;
 - bf-1proc: closed only, one engine in one process (benchmarks/single_engine.py);
 - bf-1proc-lt, bf-1proc-nomemo, bf-1proc-s4: the same with session 5's changes off for A/B runs
-  (level-triggered epoll; every header block parsed; both, i.e. session 4's engine).
+  (level-triggered epoll; every header block parsed; both, i.e. session 4's engine);
+- bf-1proc-nap20, bf-1proc-nap50: the same with the closed-loop nap knob (20 or 50 µs timer
+  sleeps instead of blocking on the sockets; off by default).
 
 With --rates "" only the closed loops run; with wrk among the tools the summary then also gives,
 per tool, the median over rounds of its req/s and CPU per request divided by wrk's in the same
@@ -53,6 +55,8 @@ VARIANTS = {
     "bf-1proc-lt": ["--level-triggered"],
     "bf-1proc-nomemo": ["--no-head-memo"],
     "bf-1proc-s4": ["--level-triggered", "--no-head-memo"],
+    "bf-1proc-nap20": ["--nap-us", "20"],
+    "bf-1proc-nap50": ["--nap-us", "50"],
 }
 CLOSED_ONLY = ("wrk", "bf-1proc", *VARIANTS)
 

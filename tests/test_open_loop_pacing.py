@@ -244,3 +244,28 @@ def test_deferred_open_loop_counts_closes_and_truncations() -> None:
     check_invariant(c)
     assert c["completed"] >= 80 and c["err_closed"] >= 80, c
     assert c["completed"] + c["errors"] + c["in_flight"] == c["started"], c
+
+
+def test_closed_loop_naps_time_responses_by_the_kernels_stamps() -> None:
+    # The closed-loop nap (benchmark knob, off by default): after an empty poll the loop sleeps
+    # 1.5 ms on a timer instead of on the sockets, so a response that the built-in target sends
+    # 2 ms after each request is read up to ~1.5 ms late. Its receive stamp must still put the
+    # completion at ~2 ms after the send; timed by the read, the median would be ~2.75 ms.
+    from serve_helpers import running
+
+    with running("127.0.0.1", delay_ns=2 * MS) as srv:
+        ring = Ring.create(1 << 12)
+        eng = make_engine(srv.port, ring, connections=2, duration_ns=1 * S)
+        eng._set_closed_nap_ns(1500 * US)
+        eng.run()
+        c = eng.counters()
+        check_invariant(c)
+        st = eng._pacing_stats()
+        lat = _uncorrected(ring)
+    # each request takes 2 ms plus the pick-up delay (the nap): ~1/(2.75 ms) per connection
+    assert 500 <= c["completed"] <= 1000 and c["errors"] == 0, c
+    assert st["closed_naps"] >= 300 and st["rx_stamped"] >= 300, st
+    assert st["defer_off"] is False and st["rx_stamp_bad"] <= 2, st
+    p50, p90 = np.percentile(lat, [50, 90])
+    assert 2 * MS <= p50 < 2 * MS + 300 * US, (p50, p90)
+    assert p90 < 2 * MS + 600 * US, (p50, p90)

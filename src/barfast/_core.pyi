@@ -275,6 +275,11 @@ class Engine:
         """Benchmark knob: the connections on edge-triggered epoll (EPOLLET, the default) or on
         level-triggered epoll. Before run()."""
 
+    def _set_closed_nap_ns(self, nap_ns: int) -> None:
+        """Benchmark knob, closed loop only (0, the default, is off): after a poll that found
+        nothing, sleep nap_ns on an empty epoll set instead of on the sockets, and time what
+        arrived meanwhile by its kernel receive stamps. Before run()."""
+
     def _set_lag_allowance(self, allow_ns: int) -> None:
         """Benchmark knob: the adaptive window counts a send up to allow_ns late as on time
         (default 10 µs; 0: aim every send at its intended ns). Before run()."""

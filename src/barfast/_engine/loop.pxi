@@ -155,6 +155,9 @@ ctypedef struct engine_t:
     bint stamp_reads         # this pass reads what arrived during a deferred sleep: use stamps
     bint collect_pending     # a deferred sleep ended: the next wait polls for what arrived
     uint64_t defer_sleeps    # deferred pacing sleeps (benchmark stats)
+    uint64_t nap_ns          # closed loop, benchmark knob (0: off): after a poll that found
+                             # nothing, sleep this long on idle_epfd instead of on the sockets
+    uint64_t naps            # such sleeps taken (benchmark stats)
     uint64_t rx_stamped      # reads timed by the kernel's receive stamp
     uint64_t rx_unstamped    # stamped reads that came back without a stamp
     uint64_t rx_stamp_bad    # stamps outside [send, now] (wall-clock step): timed by the read
@@ -759,6 +762,23 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         now = clock_now_ns()
     if until <= now:
         return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
+    if e.nap_ns and not e.open_loop and loop_may_defer(e):
+        # Closed-loop nap (benchmark knob, session 5): poll; if nothing is ready, sleep on the
+        # empty set (a timer wake-up on this CPU, never one from the server's) and let the next
+        # wait collect what arrived, timed by its receive stamps, as after a deferred pacing sleep.
+        n = bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
+        if n != 0:
+            return n
+        delta = until - now
+        if delta > e.nap_ns:
+            delta = e.nap_ns
+        clock_ns_to_timespec(delta, &ts)
+        n = bf_epoll_pwait2(e.idle_epfd, e.events, LOOP_MAX_EVENTS, &ts)
+        if n >= 0 or errno != ENOSYS:
+            e.naps += 1
+            e.collect_pending = 1
+            return 0
+        e.nap_ns = 0            # no epoll_pwait2: no naps
     delta = until - now
     if pacing_wait:
         if delta > e.spin_ns:
@@ -1084,6 +1104,19 @@ cdef class Engine:
         before run()."""
         self.e.trigger = (EPOLLET | EPOLLRDHUP) if on else 0
 
+    def _set_closed_nap_ns(self, uint64_t nap_ns) -> None:
+        """Benchmark knob (closed loop; 0, the default, is off): when a poll finds nothing, sleep
+        `nap_ns` on an empty epoll set instead of blocking on the sockets, then read what arrived
+        with its kernel receive stamps (as after an open loop's deferred sleep). Set before run()."""
+        if self.e.open_loop or nap_ns == 0:
+            return
+        if self.e.idle_epfd < 0:
+            self.e.idle_epfd = epoll_create1(EPOLL_CLOEXEC)
+            if self.e.idle_epfd < 0:
+                errors_raise(errno, "epoll_create1")
+        self.e.nap_ns = nap_ns
+        self.e.defer_reads = 1
+
     def _set_lag_allowance(self, uint64_t allow_ns) -> None:
         """Benchmark knob: the adaptive window counts a send up to `allow_ns` late as on time
         (default LOOP_LAG_ALLOW_NS; 0 aims every send at its intended ns). Set before run()."""
@@ -1109,6 +1142,7 @@ cdef class Engine:
             "timed_sleeps": e.pace_sleeps,
             "late_ns_mean": e.pace_late_sum / e.pace_sleeps if e.pace_sleeps else 0.0,
             "deferred_sleeps": e.defer_sleeps,
+            "closed_naps": e.naps,
             "rx_stamped": e.rx_stamped,
             "rx_unstamped": e.rx_unstamped,
             "rx_stamp_bad": e.rx_stamp_bad,
