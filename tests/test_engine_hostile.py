@@ -435,6 +435,16 @@ def test_large_request_body_is_written_across_epollout() -> None:
 # ---------------------------------------------------------------- edge-triggered epoll
 
 
+def run_triggered(port: int, edge: bool, **kw: int) -> tuple[dict[str, int], float]:
+    """Run a 20 s-bounded engine on edge- or level-triggered epoll: (counters, seconds taken)."""
+    eng = make_engine(port, None, duration_ns=20 * S, **kw)
+    eng._set_edge_triggered(edge)
+    took = run_timed(eng)
+    c = eng.counters()
+    check_invariant(c)
+    return c, took
+
+
 @pytest.mark.parametrize("edge", [True, False], ids=["edge", "level"])
 def test_bodies_longer_than_one_events_reads_complete(edge: bool) -> None:
     """A 3 MiB body is more than one event's reads (64 x 16 KiB): with EPOLLET the rest is
@@ -450,13 +460,7 @@ def test_bodies_longer_than_one_events_reads_complete(edge: bool) -> None:
             conn.sendall(resp)
 
     with server(handler) as port:
-        eng = make_engine(
-            port, None, connections=1, requests=6, duration_ns=20 * S, timeout_ns=3 * S
-        )
-        eng._set_edge_triggered(edge)
-        took = run_timed(eng)
-    c = eng.counters()
-    check_invariant(c)
+        c, took = run_triggered(port, edge, connections=1, requests=6, timeout_ns=3 * S)
     assert c["completed"] == 6 and c["errors"] == 0, c
     assert c["bytes_rx"] >= 6 * body
     assert took < 3.0
@@ -469,13 +473,7 @@ def test_a_fin_queued_behind_the_bytes_is_seen(edge: bool) -> None:
     request must fail as `closed` at once, not wait for its timeout."""
     resp = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a few bytes"
     with server(respond_forever(resp, close_after=True)) as port:
-        eng = make_engine(
-            port, None, connections=2, requests=40, duration_ns=20 * S, timeout_ns=5 * S
-        )
-        eng._set_edge_triggered(edge)
-        took = run_timed(eng)
-    c = eng.counters()
-    check_invariant(c)
+        c, took = run_triggered(port, edge, connections=2, requests=40, timeout_ns=5 * S)
     assert c["err_closed"] == 40 and c["completed"] == 0, c
     assert took < 2.0
 
