@@ -19,6 +19,8 @@
 #                  come from the kernel's receive stamp of the data (SO_TIMESTAMPNS, when the last
 #                  byte read arrived), converted to CLOCK_MONOTONIC (loop_rx_time); an impossible
 #                  result (before send_ns, after the read) falls back to the read's own time.
+#                  The same holds after a closed-loop nap (_set_closed_nap_ns, a benchmark knob,
+#                  off by default).
 #   intended_ns    closed loop: == send_ns (the next request starts when the previous one ends, so
 #                  the loop's latency is "service time" and hides stalls: coordinated omission).
 #                  open loop: the schedule's t_k (pacing.pxi), fixed before the request is sent and
@@ -545,8 +547,8 @@ cdef void loop_rearm(engine_t *e, conn_t *c, int fd, uint32_t gen) noexcept nogi
     """Edge-triggered epoll: the read loop stopped before a short read showed the socket drained
     (its per-event bound, a response that ended exactly at the end of a full buffer, or one that
     ended with the peer's FIN or an error already queued behind it), so no new edge may come for
-    what is already waiting. A MOD re-polls the socket and queues the event
-    again if they are there. Nothing to do if the slot's socket changed meanwhile."""
+    what is already waiting. A MOD re-polls the socket and queues the event again if anything
+    is. Nothing to do if the slot's socket changed meanwhile."""
     cdef int err
     if not e.trigger or c.fd != fd or c.gen != gen:
         return
