@@ -15,7 +15,8 @@
  *             pass) but each request sent at once with a sendto() syscall, as barfast sends
  *             (session 4: is the receive side alone worth it?).
  * Env knobs for epoll: EPOLL_ET=1 (edge-triggered, as barfast's engine since session 5), SLEEP_US=n
- *   (never block on the sockets: after an empty poll, sleep n µs on an empty epoll set).
+ *   (never block on the sockets: after an empty poll, sleep n µs on an empty epoll set), STAMPS=1
+ *   (SO_TIMESTAMPNS on every socket, never read: what turning on receive stamps costs).
  * Env knobs for all modes: LAT=1 (latency percentiles), WORK_NS=n (n ns user work per response),
  * CC_ALGO=reno|cubic (setsockopt TCP_CONGESTION; the default here is bbr).
  * Env knobs for uring modes: URING_NODEFER=1 (no DEFER_TASKRUN/SINGLE_ISSUER), URING_NOREGRING=1
@@ -97,6 +98,8 @@ static int connect_one(int nonblock) {
     int one = 1; setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     const char *cc = getenv("CC_ALGO");   /* e.g. CC_ALGO=reno: per-socket TCP_CONGESTION */
     if (cc && setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, cc, strlen(cc))) die("TCP_CONGESTION %s: %s", cc, strerror(errno));
+    if (getenv("STAMPS") && setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one))
+        die("SO_TIMESTAMPNS: %s", strerror(errno));   /* STAMPS=1: receive stamps on (not read) */
     if (nonblock) fcntl(fd, F_SETFL, O_NONBLOCK);
     return fd;
 }
