@@ -26,10 +26,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from barfast.config import build_run_config
 from barfast.local import run_local
-from barfast.plan import split_plan
 from barfast.report import json as report_json
-from barfast.result import Merger, config_info
-from barfast.runner import EngineRunner, default_engine
+from barfast.runner import default_engine
 
 
 def main() -> int:
@@ -46,20 +44,15 @@ def main() -> int:
     cfg = build_run_config(
         args.url, connections=args.connections, duration=args.duration, workers=1
     )
-    if not (args.level_triggered or args.no_head_memo or args.nap_us):
-        report = run_local(cfg).report
-    else:
 
-        def factory(ring: object, plan: object, start_ns: int) -> object:
-            eng = default_engine(ring, plan, start_ns)  # type: ignore[arg-type]
-            eng._set_edge_triggered(not args.level_triggered)
-            eng._set_head_memo(not args.no_head_memo)
-            eng._set_closed_nap_ns(args.nap_us * 1000)
-            return eng
+    def factory(ring: object, plan: object, start_ns: int) -> object:
+        eng = default_engine(ring, plan, start_ns)  # type: ignore[arg-type]
+        eng._set_edge_triggered(not args.level_triggered)
+        eng._set_head_memo(not args.no_head_memo)
+        eng._set_closed_nap_ns(args.nap_us * 1000)  # 0: off, the default
+        return eng
 
-        merger = Merger()
-        EngineRunner(split_plan(cfg, 1)[0], merger.add, engine_factory=factory).run()
-        report = merger.report(config_info(cfg, workers=1))
+    report = run_local(cfg, engine_factory=factory).report
     sys.stdout.write(report_json.dumps(report) + "\n")
     return 0
 

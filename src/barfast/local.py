@@ -27,7 +27,7 @@ from typing import Any
 from barfast.config import RunConfig, available_cpus
 from barfast.plan import split_plan
 from barfast.result import Merger, config_info
-from barfast.runner import EngineRunner, Snapshot
+from barfast.runner import EngineFactory, EngineRunner, Snapshot
 from barfast.status import ExitCode, NoLoadError, UsageError
 
 SERVE_START_TIMEOUT_S = 10.0
@@ -70,8 +70,10 @@ def run_local(
     *,
     on_snapshot: Callable[[Snapshot], None] | None = None,
     extra_config: dict[str, Any] | None = None,
+    engine_factory: EngineFactory | None = None,
 ) -> LocalRun:
-    """Run cfg in this process with one engine; Ctrl-C gives a partial (interrupted) report."""
+    """Run cfg in this process with one engine; Ctrl-C gives a partial (interrupted) report.
+    `engine_factory` (benchmarks) builds the engine instead of runner.default_engine."""
     plan = split_plan(cfg, 1)[0]
     merger = Merger()
 
@@ -80,7 +82,7 @@ def run_local(
         if on_snapshot is not None:
             on_snapshot(s)
 
-    runner = EngineRunner(plan, snap)
+    runner = EngineRunner(plan, snap, engine_factory=engine_factory)
     with sigint_calls(runner.interrupt):
         runner.run()
     info = config_info(cfg, workers=1)

@@ -754,6 +754,7 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
     cdef timespec ts
     cdef int n
     cdef bint deferred
+    cdef bint nap = 0
     if e.collect_pending:
         e.collect_pending = 0
         e.stamp_reads = 1
@@ -764,24 +765,17 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         now = clock_now_ns()
     if until <= now:
         return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
-    if e.nap_ns and not e.open_loop and loop_may_defer(e):
-        # Closed-loop nap (benchmark knob, session 5): poll; if nothing is ready, sleep on the
-        # empty set (a timer wake-up on this CPU, never one from the server's) and let the next
-        # wait collect what arrived, timed by its receive stamps, as after a deferred pacing sleep.
+    if e.nap_ns and not e.open_loop and not e.no_pwait2 and loop_may_defer(e):
+        # Closed-loop nap (benchmark knob, session 5): poll; only if nothing is ready, sleep at
+        # most nap_ns as a deferred sleep does (below): on the empty set, a timer wake-up on this
+        # CPU, never one from the server's, and the next wait collects what arrived.
         n = bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
         if n != 0:
             return n
-        delta = until - now
-        if delta > e.nap_ns:
-            delta = e.nap_ns
-        clock_ns_to_timespec(delta, &ts)
-        n = bf_epoll_pwait2(e.idle_epfd, e.events, LOOP_MAX_EVENTS, &ts)
-        if n >= 0 or errno != ENOSYS:
-            e.naps += 1
-            e.collect_pending = 1
-            return 0
-        e.nap_ns = 0            # no epoll_pwait2: no naps
+        nap = 1
     delta = until - now
+    if nap and delta > e.nap_ns:
+        delta = e.nap_ns
     if pacing_wait:
         if delta > e.spin_ns:
             delta -= e.spin_ns        # sleep until the window, then spin (or sleep) the rest
@@ -796,16 +790,19 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         # due meanwhile (epoll_wait's int ms timeout rounds up by up to 1 ms).
         clock_ns_to_timespec(delta, &ts)
         # A deferred sleep (LOOP_DEFER_MAX_BYTES) waits on the empty set: only the timer ends it.
-        deferred = pacing_wait and loop_may_defer(e)
+        deferred = nap or (pacing_wait and loop_may_defer(e))
         n = bf_epoll_pwait2(e.idle_epfd if deferred else e.epfd, e.events, LOOP_MAX_EVENTS, &ts)
         if n == 0 and pacing_wait:
             loop_spin_learn(e, clock_now_ns(), now + delta)
-            if deferred:
-                # The next wait collects what arrived meanwhile (read with its receive stamps),
-                # after the caller's pass has sent what is due: the stamps keep those reads exact,
-                # so they need not delay the sends.
+        if n == 0 and deferred:
+            # The next wait collects what arrived meanwhile (read with its receive stamps), after
+            # the caller's pass has sent what is due: the stamps keep those reads exact, so they
+            # need not delay the sends.
+            if nap:
+                e.naps += 1
+            else:
                 e.defer_sleeps += 1
-                e.collect_pending = 1
+            e.collect_pending = 1
         if n >= 0 or errno != ENOSYS:   # kernel < 5.11: fall back to ms waits
             return n
         e.no_pwait2 = 1
