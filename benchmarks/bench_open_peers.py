@@ -13,8 +13,10 @@ and rates in each round, against one nginx worker pinned to the other CPU:
 - bf-1proc: closed only, one engine in one process (benchmarks/single_engine.py);
 - bf-1proc-lt, bf-1proc-nomemo, bf-1proc-s4: the same with session 5's changes off for A/B runs
   (level-triggered epoll; every header block parsed; both, i.e. session 4's engine);
-- bf-1proc-nap20, bf-1proc-nap50: the same with the closed-loop nap knob (20 or 50 µs timer
-  sleeps instead of blocking on the sockets; off by default).
+- bf-1proc-nonap: the same with the closed-loop naps off (block on the sockets; session 6 made
+  naps the default, decided by the controller in nap.pxi); bf-1proc-nostamp: naps off and no
+  receive stamps on the sockets (session 5's default); bf-1proc-nap20, bf-1proc-nap50: naps
+  after every empty poll, 20 or 50 µs long, no controller.
 
 With --rates "" only the closed loops run; with wrk among the tools the summary then also gives,
 per tool, the median over rounds of its req/s and CPU per request divided by wrk's in the same
@@ -57,8 +59,10 @@ VARIANTS = {
     "bf-1proc-lt": ["--level-triggered"],
     "bf-1proc-nomemo": ["--no-head-memo"],
     "bf-1proc-s4": ["--level-triggered", "--no-head-memo"],
-    "bf-1proc-nap20": ["--nap-us", "20"],
-    "bf-1proc-nap50": ["--nap-us", "50"],
+    "bf-1proc-nonap": ["--naps", "off"],
+    "bf-1proc-nostamp": ["--naps", "off", "--no-stamps"],
+    "bf-1proc-nap20": ["--naps", "always", "--nap-us", "20"],
+    "bf-1proc-nap50": ["--naps", "always", "--nap-us", "50"],
 }
 CLOSED_ONLY = ("wrk", "bf-1proc", *VARIANTS)
 
@@ -161,13 +165,17 @@ def one(
     if proc.returncode != 0:
         raise RuntimeError(f"{tool} exited {proc.returncode}: {(out + err).strip()[-300:]}")
     served = n1 - n0 - 1  # our own second status read
-    return {
+    row = {
         "window_s": t1 - t0,
         "requests": served,
         "rps": served / (t1 - t0),
         "cpu_s": c1 - c0,
         "cpu_us_per_req": (c1 - c0) / served * 1e6 if served else float("nan"),
     }
+    for line in err.splitlines():  # single_engine.py's nap statistics
+        if line.startswith("nap-stats: "):
+            row["nap"] = json.loads(line[len("nap-stats: ") :])
+    return row
 
 
 def main() -> int:

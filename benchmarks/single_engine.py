@@ -6,18 +6,21 @@ bench_http.py runs it beside `barfast run -w 1` so that the fan-out's cost (issu
 >= 0.98 x the single-engine throughput) is a ratio taken in the same run.
 
     python benchmarks/single_engine.py http://127.0.0.1:8080/ -c 50 -d 10s \
-        [--level-triggered] [--no-head-memo] [--nap-us N]
+        [--level-triggered] [--no-head-memo] [--naps auto|off|always] [--nap-us N] \
+        [--no-stamps] [--nap-keep R]
 
-The two flags turn session 5's engine changes off for A/B runs in bench_open_peers.py (tools
-`bf-1proc-lt`, `bf-1proc-nomemo`, `bf-1proc-s4` = both off): level-triggered epoll
-(Engine._set_edge_triggered(False)) and every header block parsed (Engine._set_head_memo(False)).
---nap-us N tries the closed-loop nap (Engine._set_closed_nap_ns; tools `bf-1proc-nap20`,
-`bf-1proc-nap50`): after an empty poll, sleep N µs on a timer instead of on the sockets.
+The flags turn engine choices off or on for A/B runs in bench_open_peers.py (tools `bf-1proc-*`):
+level-triggered epoll (Engine._set_edge_triggered(False)); every header block parsed
+(Engine._set_head_memo(False)); the closed-loop naps (nap.pxi) decided by the controller (auto,
+the default), never taken (off) or taken after every empty poll (always), N µs long (default 20);
+--no-stamps: no receive stamps on the sockets either (so no naps); --nap-keep: the controller's
+keep ratio. The engine's nap statistics go to stderr as one line `nap-stats: {json}`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -39,21 +42,44 @@ def main() -> int:
     ap.add_argument("-d", "--duration", default="10s")
     ap.add_argument("--level-triggered", action="store_true")
     ap.add_argument("--no-head-memo", action="store_true")
-    ap.add_argument("--nap-us", type=int, default=0)
+    ap.add_argument("--naps", choices=("auto", "off", "always"), default="auto")
+    ap.add_argument("--nap-us", type=int, default=20)
+    ap.add_argument("--no-stamps", action="store_true")
+    ap.add_argument("--nap-keep", type=float, default=None)
+    ap.add_argument("--nap-window-ms", type=float, default=20.0)
+    ap.add_argument("--nap-pairs", type=int, default=6)
+    ap.add_argument("--nap-hold-ms", type=float, default=None)
+    ap.add_argument("--nap-abort", type=float, default=None)
     args = ap.parse_args()
     cfg = build_run_config(
         args.url, connections=args.connections, duration=args.duration, workers=1
     )
 
+    engines: list = []
+
     def factory(ring: object, plan: object, start_ns: int) -> object:
         eng = default_engine(ring, plan, start_ns)  # type: ignore[arg-type]
         eng._set_edge_triggered(not args.level_triggered)
         eng._set_head_memo(not args.no_head_memo)
-        eng._set_closed_nap_ns(args.nap_us * 1000)  # 0: off, the default
+        nap_ns = 0 if args.naps == "off" else args.nap_us * 1000
+        eng._set_closed_nap_ns(nap_ns, args.naps == "auto")
+        if args.no_stamps:
+            eng._set_defer_reads(False)
+        if args.nap_keep is not None or args.nap_hold_ms is not None or args.nap_abort:
+            hold = None if args.nap_hold_ms is None else int(args.nap_hold_ms * 1e6)
+            keep = 0.99 if args.nap_keep is None else args.nap_keep
+            eng._set_nap_control(
+                int(args.nap_window_ms * 1e6), args.nap_pairs, keep, hold, args.nap_abort
+            )
+        engines.append(eng)
         return eng
 
     report = run_local(cfg, engine_factory=factory).report
     sys.stdout.write(report_json.dumps(report) + "\n")
+    for eng in engines:
+        st = eng._pacing_stats()
+        keys = ("closed_naps", "nap_on_s", "nap_probes", "nap_probes_on", "nap_aborts", "nap_log")
+        sys.stderr.write("nap-stats: " + json.dumps({k: st[k] for k in keys}) + "\n")
     return 0
 
 

@@ -256,7 +256,7 @@ def test_closed_loop_naps_time_responses_by_the_kernels_stamps() -> None:
     with running("127.0.0.1", delay_ns=2 * MS) as srv:
         ring = Ring.create(1 << 12)
         eng = make_engine(srv.port, ring, connections=2, duration_ns=1 * S)
-        eng._set_closed_nap_ns(1500 * US)
+        eng._set_closed_nap_ns(1500 * US, False)  # always, no controller
         eng.run()
         c = eng.counters()
         check_invariant(c)

@@ -16,5 +16,6 @@ include "_engine/hist.pxi"       # sample batches -> hdrh counts at C speed
 include "_engine/http.pxi"       # incremental HTTP/1.1 response parser
 include "_engine/pacing.pxi"     # open-loop schedules (intended send times)
 include "_engine/conn.pxi"       # client connection state machine
+include "_engine/nap.pxi"        # closed-loop nap controller (timer naps vs blocking on sockets)
 include "_engine/loop.pxi"       # client epoll loop (nogil) and the Engine class
 include "_engine/serve.pxi"      # built-in HTTP/1.1 target

@@ -19,8 +19,8 @@
 #                  come from the kernel's receive stamp of the data (SO_TIMESTAMPNS, when the last
 #                  byte read arrived), converted to CLOCK_MONOTONIC (loop_rx_time); an impossible
 #                  result (before send_ns, after the read) falls back to the read's own time.
-#                  The same holds after a closed-loop nap (_set_closed_nap_ns, a benchmark knob,
-#                  off by default).
+#                  The same holds after a closed-loop nap (nap.pxi: taken only while a probe
+#                  found that naps cost the server's throughput nothing).
 #   intended_ns    closed loop: == send_ns (the next request starts when the previous one ends, so
 #                  the loop's latency is "service time" and hides stalls: coordinated omission).
 #                  open loop: the schedule's t_k (pacing.pxi), fixed before the request is sent and
@@ -157,8 +157,8 @@ ctypedef struct engine_t:
     bint stamp_reads         # this pass reads what arrived during a deferred sleep: use stamps
     bint collect_pending     # a deferred sleep ended: the next wait polls for what arrived
     uint64_t defer_sleeps    # deferred pacing sleeps (benchmark stats)
-    uint64_t nap_ns          # closed loop, benchmark knob (0: off): after a poll that found
-                             # nothing, sleep this long on idle_epfd instead of on the sockets
+    nap_t nap                # closed loop: after a poll that found nothing, sleep nap.nap_ns
+                             # on idle_epfd instead of on the sockets while nap.on (nap.pxi)
     uint64_t naps            # such sleeps taken (benchmark stats)
     uint64_t rx_stamped      # reads timed by the kernel's receive stamp
     uint64_t rx_unstamped    # stamped reads that came back without a stamp
@@ -765,17 +765,17 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         now = clock_now_ns()
     if until <= now:
         return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
-    if e.nap_ns and not e.open_loop and not e.no_pwait2 and loop_may_defer(e):
-        # Closed-loop nap (benchmark knob, session 5): poll; only if nothing is ready, sleep at
-        # most nap_ns as a deferred sleep does (below): on the empty set, a timer wake-up on this
-        # CPU, never one from the server's, and the next wait collects what arrived.
+    if e.nap.on and not e.open_loop and not e.no_pwait2 and loop_may_defer(e):
+        # Closed-loop nap (nap.pxi decides when): poll; only if nothing is ready, sleep at most
+        # nap_ns as a deferred sleep does (below): on the empty set, a timer wake-up on this CPU,
+        # never one from the server's, and the next wait collects what arrived.
         n = bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
         if n != 0:
             return n
         nap = 1
     delta = until - now
-    if nap and delta > e.nap_ns:
-        delta = e.nap_ns
+    if nap and delta > e.nap.nap_ns:
+        delta = e.nap.nap_ns
     if pacing_wait:
         if delta > e.spin_ns:
             delta -= e.spin_ns        # sleep until the window, then spin (or sleep) the rest
@@ -868,10 +868,14 @@ cdef int loop_run(engine_t *e) noexcept nogil:
     e.sched_fd = bf_schedstat_open()
     e.sched_wait = bf_schedstat_wait_ns(e.sched_fd)
     next_scan = clock_now_ns() + LOOP_SCAN_NS
+    nap_start(&e.nap, e.t0_ns)
     while True:
         now = clock_now_ns()
         if e.open_loop:
             loop_dispatch(e, now)
+        elif now >= e.nap.next_ns:
+            nap_step(&e.nap, now, e.cnt.completed + e.cnt.errors,
+                     e.defer_reads and e.stamps_seen and not e.defer_off and not e.no_pwait2)
         if loop_done(e, now):
             break
         if now >= next_scan:
@@ -903,6 +907,7 @@ cdef int loop_run(engine_t *e) noexcept nogil:
     # The end. In-flight requests stay counted as in_flight (no sample: they did not finish).
     e.stopping = 1
     now = clock_now_ns()
+    nap_set(&e.nap, 0, now)
     if e.open_loop:
         # Scheduled but never sent (no free connection before the end): counted and published,
         # never silently forgotten. The schedule is already cut at the deadline; after stop() only
@@ -1014,8 +1019,10 @@ cdef class Engine:
         e.lag_allow_ns = LOOP_LAG_ALLOW_NS
         e.spin_auto = 1
         e.open_loop = rate > 0.0 or bool(stages)
+        nap_init(&e.nap)
         if e.open_loop:
             pacing_setup(&e.pacing, rate, stages, arrival, seed, requests)
+            e.nap.nap_ns = 0
         else:
             e.pacing.next_ns = PACING_END
         _loop_ensure_fds(max_connections)
@@ -1030,11 +1037,12 @@ cdef class Engine:
         e.epfd = epoll_create1(EPOLL_CLOEXEC)
         if e.epfd < 0:
             errors_raise(errno, "epoll_create1")
-        if e.open_loop:
-            e.idle_epfd = epoll_create1(EPOLL_CLOEXEC)
-            if e.idle_epfd < 0:
-                errors_raise(errno, "epoll_create1")
-            e.defer_reads = 1
+        # The open loop's deferred sleeps and the closed loop's naps sleep on an empty epoll set
+        # and read what arrived meanwhile with its receive stamps.
+        e.idle_epfd = epoll_create1(EPOLL_CLOEXEC)
+        if e.idle_epfd < 0:
+            errors_raise(errno, "epoll_create1")
+        e.defer_reads = 1
 
     def __dealloc__(self):
         cdef engine_t *e = self.e
@@ -1094,27 +1102,41 @@ cdef class Engine:
         self.e.spin_up_ns = <uint64_t>(LOOP_SPIN_DOWN_NS * (1.0 - q) / q + 0.5)
 
     def _set_defer_reads(self, bint on) -> None:
-        """Benchmark knob: open-loop deferred pacing sleeps (LOOP_DEFER_MAX_BYTES; on by default in
-        an open loop, meaningless in a closed one). Set before run()."""
-        self.e.defer_reads = on and self.e.open_loop
+        """Benchmark knob: open-loop deferred pacing sleeps and closed-loop naps, both of which read
+        what arrived while they slept by its receive stamps (LOOP_DEFER_MAX_BYTES; on by default).
+        Off, no socket is stamped. Set before run()."""
+        self.e.defer_reads = on
 
     def _set_edge_triggered(self, bint on) -> None:
         """Benchmark knob: edge-triggered epoll (EPOLLET, the default) or level-triggered. Set
         before run()."""
         self.e.trigger = (EPOLLET | EPOLLRDHUP) if on else 0
 
-    def _set_closed_nap_ns(self, uint64_t nap_ns) -> None:
-        """Benchmark knob (closed loop; 0, the default, is off): when a poll finds nothing, sleep
-        `nap_ns` on an empty epoll set instead of blocking on the sockets, then read what arrived
-        with its kernel receive stamps (as after an open loop's deferred sleep). Set before run()."""
-        if self.e.open_loop or nap_ns == 0:
+    def _set_closed_nap_ns(self, uint64_t nap_ns, bint auto=True) -> None:
+        """Benchmark knob (closed loop): nap length in ns when a poll finds nothing (nap.pxi;
+        default NAP_DEFAULT_NS). `auto` (the default): the controller decides when to nap; else
+        nap always. 0: never nap (block on the sockets; the receive stamps stay on unless
+        _set_defer_reads(False)). Set before run()."""
+        if self.e.open_loop:
             return
-        if self.e.idle_epfd < 0:
-            self.e.idle_epfd = epoll_create1(EPOLL_CLOEXEC)
-            if self.e.idle_epfd < 0:
-                errors_raise(errno, "epoll_create1")
-        self.e.nap_ns = nap_ns
-        self.e.defer_reads = 1
+        self.e.nap.nap_ns = nap_ns
+        self.e.nap.auto = auto
+
+    def _set_nap_control(self, uint64_t window_ns, uint32_t pairs, double keep,
+                         hold_ns=None, abort=None) -> None:
+        """Benchmark knob: the nap controller's probe window, window pairs per probe, the median
+        on/off throughput ratio at which naps are kept, and (if given) a fixed hold between
+        probes instead of NAP_HOLD_MIN_NS doubling to NAP_HOLD_MAX_NS (nap.pxi). Set before
+        run()."""
+        if window_ns == 0 or not 1 <= pairs <= NAP_PAIRS_MAX or not keep > 0.0:
+            raise ValueError("bad nap control")
+        self.e.nap.window_ns = window_ns
+        self.e.nap.pairs = pairs
+        self.e.nap.keep = keep
+        if hold_ns is not None:
+            self.e.nap.hold_ns = self.e.nap.hold_min_ns = self.e.nap.hold_max_ns = hold_ns
+        if abort is not None:
+            self.e.nap.abort = abort
 
     def _set_lag_allowance(self, uint64_t allow_ns) -> None:
         """Benchmark knob: the adaptive window counts a send up to `allow_ns` late as on time
@@ -1142,6 +1164,11 @@ cdef class Engine:
             "late_ns_mean": e.pace_late_sum / e.pace_sleeps if e.pace_sleeps else 0.0,
             "deferred_sleeps": e.defer_sleeps,
             "closed_naps": e.naps,
+            "nap_on_s": nap_on_ns(&e.nap, clock_now_ns()) / 1e9,
+            "nap_probes": e.nap.probes,
+            "nap_probes_on": e.nap.probes_on,
+            "nap_aborts": e.nap.aborts,
+            "nap_log": [round(e.nap.log[i], 4) for i in range(e.nap.nlog)],
             "rx_stamped": e.rx_stamped,
             "rx_unstamped": e.rx_unstamped,
             "rx_stamp_bad": e.rx_stamp_bad,
