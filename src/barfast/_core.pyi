@@ -260,8 +260,9 @@ class Engine:
         adaptive window (tracks the p99 of measured wake-up lateness, 2..50 µs). Before run()."""
 
     def _set_defer_reads(self, on: bool) -> None:
-        """Benchmark knob: open-loop deferred pacing sleeps (on by default in an open loop; reads
-        that follow one are timed by the kernel's receive stamps). Before run()."""
+        """Benchmark knob: open-loop deferred pacing sleeps and closed-loop naps (on by default;
+        reads that follow either are timed by the kernel's receive stamps). Off, the sockets are
+        not stamped at all. Before run()."""
 
     def _set_head_memo(self, on: bool) -> None:
         """Benchmark knob: reuse the parse of a header block equal byte for byte to the last one
@@ -275,10 +276,24 @@ class Engine:
         """Benchmark knob: the connections on edge-triggered epoll (EPOLLET, the default) or on
         level-triggered epoll. Before run()."""
 
-    def _set_closed_nap_ns(self, nap_ns: int) -> None:
-        """Benchmark knob, closed loop only (0, the default, is off): after a poll that found
-        nothing, sleep nap_ns on an empty epoll set instead of on the sockets, and time what
-        arrived meanwhile by its kernel receive stamps. Before run()."""
+    def _set_closed_nap_ns(self, nap_ns: int, auto: bool = True) -> None:
+        """Benchmark knob, closed loop only: the nap (default 20 µs; 0: never nap). While naps are
+        on, a poll that found nothing is followed by a sleep of nap_ns on an empty epoll set instead
+        of one on the sockets, and what arrived meanwhile is timed by its kernel receive stamps.
+        auto (the default): the controller (nap.pxi) turns naps on only while probes find they
+        cost the server's throughput nothing; False: naps always. Before run()."""
+
+    def _set_nap_control(
+        self,
+        window_ns: int,
+        pairs: int,
+        keep: float,
+        hold_ns: int | None = None,
+        abort: float | None = None,
+    ) -> None:
+        """Benchmark knob: the nap controller's probe window (20 ms), window pairs per probe (6),
+        the median on/off throughput ratio that keeps naps (0.99), a fixed hold between probes
+        (default: 0.5 s doubling to 8 s) and the single-pair ratio that ends a probe (0.75)."""
 
     def _set_lag_allowance(self, allow_ns: int) -> None:
         """Benchmark knob: the adaptive window counts a send up to allow_ns late as on time
@@ -295,7 +310,29 @@ class Engine:
 
     def _pacing_stats(self) -> dict[str, Any]:
         """After run(): {spin_ns (window at the end), spin_auto, timed_sleeps (pacing sleeps that
-        ended by their timeout), late_ns_mean (their mean lateness past the wake target)}."""
+        ended by their timeout), late_ns_mean (their mean lateness past the wake target),
+        deferred_sleeps, closed_naps (naps taken), nap_on_s (time naps were on), nap_probes,
+        nap_probes_on (probes that decided for naps), nap_aborts, nap_log (each probe's median
+        on/off ratio; 0.0: aborted), rx_stamped, rx_unstamped, rx_stamp_bad, defer_off}."""
+
+class _NapController:
+    """Test hook: the closed loop's nap controller (nap.pxi) driven by hand."""
+
+    def __init__(self, window_ns: int = ..., pairs: int = ...) -> None: ...
+    def start(self, t0: int) -> None: ...
+    def step(self, now: int, done: int, able: bool = True) -> None:
+        """Call when now >= next_ns; done: requests finished so far."""
+    def on_ns(self, now: int) -> int: ...
+    @property
+    def on(self) -> bool: ...
+    @property
+    def probing(self) -> bool: ...
+    @property
+    def next_ns(self) -> int: ...
+    @property
+    def hold_ns(self) -> int: ...
+    @property
+    def stats(self) -> dict[str, Any]: ...
 
 # --- server (serve.pxi) ---
 

@@ -531,6 +531,7 @@ class Merger:
         user, sys_ = w.cpu.get("user_s", 0.0), w.cpu.get("sys_s", 0.0)
         spin = min(user + sys_, w.counters.get("spin_ns", 0) / NS_PER_S)
         wait = w.counters.get("runq_wait_ns", 0) / NS_PER_S
+        nap = w.counters.get("nap_on_ns", 0) / NS_PER_S
         return {
             "worker": w.worker,
             **{k: int(w.counters.get(k, 0)) for k in COUNTER_KEYS},
@@ -547,6 +548,10 @@ class Merger:
             # Time the engine thread was runnable but another task had its CPU (schedstat).
             "cpu_wait_s": round(wait, 6),
             "cpu_wait_share": round(wait / el, 4) if el > 0 else 0.0,
+            # Closed loop: time the engine napped on a timer instead of blocking on its sockets
+            # (nap.pxi: only while probes find naps cost the server's throughput nothing).
+            "nap_s": round(nap, 6),
+            "nap_share": round(min(nap / el, 1.0), 4) if el > 0 else 0.0,
             "samples": w.samples,
             "snapshots": w.snapshots,
             "snapshots_rejected": w.rejected,

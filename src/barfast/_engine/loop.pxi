@@ -1209,6 +1209,8 @@ cdef class Engine:
             "conns_peak": bf_load_relaxed_u64(&k.conns_peak),
             "spin_ns": bf_load_relaxed_u64(&k.spin_ns),
             "runq_wait_ns": bf_load_relaxed_u64(&k.runq_wait_ns),
+            # closed loop: time naps were on (nap.pxi); exact once run() returned
+            "nap_on_ns": nap_on_ns(&self.e.nap, clock_now_ns()),
         }
         for i in range(1, BF_ERR__COUNT):
             d["err_" + _ERROR_KEYS[i]] = bf_load_relaxed_u64(&k.err[i])

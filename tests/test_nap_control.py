@@ -1,0 +1,195 @@
+"""The closed loop's nap controller (nap.pxi): naps on only while probes find they cost nothing.
+
+Unit tests drive the controller by hand against a simulated server whose throughput depends on
+whether naps are on; engine tests run it against a real nginx (saturated: naps are free) and against
+the built-in target with a 300 µs delay at 4 connections (not saturated: each nap lengthens every
+round trip, so naps cost throughput and must stay off).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from barfast import _core
+from test_engine import MS, S, check_invariant, make_engine
+
+US = 1_000
+
+WINDOW = 20 * MS
+
+
+def drive(ctl: _core._NapController, t_end: int, ratio, off_rate: float = 0.1) -> list:
+    """Run the controller from t=0 to t_end against a server finishing `off_rate` requests per ns
+    without naps and ratio(t) times that with naps. Returns [(t, on)] at every step."""
+    ctl.start(0)
+    done = 0.0
+    last = 0
+    trace = [(0, ctl.on)]
+    while ctl.next_ns <= t_end:
+        t = ctl.next_ns
+        done += (t - last) * off_rate * (ratio(t) if ctl.on else 1.0)
+        last = t
+        ctl.step(t, int(done))
+        trace.append((t, ctl.on))
+    return trace
+
+
+def on_time(trace: list, t_end: int) -> int:
+    total = 0
+    for (t, on), (t2, _) in zip(trace, trace[1:] + [(t_end, False)]):
+        total += (t2 - t) * on
+    return total
+
+
+def test_a_probe_alternates_abba_and_keeps_naps_that_cost_nothing() -> None:
+    ctl = _core._NapController()
+    trace = drive(ctl, 100 * MS + 12 * WINDOW, lambda t: 1.0)
+    # warm-up 100 ms, then 12 windows: off on on off off on on off off on on off; then the decision
+    assert [on for _, on in trace] == [False] + [
+        bool(x) for x in (0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0)
+    ] + [True]
+    assert [t for t, _ in trace][1:] == [100 * MS + i * WINDOW for i in range(13)]
+    st = ctl.stats
+    assert st["probes"] == 1 and st["probes_on"] == 1 and st["aborts"] == 0, st
+    assert st["log"] == [pytest.approx(1.0, abs=1e-6)]
+    assert ctl.hold_ns == 500 * MS and ctl.next_ns == 100 * MS + 12 * WINDOW + 500 * MS
+
+
+@pytest.mark.parametrize(
+    ("ratio", "keep"),
+    [(1.02, True), (0.995, True), (0.985, False), (0.95, False), (0.8, False)],
+)
+def test_naps_stay_only_within_one_percent(ratio: float, keep: bool) -> None:
+    ctl = _core._NapController()
+    drive(ctl, 100 * MS + 12 * WINDOW, lambda t: ratio)
+    st = ctl.stats
+    assert st["probes"] == 1 and st["aborts"] == 0, st
+    assert ctl.on is keep and st["probes_on"] == int(keep), st
+    assert st["log"][0] == pytest.approx(ratio, rel=1e-3)
+
+
+def test_two_pairs_that_naps_ruin_end_the_probe_at_once() -> None:
+    ctl = _core._NapController()
+    trace = drive(ctl, 100 * MS + 4 * WINDOW, lambda t: 0.5)
+    assert ctl.stats == {"probes": 1, "probes_on": 0, "aborts": 1, "log": [0.0]}
+    assert not ctl.on and not ctl.probing
+    # naps were on for two windows only
+    t = 100 * MS + 4 * WINDOW
+    assert on_time(trace, t) == 2 * WINDOW == ctl.on_ns(t)
+
+
+def test_one_ruined_pair_does_not_end_the_probe() -> None:
+    # A window in which the loop was preempted looks like a ruinous pair; one is not enough.
+    t_bad = 100 * MS + WINDOW  # the first pair's on-window
+
+    def ratio(t: int) -> float:
+        return 0.3 if t_bad < t <= t_bad + WINDOW else 1.0
+
+    ctl = _core._NapController()
+    drive(ctl, 100 * MS + 12 * WINDOW, ratio)
+    st = ctl.stats
+    assert st["aborts"] == 0 and st["probes_on"] == 1, st
+
+
+def test_one_bad_pair_does_not_decide() -> None:
+    # The median, not the mean: one pair at 0.8 among five at 1.0 keeps naps on.
+    t_bad = 100 * MS + 2 * WINDOW  # the second pair (on, off)
+
+    def ratio(t: int) -> float:
+        return 0.8 if t_bad < t <= t_bad + WINDOW else 1.0
+
+    ctl = _core._NapController()
+    drive(ctl, 100 * MS + 12 * WINDOW, ratio)
+    st = ctl.stats
+    assert st["probes_on"] == 1 and st["log"][0] == pytest.approx(1.0, abs=1e-6), st
+
+
+def test_holds_double_while_decisions_repeat_and_reset_when_the_server_changes() -> None:
+    change = 6 * S  # the server stops being saturated: naps now cost 10 %
+    t_end = 20 * S
+    ctl = _core._NapController()
+    ctl.start(0)
+    done, last, probing = 0.0, 0, False
+    decisions: list[tuple[int, bool, int]] = []  # (time, on, hold)
+    on_total = 0
+    while ctl.next_ns <= t_end:
+        t = ctl.next_ns
+        done += (t - last) * 0.1 * ((1.0 if t <= change else 0.9) if ctl.on else 1.0)
+        on_total += (t - last) * ctl.on
+        last = t
+        ctl.step(t, int(done))
+        if probing and not ctl.probing:
+            decisions.append((t, ctl.on, ctl.next_ns - t))
+        probing = ctl.probing
+    ons = [on for _, on, _ in decisions]
+    holds = [h // MS for _, _, h in decisions]
+    k = ons.index(False)
+    assert ons == [True] * k + [False] * (len(ons) - k) and k >= 3, decisions
+    assert decisions[k - 1][0] < change < decisions[k][0], decisions
+    assert holds[:k] == [min(500 * 2**i, 8000) for i in range(k)], holds
+    assert holds[k:] == [min(500 * 2**i, 8000) for i in range(len(ons) - k)], holds
+    assert ctl.stats["probes"] == len(decisions) and ctl.stats["probes_on"] == k
+    assert ctl.on_ns(last) == on_total
+
+
+def test_naps_never_start_without_receive_stamps() -> None:
+    ctl = _core._NapController()
+    ctl.start(0)
+    t = ctl.next_ns
+    for _ in range(100):
+        ctl.step(t, 0, able=False)
+        assert not ctl.on and ctl.next_ns == t + 20 * MS
+        t = ctl.next_ns
+    assert ctl.stats["probes"] == 0 and ctl.on_ns(t) == 0
+
+
+# ------------------------------------------------------------------ the engine, real servers
+
+
+def test_naps_turn_on_against_a_saturated_nginx(nginx) -> None:
+    # 200 connections queue far more work at nginx (access log on) than a 20 µs nap delays: the
+    # probes find naps free, and the run naps most of the time, timing reads by their stamps.
+    eng = make_engine(nginx.port, connections=200, duration_ns=2 * S)
+    eng.run()
+    c = eng.counters()
+    check_invariant(c)
+    st = eng._pacing_stats()
+    assert c["errors"] == 0 and c["completed"] > 20000, c
+    assert st["nap_probes"] >= 2 and st["nap_probes_on"] >= 1, st
+    assert st["nap_on_s"] >= 0.8 and st["closed_naps"] >= 500, st
+    assert st["rx_stamped"] >= 500 and st["rx_stamp_bad"] == 0, st
+
+
+def test_naps_stay_off_where_they_would_cost_throughput() -> None:
+    # 4 connections, 300 µs per response: every nap would add its length and the timer's lateness
+    # to each round trip (~8 % fewer requests, measured in session 6), so every probe says off.
+    from serve_helpers import running
+
+    with running("127.0.0.1", delay_ns=300 * US) as srv:
+        eng = make_engine(srv.port, connections=4, duration_ns=3 * S)
+        eng.run()
+        c = eng.counters()
+    check_invariant(c)
+    st = eng._pacing_stats()
+    assert c["errors"] == 0 and c["completed"] > 10000, c
+    assert st["nap_probes"] >= 3 and st["nap_probes_on"] == 0, st
+    # on only in the probes' on-windows: at most 6 per probe, and aborted probes have fewer
+    assert st["nap_on_s"] <= st["nap_probes"] * 6 * 0.021, st
+
+
+def test_naps_can_be_turned_off_and_forced() -> None:
+    from serve_helpers import running
+
+    with running("127.0.0.1") as srv:
+        off = make_engine(srv.port, connections=4, duration_ns=500 * MS)
+        off._set_closed_nap_ns(0)
+        off.run()
+        always = make_engine(srv.port, connections=4, duration_ns=500 * MS)
+        always._set_closed_nap_ns(20 * US, False)
+        always.run()
+    a, b = off._pacing_stats(), always._pacing_stats()
+    assert a["closed_naps"] == 0 and a["nap_on_s"] == 0 and a["nap_probes"] == 0, a
+    assert b["closed_naps"] > 100 and b["nap_probes"] == 0, b
+    assert b["nap_on_s"] == pytest.approx(0.5, abs=0.05), b
+    check_invariant(off.counters())
+    check_invariant(always.counters())
