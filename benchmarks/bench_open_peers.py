@@ -145,8 +145,25 @@ def tree_cpu_s(root: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_busy_ticks(cpu: int) -> tuple[int, int]:
+    """(busy, total) jiffies of one CPU from /proc/stat (busy: all but idle and iowait)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        f = line.split()
+        if f[0] == f"cpu{cpu}":
+            v = [int(x) for x in f[1:]]
+            return sum(v) - v[3] - v[4], sum(v)
+    return 0, 0
+
+
 def one(
-    tool: str, nginx: Nginx, rate: int, warm: float, window: float, tmp: Path, cpu: str
+    tool: str,
+    nginx: Nginx,
+    rate: int,
+    warm: float,
+    window: float,
+    tmp: Path,
+    cpu: str,
+    srv_cpu: int,
 ) -> dict[str, float]:
     url = f"http://127.0.0.1:{nginx.port}/"
     dur = float(math.ceil(warm + window + 1.5))  # whole seconds: wrk takes no fractions
@@ -155,8 +172,10 @@ def one(
     try:
         time.sleep(warm)
         c0, n0, t0 = tree_cpu_s(proc.pid), nginx.requests_served(), time.monotonic()
+        s0, b0 = tree_cpu_s(nginx.proc.pid), cpu_busy_ticks(srv_cpu)
         time.sleep(window)
         c1, n1, t1 = tree_cpu_s(proc.pid), nginx.requests_served(), time.monotonic()
+        s1, b1 = tree_cpu_s(nginx.proc.pid), cpu_busy_ticks(srv_cpu)
         out, err = proc.communicate(timeout=dur + 60)
     finally:
         if proc.poll() is None:
@@ -171,6 +190,10 @@ def one(
         "rps": served / (t1 - t0),
         "cpu_s": c1 - c0,
         "cpu_us_per_req": (c1 - c0) / served * 1e6 if served else float("nan"),
+        # the server's side: nginx's own CPU per request, and how busy its CPU was (softirq
+        # work included, whichever task it interrupted)
+        "srv_cpu_us_per_req": (s1 - s0) / served * 1e6 if served else float("nan"),
+        "srv_cpu_busy": (b1[0] - b0[0]) / (b1[1] - b0[1]) if b1[1] > b0[1] else float("nan"),
     }
     for line in err.splitlines():  # single_engine.py's nap statistics
         if line.startswith("nap-stats: "):
@@ -207,13 +230,17 @@ def main() -> int:
                 for tool in tools:
                     if tool in CLOSED_ONLY and rate:
                         continue
-                    r = one(tool, nginx, rate, args.warm, args.window, Path(tmpd), gen_cpu)
+                    r = one(
+                        tool, nginx, rate, args.warm, args.window, Path(tmpd), gen_cpu, srv_cpu
+                    )
                     r.update(tool=tool, rate=rate, round=rnd)
                     runs.append(r)
                     label = f"{rate} req/s" if rate else "closed"
                     print(
                         f"round {rnd} {tool:8s} {label:>12s}  {r['rps']:>9.0f} req/s  "
-                        f"{r['cpu_us_per_req']:>8.2f} us CPU/req",
+                        f"{r['cpu_us_per_req']:>8.2f} us CPU/req  nginx "
+                        f"{r['srv_cpu_us_per_req']:.2f} us/req, its CPU "
+                        f"{100 * r['srv_cpu_busy']:.0f}% busy",
                         flush=True,
                     )
     summary = summarize(runs, tools, rates)
@@ -243,7 +270,21 @@ def summarize(runs: list[dict], tools: list[str], rates: list[int]) -> dict:
     for tool in tools:
         closed = {r["round"]: r["cpu_us_per_req"] for r in pick(tool, 0)}
         row = {"closed_cpu_us_per_req": statistics.median(closed.values())}
-        print(f"{tool:8s} {'closed':>8s} {'':>9s} {row['closed_cpu_us_per_req']:>11.2f}")
+        srv = [r for r in pick(tool, 0) if "srv_cpu_busy" in r]
+        if srv:
+            row["closed_srv_cpu_us_per_req"] = statistics.median(
+                r["srv_cpu_us_per_req"] for r in srv
+            )
+            row["closed_srv_cpu_busy"] = statistics.median(r["srv_cpu_busy"] for r in srv)
+        print(
+            f"{tool:8s} {'closed':>8s} {'':>9s} {row['closed_cpu_us_per_req']:>11.2f}"
+            + (
+                f"   nginx {row['closed_srv_cpu_us_per_req']:.2f} us/req, "
+                f"{100 * row['closed_srv_cpu_busy']:.0f}% busy"
+                if srv
+                else ""
+            )
+        )
         for rate in rates if tool not in CLOSED_ONLY else []:
             rs = pick(tool, rate)
             ratios = [r["cpu_us_per_req"] / closed[r["round"]] for r in rs]
