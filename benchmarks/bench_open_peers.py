@@ -15,8 +15,8 @@ and rates in each round, against one nginx worker pinned to the other CPU:
   (level-triggered epoll; every header block parsed; both, i.e. session 4's engine);
 - bf-1proc-nonap: the same with the closed-loop naps off (block on the sockets; session 6 made
   naps the default, decided by the controller in nap.pxi); bf-1proc-nostamp: naps off and no
-  receive stamps on the sockets (session 5's default); bf-1proc-nap20, bf-1proc-nap50: naps
-  after every empty poll, 20 or 50 µs long, no controller.
+  receive stamps on the sockets (session 5's default); bf-1proc-napN (N = 20, 50, 100, 200):
+  naps after every empty poll, N µs long, no controller.
 
 With --rates "" only the closed loops run; with wrk among the tools the summary then also gives,
 per tool, the median over rounds of its req/s and CPU per request divided by wrk's in the same
@@ -63,6 +63,8 @@ VARIANTS = {
     "bf-1proc-nostamp": ["--naps", "off", "--no-stamps"],
     "bf-1proc-nap20": ["--naps", "always", "--nap-us", "20"],
     "bf-1proc-nap50": ["--naps", "always", "--nap-us", "50"],
+    "bf-1proc-nap100": ["--naps", "always", "--nap-us", "100"],
+    "bf-1proc-nap200": ["--naps", "always", "--nap-us", "200"],
 }
 CLOSED_ONLY = ("wrk", "bf-1proc", *VARIANTS)
 
