@@ -232,9 +232,7 @@ def main() -> int:
                 for tool in tools:
                     if tool in CLOSED_ONLY and rate:
                         continue
-                    r = one(
-                        tool, nginx, rate, args.warm, args.window, Path(tmpd), gen_cpu, srv_cpu
-                    )
+                    r = one(tool, nginx, rate, args.warm, args.window, Path(tmpd), gen_cpu, srv_cpu)
                     r.update(tool=tool, rate=rate, round=rnd)
                     runs.append(r)
                     label = f"{rate} req/s" if rate else "closed"

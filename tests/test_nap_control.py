@@ -36,7 +36,7 @@ def drive(ctl: _core._NapController, t_end: int, ratio, off_rate: float = 0.1) -
 
 def on_time(trace: list, t_end: int) -> int:
     total = 0
-    for (t, on), (t2, _) in zip(trace, trace[1:] + [(t_end, False)]):
+    for (t, on), (t2, _) in zip(trace, trace[1:] + [(t_end, False)], strict=True):
         total += (t2 - t) * on
     return total
 
