@@ -2,11 +2,15 @@
 
 Unit tests drive the controller by hand against a simulated server whose throughput depends on
 whether naps are on; engine tests run it against a real nginx (saturated: naps are free) and against
-the built-in target with a 300 µs delay at 4 connections (not saturated: each nap lengthens every
+the built-in target with a 50 µs delay at 1 connection (not saturated: each nap lengthens every
 round trip, so naps cost throughput and must stay off).
 """
 
 from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -146,35 +150,91 @@ def test_naps_never_start_without_receive_stamps() -> None:
 # ------------------------------------------------------------------ the engine, real servers
 
 
+def children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                out.append(int(d.name))
+    return out
+
+
 def test_naps_turn_on_against_a_saturated_nginx(nginx) -> None:
     # 200 connections queue far more work at nginx (access log on) than a 20 µs nap delays: the
     # probes find naps free, and the run naps most of the time, timing reads by their stamps.
-    eng = make_engine(nginx.port, connections=200, duration_ns=2 * S)
-    eng.run()
+    # Pinned as the benchmarks are (nginx's worker on the last CPU, this thread on the first):
+    # unpinned, the scheduler pulls the two together on loopback wake-ups and they share a CPU,
+    # and then a nap hands the CPU to the other side and can cost throughput (measured: pair
+    # ratios 0.85-0.87 in some runs), which the controller rightly refuses.
+    cpus = sorted(os.sched_getaffinity(0))
+    workers = children(nginx.proc.pid)
+    deadline = time.monotonic() + 5
+    while not workers and time.monotonic() < deadline:  # the master listens before it forks
+        time.sleep(0.02)
+        workers = children(nginx.proc.pid)
+    if len(cpus) < 2 or not workers:
+        pytest.skip("needs 2 CPUs and nginx's worker pid")
+    saved = {pid: os.sched_getaffinity(pid) for pid in workers}
+    try:
+        for pid in workers:
+            os.sched_setaffinity(pid, {cpus[-1]})
+        os.sched_setaffinity(0, {cpus[0]})  # this thread: the engine runs in it
+        eng = make_engine(nginx.port, connections=200, duration_ns=3 * S)
+        eng.run()
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+        for pid, aff in saved.items():
+            os.sched_setaffinity(pid, aff)
     c = eng.counters()
     check_invariant(c)
     st = eng._pacing_stats()
-    assert c["errors"] == 0 and c["completed"] > 20000, c
-    assert st["nap_probes"] >= 2 and st["nap_probes_on"] >= 1, st
-    assert st["nap_on_s"] >= 0.8 and st["closed_naps"] >= 500, st
+    assert c["errors"] == 0 and c["completed"] > 30000, c
+    waited = c["runq_wait_ns"] / (3 * S)
+    if waited > 0.1:
+        # Another task held our CPU (a busy machine): naps hand it over and are not free then.
+        pytest.skip(f"the engine waited {waited:.0%} of the run for its CPU; premise not met")
+    assert st["nap_probes"] >= 3 and st["nap_probes_on"] >= 1, st
+    assert st["nap_on_s"] >= 1.5 and st["closed_naps"] >= 500, st
     assert st["rx_stamped"] >= 500 and st["rx_stamp_bad"] == 0, st
 
 
 def test_naps_stay_off_where_they_would_cost_throughput() -> None:
-    # 4 connections, 300 µs per response: every nap would add its length and the timer's lateness
-    # to each round trip (~8 % fewer requests, measured in session 6), so every probe says off.
+    # One connection to a target that answers 50 µs after each request: a closed loop waits on
+    # every round trip, so each nap (20 µs plus the timer's lateness) lengthens the cycle. Measured
+    # directly first (naps forced on against off, alternated): on a quiet machine they cost a
+    # quarter or more of the throughput, and then every probe must decide off (each ends early:
+    # two pairs below 0.75). On a machine so busy that scheduling delays swamp the nap, naps cost
+    # nothing and the premise does not hold: the test says so instead of judging.
     from serve_helpers import running
 
-    with running("127.0.0.1", delay_ns=300 * US) as srv:
-        eng = make_engine(srv.port, connections=4, duration_ns=3 * S)
+    def rps(srv: object, nap_ns: int, auto: bool, duration_ns: int) -> tuple[float, object]:
+        eng = make_engine(srv.port, connections=1, duration_ns=duration_ns)  # type: ignore[attr-defined]
+        eng._set_closed_nap_ns(nap_ns, auto)
         eng.run()
         c = eng.counters()
-    check_invariant(c)
+        check_invariant(c)
+        assert c["errors"] == 0, c
+        return c["completed"] / (duration_ns / S), eng
+
+    with running("127.0.0.1", delay_ns=50 * US) as srv:
+        ratios = []
+        for _ in range(2):
+            off, _e = rps(srv, 0, False, 400 * MS)
+            on, _e = rps(srv, 20 * US, False, 400 * MS)
+            ratios.append(on / off)
+        cost = 1 - max(ratios)
+        auto, eng = rps(srv, 20 * US, True, 3 * S)
     st = eng._pacing_stats()
-    assert c["errors"] == 0 and c["completed"] > 10000, c
-    assert st["nap_probes"] >= 3 and st["nap_probes_on"] == 0, st
-    # on only in the probes' on-windows: at most 6 per probe, and aborted probes have fewer
-    assert st["nap_on_s"] <= st["nap_probes"] * 6 * 0.021, st
+    if cost < 0.15:
+        pytest.skip(f"naps forced on cost only {cost:.0%} here (a busy machine?); premise not met")
+    assert st["nap_probes"] >= 3 and st["nap_probes_on"] == 0, (ratios, st)
+    # naps were on only in the probes' on-windows: two per aborted probe, ~4 % of the run
+    assert st["nap_on_s"] <= 0.6, st
+    assert auto > 3000, auto
 
 
 def test_naps_can_be_turned_off_and_forced() -> None:
