@@ -5,7 +5,7 @@
 # Invariants: `on` changes only at a window or hold edge, and on_ns counts exactly the time it was 1;
 #   each probe alternates naps off/on in ABBA-ordered window pairs and ends in exactly one decision.
 #
-# Why naps (measured in session 5; benchmarks/README.md, "Closed-loop naps"): a closed loop that
+# Why naps (measured in sessions 5 and 6; benchmarks/README.md, issue 3's section): a closed loop that
 # blocks on its sockets is woken by every response, and on this project's VMs a wake-up costs
 # 15-28 µs of CPU, partly on the *server's* CPU (the sender of the packet does the wake-up). A loop
 # that naps on a timer instead (an empty epoll set: no socket event wakes it) lets responses pile up
@@ -21,15 +21,18 @@
 # the two windows of each pair, and keeps naps on only when the median on/off ratio is at least
 # NAP_KEEP_RATIO. A second pair below NAP_ABORT_RATIO ends the probe at once (naps off), so a
 # server that naps hurt badly pays for two windows, not the whole probe (one such pair can be a
-# preempted window: 3 of 8 saturated runs in session 6 had one). The decision holds for NAP_HOLD_MIN_NS,
-# doubling up to NAP_HOLD_MAX_NS while probes keep deciding the same; then it is probed again
-# (the server's state can change within a run).
+# preempted window: 3 of 8 saturated runs in session 6 had one). The decision holds for
+# NAP_HOLD_MIN_NS, doubling up to NAP_HOLD_MAX_NS while probes keep deciding the same; then it is
+# probed again (the server's state can change within a run).
 # The thresholds, from single-pair on/off ratios measured in session 6 (20 ms windows, one engine
 # on CPU 0, the server on CPU 1; ~120-200 pairs each):
 #   nginx, 50 connections (saturated):         median 1.007-1.030, 5th pct 0.96-0.99, min 0.79
 #   nginx, 16 / 8 / 2 connections:             median 0.933 / 0.674 / 0.459
 #   barfast serve --delay 300us, 4 / 50 conns: median 0.925 / 0.878
-# So a saturated server gains from naps, and every unsaturated case loses more than 5 %. The
+#   nginx, 200 connections, generator and nginx unpinned (wake-ups on loopback pull them onto one
+#   CPU, the engine then waits ~37 % of the run for it): 0.85-0.87 in some runs, > 1 in others
+# So a saturated server with its own CPU gains from naps; every unsaturated case loses more than
+# 5 %, and so can a generator that shares its CPU with the server (a nap hands the CPU over). The
 # median of 6 pairs falls below NAP_KEEP_RATIO (0.99) when a saturated server's probe is unlucky
 # (a few % of probes; the next probe follows after NAP_HOLD_MIN_NS), and two pairs fall below
 # NAP_ABORT_RATIO (0.75) only where naps cut throughput by a quarter or more.
