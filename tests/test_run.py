@@ -90,6 +90,21 @@ def test_no_url_runs_the_embedded_target() -> None:
     assert rep["requests"]["completed"] > 100
     assert rep["errors"] == {}
     assert 0.9 <= rep["duration_s"] <= 1.5
+    # closed-loop naps are on by default (the controller decides when); the probes alone nap
+    assert rep["config"]["naps"] is True and rep["workers"][0]["nap_s"] > 0
+
+
+def test_naps_can_be_switched_off() -> None:
+    p = run("run", "-d", "1s", "-c", "4", "--no-naps", "--json")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(p.stdout)
+    assert rep["config"]["naps"] is False
+    assert rep["workers"][0]["nap_s"] == 0 and rep["workers"][0]["nap_share"] == 0
+    assert rep["requests"]["completed"] > 100
+    p = run("run", "-d", "500ms", "-c", "4", "--no-naps")
+    assert p.returncode == 0, p.stderr
+    assert "1 worker and 4 connections, closed loop, naps off" in p.stdout
+    assert "napped" not in p.stdout
 
 
 def test_sigint_prints_partial_report_and_exits_130(nginx) -> None:

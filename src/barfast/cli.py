@@ -112,6 +112,14 @@ def run(
             help="Open loop: grow up to this many connections when all are busy.",
         ),
     ] = 0,
+    naps: Annotated[
+        bool,
+        typer.Option(
+            "--naps/--no-naps",
+            help="Closed loop: nap 20us on a timer instead of waking per response, while probes "
+            "show it costs the server's throughput nothing (default on).",
+        ),
+    ] = True,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -166,6 +174,7 @@ def run(
         stages=stages,
         arrival=arrival,
         max_connections=max_connections,
+        naps=naps,
         workers=workers,
         latency=latency,
         output=output,

@@ -186,6 +186,7 @@ class RunConfig:
     rate: float = 0.0  # total req/s; 0 = closed loop (unless stages)
     stages: tuple[Stage, ...] = ()
     arrival: str = "constant"  # or "poisson"
+    naps: bool = True  # closed loop: timer naps while they cost nothing (_engine/nap.pxi)
     workers: int = 1
     seed: int = 0
 
@@ -236,6 +237,7 @@ def build_run_config(
     rate: float | None = None,
     stages: str | None = None,
     arrival: str = "constant",
+    naps: bool = True,
     workers: int = 1,
     default_duration_ns: int = DEFAULT_DURATION_NS,
 ) -> RunConfig:
@@ -309,6 +311,7 @@ def build_run_config(
         rate=r,
         stages=stage_t,
         arrival=arrival,
+        naps=naps,
         workers=workers,
     )
 

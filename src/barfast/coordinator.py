@@ -735,6 +735,7 @@ def run_command(
     stages: str | None = None,
     arrival: str = "constant",
     max_connections: int = 0,
+    naps: bool = True,
     workers: int | None = None,
     latency: bool = False,
     output: str | None = None,
@@ -790,6 +791,7 @@ def run_command(
         rate=rate,
         stages=stages,
         arrival=arrival,
+        naps=naps,
         default_duration_ns=DEFAULT_EMBEDDED_DURATION_NS if url is None else DEFAULT_DURATION_NS,
     )
     run = dict(

@@ -41,6 +41,7 @@ class WorkerPlan:
     rate: float = 0.0  # this worker's req/s; 0 with no stages = closed loop
     stages: tuple[tuple[int, float], ...] = ()  # (duration_ns, end rate) ramps
     arrival: str = "constant"  # or "poisson"
+    naps: bool = True  # closed loop: the nap controller may nap (False: block on the sockets)
     seed: int = 0
     worker_index: int = 0
     workers: int = 1  # how many workers share the run
@@ -110,6 +111,7 @@ def split_plan(cfg: RunConfig, n: int) -> list[WorkerPlan]:
                 rate=cfg.rate * share,
                 stages=tuple((s.duration_ns, s.rate * share) for s in cfg.stages),
                 arrival=cfg.arrival,
+                naps=cfg.naps,
                 seed=cfg.seed + i,
                 worker_index=i,
                 workers=n,

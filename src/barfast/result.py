@@ -647,6 +647,7 @@ def config_info(cfg: RunConfig, workers: int | None = None) -> dict[str, Any]:
         ],
         "arrival": cfg.arrival,
         "open_loop": cfg.open_loop,
+        "naps": cfg.naps and not cfg.open_loop,
         "timeouts": {
             "request_s": cfg.timeout_ns / NS_PER_S,
             "connect_s": cfg.connect_timeout_ns / NS_PER_S,

@@ -57,7 +57,7 @@ def default_engine(ring: Any, plan: WorkerPlan, start_ns: int) -> Any:
     """The native engine for a plan (barfast._core.Engine, interface (3))."""
     from barfast._core import Engine  # type: ignore[attr-defined]
 
-    return Engine(
+    eng = Engine(
         ring,
         addr=plan.addr,
         port=plan.port,
@@ -76,6 +76,9 @@ def default_engine(ring: Any, plan: WorkerPlan, start_ns: int) -> Any:
         seed=plan.seed,
         start_ns=start_ns,
     )
+    if not plan.naps:
+        eng._set_closed_nap_ns(0)  # block on the sockets, as wrk does
+    return eng
 
 
 @contextlib.contextmanager

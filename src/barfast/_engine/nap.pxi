@@ -36,6 +36,9 @@
 # median of 6 pairs falls below NAP_KEEP_RATIO (0.99) when a saturated server's probe is unlucky
 # (a few % of probes; the next probe follows after NAP_HOLD_MIN_NS), and two pairs fall below
 # NAP_ABORT_RATIO (0.75) only where naps cut throughput by a quarter or more.
+# At low rates a 20 ms window holds few completions and the ratios are noisy (a window with none
+# counts as no loss), but a slow closed loop has a long cycle R, so a nap's cost d / (R + d) is
+# then small (0.4 % at R = 10 ms) and either decision is harmless.
 
 cdef enum:
     NAP_DEFAULT_NS = 20000          # nap length (session 5: 20 and 50 µs measured alike)

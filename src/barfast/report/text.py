@@ -101,7 +101,7 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
     if report.get("interrupted"):
         head += "  (interrupted: partial report)"
     out.append(head)
-    mode = "closed loop"
+    mode = "closed loop" if cfg.get("naps", True) else "closed loop, naps off"
     if open_loop:
         if cfg.get("rate"):
             mode = f"open loop, {cfg['rate']:g} req/s {cfg.get('arrival', 'constant')}"
