@@ -65,7 +65,7 @@ def main() -> int:
         eng._set_closed_nap_ns(nap_ns, args.naps == "auto")
         if args.no_stamps:
             eng._set_defer_reads(False)
-        if args.nap_keep is not None or args.nap_hold_ms is not None or args.nap_abort:
+        if any(v is not None for v in (args.nap_keep, args.nap_hold_ms, args.nap_abort)):
             hold = None if args.nap_hold_ms is None else int(args.nap_hold_ms * 1e6)
             keep = 0.99 if args.nap_keep is None else args.nap_keep
             eng._set_nap_control(
