@@ -9,4 +9,4 @@ python benchmarks/bench_coordinator.py --quick
 python benchmarks/bench_serve.py --quick
 python benchmarks/bench_memory.py --quick
 python benchmarks/bench_open_peers.py --quick
-python benchmarks/bench_open_peers.py --quick --tools bf-1proc,bf-1proc-s4
+python benchmarks/bench_open_peers.py --quick --tools bf-1proc,bf-1proc-s4,bf-1proc-nonap
