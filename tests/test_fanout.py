@@ -19,29 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import barfast_cmd, free_port
+from conftest import barfast_cmd, children, free_port
 
 pytestmark = pytest.mark.slow
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-def children(pid: int) -> list[int]:
-    """Direct children of pid, from /proc (no psutil)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # comm may contain spaces or parentheses: fields after the last ')' are fixed
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            out.append(int(entry))
-    return out
-
-
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

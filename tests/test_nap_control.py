@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import pytest
 
 from barfast import _core
+from conftest import children
 from test_engine import MS, S, check_invariant, make_engine
 
 US = 1_000
@@ -148,19 +148,6 @@ def test_naps_never_start_without_receive_stamps() -> None:
 
 
 # ------------------------------------------------------------------ the engine, real servers
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                out.append(int(d.name))
-    return out
 
 
 def test_naps_turn_on_against_a_saturated_nginx(nginx) -> None:

@@ -157,9 +157,7 @@ ctypedef struct engine_t:
     bint stamp_reads         # this pass reads what arrived during a deferred sleep: use stamps
     bint collect_pending     # a deferred sleep ended: the next wait polls for what arrived
     uint64_t defer_sleeps    # deferred pacing sleeps (benchmark stats)
-    nap_t nap                # closed loop: after a poll that found nothing, sleep nap.nap_ns
-                             # on idle_epfd instead of on the sockets while nap.on (nap.pxi)
-    uint64_t naps            # such sleeps taken (benchmark stats)
+    uint64_t naps            # closed-loop naps taken (benchmark stats)
     uint64_t rx_stamped      # reads timed by the kernel's receive stamp
     uint64_t rx_unstamped    # stamped reads that came back without a stamp
     uint64_t rx_stamp_bad    # stamps outside [send, now] (wall-clock step): timed by the read
@@ -178,6 +176,9 @@ ctypedef struct engine_t:
     bint memo_on             # the memo is used (the default; off: a benchmark knob)
     loop_counters_t cnt
     uint64_t status[LOOP_STATUS_MAX]
+    nap_t nap                # closed loop: after a poll that found nothing, sleep nap.nap_ns
+                             # on idle_epfd instead of on the sockets while nap.on (nap.pxi);
+                             # last, so its probe arrays and log stay off the hot fields' lines
 
 
 cdef inline void cnt_add(uint64_t *p, uint64_t v) noexcept nogil:
@@ -742,8 +743,13 @@ cdef void loop_sched_check(engine_t *e) noexcept nogil:
     e.sched_wait = w
 
 
+cdef inline bint loop_stamps_usable(engine_t *e) noexcept nogil:
+    """Reads may be timed by receive stamps: on, seen on this run's sockets, not given up."""
+    return e.defer_reads and e.stamps_seen and not e.defer_off
+
+
 cdef inline bint loop_may_defer(engine_t *e) noexcept nogil:
-    return (e.defer_reads and e.stamps_seen and not e.defer_off and e.n_connecting == 0
+    return (loop_stamps_usable(e) and e.n_connecting == 0
             and e.req_len <= LOOP_DEFER_MAX_BYTES)
 
 
@@ -765,7 +771,7 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
         now = clock_now_ns()
     if until <= now:
         return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, 0)
-    if e.nap.on and not e.open_loop and not e.no_pwait2 and loop_may_defer(e):
+    if e.nap.on and not e.no_pwait2 and loop_may_defer(e):   # nap.on: closed loops only
         # Closed-loop nap (nap.pxi decides when): poll; only if nothing is ready, sleep at most
         # nap_ns as a deferred sleep does (below): on the empty set, a timer wake-up on this CPU,
         # never one from the server's, and the next wait collects what arrived.
@@ -875,7 +881,7 @@ cdef int loop_run(engine_t *e) noexcept nogil:
             loop_dispatch(e, now)
         elif now >= e.nap.next_ns:
             nap_step(&e.nap, now, e.cnt.completed + e.cnt.errors,
-                     e.defer_reads and e.stamps_seen and not e.defer_off and not e.no_pwait2)
+                     loop_stamps_usable(e) and not e.no_pwait2)
         if loop_done(e, now):
             break
         if now >= next_scan:

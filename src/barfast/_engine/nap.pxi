@@ -74,8 +74,7 @@ ctypedef struct nap_t:
     uint64_t hold_ns         # current hold length
     uint64_t hold_min_ns     # NAP_HOLD_MIN_NS, NAP_HOLD_MAX_NS (knobs for benchmarks)
     uint64_t hold_max_ns
-    bint last                # the last decision
-    bint decided             # a decision was made
+    bint last                # the last decision (when probes > 0)
     uint64_t since           # when `on` last became 1
     uint64_t on_ns           # time with naps on, up to `since`
     uint64_t probes          # probes ended (with a decision)
@@ -122,11 +121,10 @@ cdef inline bint nap_window_on(uint32_t w) noexcept nogil:
 cdef void nap_decide(nap_t *n, bint on, float logged, uint64_t now) noexcept nogil:
     n.probing = 0
     nap_set(n, on, now)
-    if n.decided and on == n.last:
+    if n.probes and on == n.last:
         n.hold_ns = n.hold_ns * 2 if n.hold_ns * 2 < n.hold_max_ns else n.hold_max_ns
     else:
         n.hold_ns = n.hold_min_ns
-    n.decided = 1
     n.last = on
     n.next_ns = now + n.hold_ns
     n.probes += 1
