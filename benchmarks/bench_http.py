@@ -48,9 +48,9 @@ def cpus() -> tuple[str, str]:
 class ServeTarget:
     """`barfast serve` pinned to server_cpu, with the same stop() as nginx_target.Nginx."""
 
-    def __init__(self, server_cpu: str):
+    def __init__(self, server_cpu: str, extra: tuple[str, ...] = ()):
         self.port = free_port()
-        cmd = ["taskset", "-c", server_cpu, sys.executable, "-m", "barfast", "serve"]
+        cmd = ["taskset", "-c", server_cpu, sys.executable, "-m", "barfast", "serve", *extra]
         self.proc = subprocess.Popen(
             cmd + ["--addr", f"127.0.0.1:{self.port}"], stdout=subprocess.DEVNULL
         )

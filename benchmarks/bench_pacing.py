@@ -154,6 +154,7 @@ def product_run(
     duration_ns: int,
     rate: float,
     knobs: Knobs = Knobs(),
+    max_conns: int = 0,
 ) -> dict:
     """One run the way a worker does it: EngineRunner (the ring drained every 10 ms by the C-speed
     aggregator, under SCHED_BATCH, a snapshot a second) and the Merger's report. The send lag
@@ -166,6 +167,7 @@ def product_run(
     cfg = build_run_config(
         f"http://127.0.0.1:{port}/",
         connections=conns,
+        max_connections=max_conns,
         duration=f"{duration_ns}ns",
         rate=rate or None,
         workers=1,
