@@ -45,6 +45,8 @@ URL = f"http://127.0.0.1:{free_port()}/"
         ((URL, "-H", "Bad Name: x"), "bad header"),
         ((URL, "-R", "-5"), "rate"),
         ((URL, "-R", "abc"), "rate"),
+        ((URL, "-R", "2e9"), "at most 1e+09"),
+        ((URL, "--stages", "1s:100,1s:5e9"), "at most 1e+09"),
         ((URL, "-R", "100", "--stages", "1s:100"), "mutually exclusive"),
         ((URL, "--stages", "1s"), "bad stage"),
         ((URL, "--arrival", "bursty"), "--arrival"),

@@ -12,7 +12,7 @@ import pytest
 from barfast import _core
 from barfast.kinds import FLAG_OPEN_LOOP, ErrorKind
 from barfast.ring import Ring
-from test_engine import MS, S, check_invariant, drain, make_engine
+from test_engine import MS, S, check_invariant, drain, make_engine, run_timed
 from test_engine_hostile import read_request, server
 
 pacing_times = _core.pacing_times
@@ -70,6 +70,54 @@ def test_poisson_ramp_mean_count() -> None:
         for s in range(20)
     ]
     assert abs(np.mean(counts) / 2100 - 1) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("kw", "through"),
+    [
+        ({"rate": 1000.0, "duration_ns": 20 * S}, 5 * S // 2),
+        ({"rate": 3.0, "duration_ns": 20 * S}, 10 * S),
+        ({"rate": 1e6, "duration_ns": 20 * S}, 2 * S + 123),
+        ({"rate": 1e6, "duration_ns": 3 * S}, 9 * S),  # past the end: the schedule's whole
+        ({"rate": 1e6, "requests": 12_345}, S),  # the count bound holds
+        ({"stages": [(2 * S, 1e5), (S, 0.0), (2 * S, 5e4)]}, S // 2),  # on the ramp
+        ({"stages": [(2 * S, 1e5), (S, 0.0), (2 * S, 5e4)]}, int(2.5 * S)),  # in the zero stretch
+        ({"stages": [(2 * S, 1e5), (S, 0.0), (2 * S, 5e4)]}, 4 * S),  # on the ramp up again
+    ],
+)
+def test_skipping_a_constant_schedule_lands_where_the_walk_does(kw: dict, through: int) -> None:
+    # pacing_skip_through (the open loop's bulk count of a hopeless backlog) jumps by index: it
+    # must count exactly the entries a one-by-one walk passes, and leave the same next entries.
+    n, after = _core.pacing_skip(**kw, through_ns=through, then=3)
+    walk = pacing_times(**kw)
+    k = sum(1 for t in walk if t <= through)
+    assert n == k > 0
+    assert after == walk[k : k + 3]
+
+
+def test_skipping_a_poisson_schedule_draws_its_count() -> None:
+    # Poisson arrivals: the count passed is a draw of the process's count over the interval (mean
+    # = Λ, variance = Λ); seeds fixed, so this is deterministic.
+    ns = np.array(
+        [
+            _core.pacing_skip(rate=1e6, arrival=1, seed=s, duration_ns=10 * S, through_ns=S)[0]
+            for s in range(200)
+        ],
+        dtype=np.float64,
+    )
+    assert abs(ns.mean() - 1e6) < 5 * 1000 / np.sqrt(len(ns))
+    assert 800 < ns.std() < 1200
+    n, after = _core.pacing_skip(rate=1e6, arrival=1, seed=1, requests=123_456, through_ns=S)
+    assert n == 123_456 and after == []  # the count bound holds
+    n, after = _core.pacing_skip(rate=1e6, arrival=1, seed=1, duration_ns=9 * S, through_ns=S)
+    assert S < after[0] < after[1] < after[2]  # the schedule goes on after the skipped stretch
+
+
+def test_a_rate_above_one_per_ns_is_refused() -> None:
+    with pytest.raises(ValueError, match="1e9"):
+        make_engine(1, None, rate=2e9, duration_ns=S)
+    with pytest.raises(ValueError, match="1e9"):
+        make_engine(1, None, stages=[(S, 1e3), (S, 5e9)])
 
 
 def test_unbounded_schedule_is_refused() -> None:
@@ -194,6 +242,30 @@ def test_stop_counts_only_due_entries_as_not_sent() -> None:
     check_invariant(c)
     # ~50 entries were due by the stop; nothing from the rest of the 30 s is counted
     assert 40 <= c["started"] + c["not_sent"] <= 70
+
+
+def test_a_rate_no_pool_can_serve_ends_promptly_with_every_entry_counted() -> None:
+    # 1e9 entries in 1 s against one connection to a server answering in 20 ms: the backlog's
+    # timeouts (every scan) and the not-sent count at the end must not visit each entry (that took
+    # minutes before: the worker outlived its coordinator's patience and was reported lost).
+    with server(slow_handler(0.02)) as port:
+        ring = Ring.create(1 << 12)
+        eng = make_engine(port, ring, connections=1, rate=1e9, duration_ns=S, timeout_ns=300 * MS)
+        took = run_timed(eng)
+    assert took < 5.0
+    c = eng.counters()
+    check_invariant(c)
+    assert c["started"] + c["not_sent"] == 1_000_000_000  # entries k/1e9 s, k < 1e9: all counted
+    assert 20 < c["completed"] < 60
+    assert c["err_timeout"] > 5e8 and c["not_sent"] > 1e8
+    assert c["bulk_failed"] > 9e8  # most without a sample
+    assert 0 < c["samples"] < 1e8  # the first of each pass with one
+    s = drain(ring)
+    assert len(s) > 0 and set(np.unique(s["error"])) <= {
+        0,
+        ErrorKind.TIMEOUT,
+        ErrorKind.NOT_SENT,
+    }
 
 
 def test_refused_target_with_a_count_ends_via_backlog_timeouts() -> None:

@@ -32,6 +32,7 @@ def test_count_equals_nginx_access_log(nginx) -> None:
     assert rep["samples"] == {
         "aggregated": 5000,
         "dropped_by_ring": 0,
+        "failures_without_sample": 0,
         "clamped_to_1h": {"latency": 0, "uncorrected": 0, "send_lag": 0},
         "snapshots_rejected": 0,
     }
@@ -92,6 +93,26 @@ def test_no_url_runs_the_embedded_target() -> None:
     assert 0.9 <= rep["duration_s"] <= 1.5
     # closed-loop naps are on by default (the controller decides when); the probes alone nap
     assert rep["config"]["naps"] is True and rep["workers"][0]["nap_s"] > 0
+
+
+def test_a_hopeless_rate_is_counted_in_bulk_and_said(tmp_path) -> None:
+    # 1e9 req/s for 1 s against the embedded target with 2 connections: the run ends on time, every
+    # schedule entry is accounted for, and the report says which failures have no sample.
+    out = tmp_path / "r.json"
+    t = time.monotonic()
+    p = run(
+        "run", "-w", "1", "-c", "2", "-R", "1e9", "-d", "1s", "--timeout", "200ms", "-o", str(out)
+    )
+    assert time.monotonic() - t < 30
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(out.read_text())
+    req, err = rep["requests"], rep["errors"]
+    assert req["started"] + req["not_sent"] == 1_000_000_000
+    assert req["started"] == req["completed"] + err["timeout"] + req["in_flight"]
+    bulk = rep["samples"]["failures_without_sample"]
+    assert bulk > 9e8
+    assert any("counted in bulk" in w and str(bulk) in w for w in rep["generator"]["warnings"])
+    assert f"(and {bulk} failures counted without samples)" in p.stdout
 
 
 def test_naps_can_be_switched_off() -> None:

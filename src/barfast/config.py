@@ -157,6 +157,9 @@ def parse_stages(text: str) -> tuple[Stage, ...]:
     return tuple(stages)
 
 
+MAX_RATE = 1e9  # requests per second: one per ns, the open-loop schedule's resolution
+
+
 def parse_rate(text: str | float, what: str = "rate", allow_zero: bool = False) -> float:
     try:
         r = float(text)
@@ -164,6 +167,9 @@ def parse_rate(text: str | float, what: str = "rate", allow_zero: bool = False) 
         raise UsageError(f"bad {what} {text!r}: expected requests per second") from None
     if not math.isfinite(r) or r < 0 or (r == 0 and not allow_zero):
         raise UsageError(f"bad {what} {text!r}: must be a positive number of requests per second")
+    if r > MAX_RATE:
+        # The schedule's resolution is 1 ns (pacing.pxi): one request per ns is the most it holds.
+        raise UsageError(f"bad {what} {text!r}: at most {MAX_RATE:.0e} requests per second")
     return r
 
 

@@ -470,6 +470,7 @@ class Merger:
             )
             for w in self.workers.values()
         )
+        bulk = sum(w.counters.get("bulk_failed", 0) for w in self.workers.values())
         cpu_user = sum(w.cpu.get("user_s", 0.0) for w in self.workers.values())
         cpu_sys = sum(w.cpu.get("sys_s", 0.0) for w in self.workers.values())
         rep: dict[str, Any] = {
@@ -509,6 +510,8 @@ class Merger:
         rep["samples"] = {
             "aggregated": sum(w.samples for w in self.workers.values()),
             "dropped_by_ring": int(dropped),
+            # open loop: failed backlog entries counted without a sample each (loop_fail_backlog)
+            "failures_without_sample": int(bulk),
             "clamped_to_1h": clamped,
             "snapshots_rejected": self.rejected,
         }
@@ -602,6 +605,13 @@ class Merger:
             out.append(
                 f"{dropped} samples were dropped by the ring: latency figures miss them "
                 "(counts and status totals are still exact)"
+            )
+        bulk = rep["samples"]["failures_without_sample"]
+        if bulk:
+            out.append(
+                f"{bulk} scheduled requests that no connection could take were counted in bulk "
+                "(not_sent or timeout), without a sample each: the per-second series misses "
+                "them (totals are exact); the rate is far beyond what the connections served"
             )
         for name, n in clamped.items():
             if n:

@@ -1,9 +1,10 @@
 # pacing.pxi — open-loop schedules: the intended send time of the k-th request (constant, stages, poisson).
-# Never: allocates or calls into Python in pacing_advance(); never drops or reorders a schedule entry.
+# Never: allocates or calls into Python in pacing_advance(); never drops or reorders a schedule entry
+#   (pacing_skip_through() passes over many at once, but returns exactly how many it passed).
 # Invariants: intended times are non-decreasing; an entry's time depends only on (rate, stages,
 #   arrival, seed, k), never on when it is actually sent, so a late request keeps its intended time.
 
-from libc.math cimport sqrt, log, INFINITY, llround
+from libc.math cimport sqrt, log, cos, INFINITY, llround
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
@@ -27,6 +28,11 @@ from libc.string cimport memset
 cdef enum:
     PACING_ARRIVAL_CONSTANT = 0
     PACING_ARRIVAL_POISSON = 1
+    PACING_SKIP_WALK = 10000        # poisson: fewer expected entries than this are walked one by one
+
+# The schedule's resolution is 1 ns, so a rate above one request per ns cannot be represented
+# (config.py refuses it with a usage error; Engine() with a ValueError).
+cdef double PACING_MAX_RATE = 1e9
 
 cdef uint64_t PACING_END = 0xFFFFFFFFFFFFFFFFULL
 
@@ -161,6 +167,78 @@ cdef int pacing_setup(pacing_t *p, double rate, object stages, int arrival, uint
     return 0
 
 
+cdef double pacing_coord_at(pacing_t *p, uint64_t t) noexcept nogil:
+    """Λ at absolute time t: the expected number of entries due before t (c1 of the last segment
+    past it)."""
+    cdef double x = <double>(t - p.t0_ns) if t > p.t0_ns else 0.0
+    cdef double tau
+    cdef int i = p.seg
+    while i < p.nsegs and x >= p.segs[i].start_ns + p.segs[i].dur_ns:
+        i += 1
+    if i >= p.nsegs:
+        return p.segs[p.nsegs - 1].c1
+    tau = x - p.segs[i].start_ns
+    if tau < 0.0:
+        tau = 0.0
+    return p.segs[i].c0 + p.segs[i].r0 * tau + p.segs[i].a * tau * tau
+
+
+cdef double pacing_normal(uint64_t *state) noexcept nogil:
+    """A standard normal draw (Box-Muller, one of the pair)."""
+    cdef double u1 = (<double>((pacing_splitmix64(state) >> 11) + 1)) * (1.0 / 9007199254740992.0)
+    cdef double u2 = (<double>(pacing_splitmix64(state) >> 11)) * (1.0 / 9007199254740992.0)
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2)
+
+
+cdef uint64_t pacing_skip_through(pacing_t *p, uint64_t t) noexcept nogil:
+    """Pass over every entry due at or before t without visiting each; return how many. For the
+    open loop's hopeless backlogs (loop.pxi, loop_fail_backlog): a rate far beyond what any
+    connection pool serves would otherwise cost one step per entry, for ever.
+    Constant arrivals (c_k = k) jump to the index directly, so the entries after the skip are
+    exactly those of a one-by-one walk. Poisson arrivals draw the number of points of the unit
+    Poisson process in the skipped Λ-interval (normal approximation; it is only used with at least
+    PACING_SKIP_WALK expected) and restart the process at its end (memoryless): the schedule stays
+    a Poisson process of the same intensity, but later entries are no longer those of the walk."""
+    cdef uint64_t n = 0, m, cap
+    cdef double cT, L, draw
+    if p.next_ns == PACING_END or p.next_ns > t:
+        return 0
+    if p.end_ns != PACING_END and t >= p.end_ns:
+        t = p.end_ns - 1          # entries at or after end_ns do not exist
+    cT = pacing_coord_at(p, t)
+    if p.arrival == PACING_ARRIVAL_CONSTANT:
+        # Entry k is due at Λ⁻¹(k): entries with k <= cT - 2 are surely due by t (the margin
+        # covers the ns rounding of their times); the walk below settles the last one or two.
+        if cT - 2.0 > p.c + 1.0:
+            m = <uint64_t>(cT - 2.0 - p.c)
+            if p.limit:
+                cap = p.limit - p.k if p.limit > p.k else 0
+                if m > cap:
+                    m = cap
+            p.k += m
+            p.c += <double>m
+            n += m
+            pacing_refresh(p)
+    else:
+        L = cT - p.c
+        if L >= PACING_SKIP_WALK:
+            # the current entry, plus the points in (p.c, cT]: Poisson(L) of them
+            draw = L + sqrt(L) * pacing_normal(&p.rng)
+            m = 1 + (<uint64_t>llround(draw) if draw > 0.0 else 0)
+            if p.limit:
+                cap = p.limit - p.k if p.limit > p.k else 0
+                if m > cap:
+                    m = cap
+            p.k += m
+            n += m
+            p.c = cT + pacing_exp1(&p.rng)     # the first point after cT
+            pacing_refresh(p)
+    while p.next_ns != PACING_END and p.next_ns <= t:
+        pacing_advance(p)
+        n += 1
+    return n
+
+
 cdef void pacing_start(pacing_t *p, uint64_t t0_ns, uint64_t end_ns) noexcept nogil:
     """Anchor the schedule at t0_ns (entry 0) and cut it at end_ns (PACING_END: no cut)."""
     p.t0_ns = t0_ns
@@ -196,3 +274,26 @@ def pacing_times(double rate=0.0, stages=(), int arrival=0, uint64_t seed=0, uin
     finally:
         pacing_free(&p)
     return out
+
+
+def pacing_skip(double rate=0.0, stages=(), int arrival=0, uint64_t seed=0,
+                uint64_t duration_ns=0, uint64_t requests=0, uint64_t through_ns=0,
+                uint64_t then=3) -> tuple:
+    """Test hook: start the schedule, pass over every entry due at or before `through_ns` (ns after
+    t0) with pacing_skip_through(), and return (how many it passed, the intended times of the next
+    `then` entries, ns after t0)."""
+    cdef pacing_t p
+    cdef uint64_t t0 = 1000000000000ULL
+    cdef uint64_t n
+    cdef list after = []
+    memset(&p, 0, sizeof(p))
+    pacing_setup(&p, rate, stages, arrival, seed, requests)
+    try:
+        pacing_start(&p, t0, t0 + duration_ns if duration_ns else PACING_END)
+        n = pacing_skip_through(&p, t0 + through_ns)
+        while p.next_ns != PACING_END and <uint64_t>len(after) < then:
+            after.append(p.next_ns - t0)
+            pacing_advance(&p)
+    finally:
+        pacing_free(&p)
+    return n, after

@@ -10,7 +10,8 @@ Top-level keys (units in the key names; times in seconds unless `_ms`):
   latency_uncorrected_ms and send_lag_ms of the same shape, histogram {encoding, units: "ns", layout,
   latency, [uncorrected, send_lag]} (base64 HdrHistogram V2 blobs: `hdrh.histogram.HdrHistogram.decode`),
   series [{second, requests, errors, p50_ms, p90_ms, p99_ms}], samples {aggregated, dropped_by_ring,
-  clamped_to_1h, snapshots_rejected (malformed snapshots refused whole)}, workers [per-worker totals], workers_lost, generator {cpu_user_s, cpu_sys_s,
+  failures_without_sample (open loop: backlog failures counted in bulk), clamped_to_1h,
+  snapshots_rejected (malformed snapshots refused whole)}, workers [per-worker totals], workers_lost, generator {cpu_user_s, cpu_sys_s,
   cpu_us_per_request, warnings}.
 Only completed requests (a final HTTP status) are in the latency figures; errors are counted by kind.
 """

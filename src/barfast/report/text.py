@@ -164,7 +164,10 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
     else:
         out.append("Errors: none")
     samples = report.get("samples", {})
-    out.append(f"Samples dropped by ring: {samples.get('dropped_by_ring', 0)}")
+    line = f"Samples dropped by ring: {samples.get('dropped_by_ring', 0)}"
+    if samples.get("failures_without_sample"):
+        line += f" (and {samples['failures_without_sample']} failures counted without samples)"
+    out.append(line)
     gen = report.get("generator", {})
     if gen.get("cpu_us_per_request") is not None:
         # An open loop's pacing spin (polling for sends not yet due, chosen for punctual sends)
