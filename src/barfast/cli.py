@@ -97,7 +97,8 @@ def run(
         str | None, typer.Option("--connect-timeout", help="Connect timeout (default 3s).")
     ] = None,
     rate: Annotated[
-        float | None, typer.Option("-R", "--rate", help="Open loop: total requests per second (at most 1e9).")
+        float | None,
+        typer.Option("-R", "--rate", help="Open loop: total requests per second (at most 1e9)."),
     ] = None,
     stages: Annotated[
         str | None, typer.Option("--stages", help="Open loop ramps: 30s:1000,1m:5000,30s:0.")
