@@ -67,6 +67,18 @@ def test_bad_option_value_without_url() -> None:
     assert_one_line_error(p, 2, "--connections")
 
 
+def test_more_connections_than_descriptors_is_exit_2() -> None:
+    # Local workers inherit our RLIMIT_NOFILE; a plan over its hard limit fails before any worker
+    # starts (it used to print a report of workers that each failed with EMFILE, exit 3).
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 10**7:
+        pytest.skip(f"the hard descriptor limit ({hard}) is too high to exceed")
+    p = run("run", URL, "-w", "1", "-c", str(hard), "-d", "1s")
+    assert_one_line_error(p, 2, f"{hard} connections", "file descriptors", f"allows {hard}")
+
+
 def test_unresolvable_host_is_exit_3() -> None:
     p = run("run", "http://nonexistent.invalid/", "-d", "1s")
     assert_one_line_error(p, 3, "cannot resolve", "nonexistent.invalid")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import mmap
 from typing import Any
 
+FD_HEADROOM: int
+"""File descriptors an engine's process needs besides its connections; Engine() raises the soft
+RLIMIT_NOFILE toward the hard limit to fit connections + FD_HEADROOM, or fails with EMFILE."""
+
 # --- ring (ring.pxi) ---
 # The public, documented API is barfast.ring.Ring (a subclass); these are the native primitives it
 # and the benchmark use. Layout and ordering: docs/ring-format.md.

@@ -716,6 +716,29 @@ def _decide_workers(workers: int | None, expect_workers: int) -> int:
     return workers
 
 
+def _check_local_fds(cfg: RunConfig, n_total: int, n_local: int) -> None:
+    """Local workers inherit our RLIMIT_NOFILE: a plan that cannot fit under its hard limit is a
+    usage error now, not a report of workers that each failed with EMFILE. (Each worker raises its
+    soft limit to what it needs, up to the hard limit; remote workers check their own.)"""
+    import resource
+
+    from barfast._core import FD_HEADROOM
+    from barfast.plan import split_plan
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if n_local == 0 or hard == resource.RLIM_INFINITY:
+        return
+    plans = split_plan(cfg, n_total)
+    need = max(max(p.connections, p.max_connections) for p in plans) + FD_HEADROOM
+    if need > hard:
+        conns = max(cfg.connections, cfg.max_connections)
+        raise UsageError(
+            f"{conns} connections over {n_total} worker{'s' if n_total > 1 else ''} need {need} "
+            f"file descriptors per worker; this machine allows {hard} (raise the hard limit, "
+            "ulimit -Hn, or use fewer connections or more workers)"
+        )
+
+
 PLACEHOLDER_URL = "http://127.0.0.1:9/"  # checks options before an embedded target starts
 
 
@@ -837,6 +860,7 @@ def _run(
         n_local = usable - expect_workers  # e.g. the default -w (CPUs) with -c 1: fewer workers
         n_total = usable
     cfg = dataclasses.replace(cfg, workers=n_total)
+    _check_local_fds(cfg, n_total, n_local)
     coord = Coordinator(
         cfg,
         local_workers=n_local,

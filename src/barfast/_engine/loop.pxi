@@ -1264,11 +1264,14 @@ cdef class Engine:
         return self.e.t0_ns
 
 
+FD_HEADROOM = 64   # descriptors an engine's process needs besides its connections (epoll, ring...)
+
+
 def _loop_ensure_fds(int needed):
     """Raise RLIMIT_NOFILE's soft limit toward the hard limit when the connections need it; fail
     early (EMFILE, through the errno converter) rather than with a storm of connect errors."""
     import resource
-    want = needed + 64
+    want = needed + FD_HEADROOM
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < want:
         new = want if hard == resource.RLIM_INFINITY else min(want, hard)
