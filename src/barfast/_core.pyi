@@ -178,6 +178,20 @@ def pacing_times(
     entries, or all of them when the schedule is bounded by duration_ns, requests or stages.
     stages: (duration_ns, end_rate) ramps (k6 semantics); arrival 0 constant, 1 poisson."""
 
+def pacing_skip(
+    rate: float = 0.0,
+    stages: Any = (),
+    arrival: int = 0,
+    seed: int = 0,
+    duration_ns: int = 0,
+    requests: int = 0,
+    through_ns: int = 0,
+    then: int = 3,
+) -> tuple[int, list[int]]:
+    """Test hook: start the schedule, pass over every entry due at or before `through_ns` (ns after
+    t0) in bulk (pacing_skip_through, as the open loop does with a hopeless backlog) and return (how
+    many it passed, the intended times of the next `then` entries)."""
+
 class Engine:
     """The native HTTP/1.1 load engine: one epoll loop (the whole run without the GIL) over
     `connections` keep-alive connections; closed loop, or open loop when rate > 0 or stages.

@@ -2,7 +2,8 @@
 # Never: allocates or calls into Python in pacing_advance(); never drops or reorders a schedule entry
 #   (pacing_skip_through() passes over many at once, but returns exactly how many it passed).
 # Invariants: intended times are non-decreasing; an entry's time depends only on (rate, stages,
-#   arrival, seed, k), never on when it is actually sent, so a late request keeps its intended time.
+#   arrival, seed, k), never on when it is actually sent, so a late request keeps its intended time
+#   (one exception: after a Poisson schedule's bulk skip, later entries are a fresh draw).
 
 from libc.math cimport sqrt, log, cos, INFINITY, llround
 from libc.stdlib cimport malloc, free
