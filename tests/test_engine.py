@@ -112,6 +112,30 @@ def test_closed_loop_count_matches_nginx_log(nginx) -> None:
     assert (s["endpoint"] == 0).all() and (s["reserved"] == 0).all()
 
 
+def test_a_large_pool_carries_load_while_it_opens(nginx) -> None:
+    # The closed loop opens its pool in batches between event-loop passes (loop_ramp): with 3,000
+    # connections, responses complete before the last connection is opened. Opened in one go (the
+    # engine before session 7), nothing could complete until every connect() had returned, which
+    # with ~10^4 connections to one destination took longer than a short run.
+    eng = make_engine(nginx.port, None, connections=3000, duration_ns=1 * S)
+    eng.run()
+    c = eng.counters()
+    check_invariant(c)
+    st = eng._pacing_stats()
+    assert c["connect_attempts"] == 3000 and c["connects"] == 3000 and c["errors"] == 0
+    assert st["ramp_done_ns"] > eng.t0_ns
+    assert st["ramp_completed"] > 0
+    assert c["completed"] > 3000
+
+
+def test_a_pool_is_not_opened_past_a_request_bound(nginx) -> None:
+    eng = make_engine(nginx.port, None, connections=1000, requests=300, duration_ns=10 * S)
+    eng.run()
+    c = eng.counters()
+    check_invariant(c)
+    assert c["completed"] == 300 and c["connect_attempts"] == 300
+
+
 def test_duration_bounded_run_ends_on_time(nginx) -> None:
     eng = make_engine(nginx.port, None, connections=8, duration_ns=500 * MS)
     took = run_timed(eng)

@@ -90,6 +90,8 @@ cdef enum:
     # never waits for EPOLLOUT in practice) and no response so far filled the receive buffer in one
     # read (a larger body would sit in a full socket buffer and stall the server's writes while
     # the loop slept: the first such read turns deferral off for the rest of the run).
+    LOOP_OPEN_BATCH = 256           # closed loop: initial connections opened per pass (loop_ramp),
+    LOOP_OPEN_SLICE_NS = 1000000    # and for at most about this long (connect() can be slow)
     LOOP_BACKLOG_WALK = 65536       # open loop: backlog entries failed one by one (a sample each)
                                     # per pass; the rest of the pass is counted in bulk
     LOOP_DEFER_MAX_BYTES = 16384
@@ -130,6 +132,9 @@ ctypedef struct engine_t:
     uint32_t nconns          # connections opened at the start
     uint32_t max_conns       # slots allocated (open loop may grow to this)
     uint32_t nslots          # slots in use
+    uint32_t ramp_next       # closed loop: next slot of the initial pool to open (loop_ramp)
+    uint64_t ramp_done_ns    # when the last initial slot was opened (benchmark/test stats)
+    uint64_t ramp_completed  # responses completed by then (benchmark/test stats)
     uint32_t *free_stack     # open loop: idle connected slots (entries may be stale)
     uint32_t nfree
     uint32_t n_connecting
@@ -840,6 +845,38 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
     return bf_epoll_wait(e.epfd, e.events, LOOP_MAX_EVENTS, <int>((delta + 999999) // 1000000))
 
 
+cdef int loop_ramp(engine_t *e, uint64_t now, bint setup) noexcept nogil:
+    """Closed loop: open the next LOOP_OPEN_BATCH slots of the initial pool; the loop calls it once
+    per pass until the pool is open. connect() itself gets slow when ~10^4 connections share one
+    destination (the kernel searches the ephemeral ports for a free 4-tuple: 15,000 connections took
+    over a second here), and a pool opened in one go carried no load until the last connect: a
+    1 s run with -c 15000 completed nothing. In batches (LOOP_OPEN_BATCH slots or
+    LOOP_OPEN_SLICE_NS, whichever ends first), the first connections work while the rest open, and
+    the run still ends on time. Returns socket()'s errno when `setup` (the first batch: run()
+    raises it), else 0."""
+    cdef uint32_t end = e.ramp_next + LOOP_OPEN_BATCH
+    cdef uint64_t t_end = now + LOOP_OPEN_SLICE_NS
+    cdef int err
+    if end > e.nconns:
+        end = e.nconns
+    while e.ramp_next < end:
+        if (e.ramp_next & 15) == 15:
+            now = clock_now_ns()
+            if now >= t_end:
+                break
+        if not loop_can_start(e, now) or bf_load_acquire_int(&e.stop_flag):
+            e.ramp_next = e.nconns      # no more requests wanted: the rest stay closed
+            break
+        err = loop_open(e, &e.conns[e.ramp_next], now, setup)
+        e.ramp_next += 1
+        if err:
+            return err
+    if e.ramp_next >= e.nconns:
+        e.ramp_done_ns = clock_now_ns()
+        e.ramp_completed = e.cnt.completed
+    return 0
+
+
 cdef bint loop_done(engine_t *e, uint64_t now) noexcept nogil:
     if bf_load_acquire_int(&e.stop_flag) or now >= e.end_ns:
         return 1
@@ -874,18 +911,16 @@ cdef int loop_run(engine_t *e) noexcept nogil:
             err = loop_open(e, &e.conns[i], now, 1)
             if err:
                 break
+        e.ramp_next = e.nconns          # the open loop's pool is opened before t0, in one go
+        e.ramp_done_ns = clock_now_ns()
         if not err:
             clock_sleep_until(e.t0_ns, &e.stop_flag)
     else:
         clock_sleep_until(e.t0_ns, &e.stop_flag)
         now = clock_now_ns()
         e.nslots = e.nconns
-        for i in range(e.nconns):
-            if not loop_can_start(e, now) or bf_load_acquire_int(&e.stop_flag):
-                break
-            err = loop_open(e, &e.conns[i], now, 1)
-            if err:
-                break
+        e.ramp_next = 0
+        err = loop_ramp(e, now, 1)     # the first batch; the loop opens the rest
     if err:
         # The machine refused resources before any load: undo (no request had begun on a slot
         # whose socket() failed) and report it as a setup failure.
@@ -904,6 +939,8 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         now = clock_now_ns()
         if e.open_loop:
             loop_dispatch(e, now)
+        elif e.ramp_next < e.nconns:
+            loop_ramp(e, now, 0)
         elif now >= e.nap.next_ns:
             nap_step(&e.nap, now, e.cnt.completed + e.cnt.errors,
                      loop_stamps_usable(e) and not e.no_pwait2)
@@ -917,6 +954,8 @@ cdef int loop_run(engine_t *e) noexcept nogil:
             until = e.end_ns
         if now + LOOP_MAX_WAIT_NS < until:
             until = now + LOOP_MAX_WAIT_NS
+        if e.ramp_next < e.nconns:
+            until = now                 # still opening the pool: poll, then open the next batch
         pacing_wait = 0
         if e.open_loop and e.pacing.next_ns <= until and (
                 e.nfree > 0 or (e.n_connecting == 0 and e.nslots < e.max_conns)):
@@ -1190,6 +1229,8 @@ cdef class Engine:
             "late_ns_mean": e.pace_late_sum / e.pace_sleeps if e.pace_sleeps else 0.0,
             "deferred_sleeps": e.defer_sleeps,
             "closed_naps": e.naps,
+            "ramp_done_ns": e.ramp_done_ns,
+            "ramp_completed": e.ramp_completed,
             "nap_on_s": nap_on_ns(&e.nap, clock_now_ns()) / 1e9,
             "nap_probes": e.nap.probes,
             "nap_probes_on": e.nap.probes_on,
