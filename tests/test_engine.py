@@ -133,7 +133,8 @@ def test_a_pool_is_not_opened_past_a_request_bound(nginx) -> None:
     eng.run()
     c = eng.counters()
     check_invariant(c)
-    assert c["completed"] == 300 and c["connect_attempts"] == 300
+    # the bound is reached with fewer connections when early ones finish while later ones open
+    assert c["completed"] == 300 and 0 < c["connect_attempts"] <= 300
 
 
 def test_duration_bounded_run_ends_on_time(nginx) -> None:

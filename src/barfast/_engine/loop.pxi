@@ -853,7 +853,10 @@ cdef int loop_ramp(engine_t *e, uint64_t now, bint setup) noexcept nogil:
     1 s run with -c 15000 completed nothing. In batches (LOOP_OPEN_BATCH slots or
     LOOP_OPEN_SLICE_NS, whichever ends first), the first connections work while the rest open, and
     the run still ends on time. Returns socket()'s errno when `setup` (the first batch: run()
-    raises it), else 0."""
+    raises it, nothing has run yet), else 0: in later batches a failing socket() counts as a
+    connect error on its slot and is retried with backoff, as when a connection is replaced
+    (Engine() raised the descriptor limit for the whole pool beforehand, so that takes ENFILE or
+    descriptors taken by something else in the process)."""
     cdef uint32_t end = e.ramp_next + LOOP_OPEN_BATCH
     cdef uint64_t t_end = now + LOOP_OPEN_SLICE_NS
     cdef int err
@@ -874,6 +877,8 @@ cdef int loop_ramp(engine_t *e, uint64_t now, bint setup) noexcept nogil:
     if e.ramp_next >= e.nconns:
         e.ramp_done_ns = clock_now_ns()
         e.ramp_completed = e.cnt.completed
+        if not setup:
+            nap_warm_from(&e.nap, e.ramp_done_ns)   # (the first batch precedes nap_start)
     return 0
 
 
@@ -887,7 +892,8 @@ cdef bint loop_done(engine_t *e, uint64_t now) noexcept nogil:
 
 cdef int loop_run(engine_t *e) noexcept nogil:
     """The whole run. Returns 0, or an errno when the initial connections could not even be
-    created (socket() failing: EMFILE, ENFILE, ENOBUFS...) so that run() raises it."""
+    created (socket() failing: EMFILE, ENFILE, ENOBUFS...) so that run() raises it: the open loop's
+    whole pool, the closed loop's first batch (loop_ramp)."""
     cdef uint64_t now = clock_now_ns(), next_scan, until
     cdef uint32_t i
     cdef int n, j, err = 0

@@ -105,6 +105,14 @@ cdef void nap_start(nap_t *n, uint64_t t0) noexcept nogil:
     n.next_ns = t0 + NAP_WARM_NS if n.nap_ns and n.auto else 0xFFFFFFFFFFFFFFFFULL
 
 
+cdef inline void nap_warm_from(nap_t *n, uint64_t now) noexcept nogil:
+    """No probe until NAP_WARM_NS after `now`: the closed loop's pool finished opening (loop_ramp),
+    and its throughput still rises while the last connects complete, which would bias the first
+    window pairs. Called before the first probe only (nap_step does not run while the pool opens)."""
+    if n.nap_ns and n.auto and n.next_ns < now + NAP_WARM_NS:
+        n.next_ns = now + NAP_WARM_NS
+
+
 cdef inline void nap_set(nap_t *n, bint on, uint64_t now) noexcept nogil:
     if on and not n.on:
         n.since = now
