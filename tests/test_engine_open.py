@@ -244,6 +244,24 @@ def test_stop_counts_only_due_entries_as_not_sent() -> None:
     assert 40 <= c["started"] + c["not_sent"] <= 70
 
 
+def test_a_large_pool_opens_while_the_schedule_runs(nginx) -> None:
+    # The open loop connects only its pool's first batch before t0 and the rest between passes
+    # (loop_ramp), so the schedule starts on time: opened in one go (before session 7), 15,000
+    # connections delayed every send by ~0.9 s.
+    ring = Ring.create(1 << 12)
+    eng = make_engine(nginx.port, ring, connections=3000, rate=2000.0, duration_ns=S)
+    eng.run()
+    c = eng.counters()
+    check_invariant(c)
+    assert c["started"] == 2000 and c["not_sent"] == 0 and c["errors"] == 0
+    assert c["connect_attempts"] == 3000
+    s = drain(ring)
+    done = eng._pacing_stats()["ramp_done_ns"]
+    assert s["send_ns"].min() < done  # load went out before the last connection was opened
+    lag = s["send_ns"].astype(np.int64) - s["intended_ns"].astype(np.int64)
+    assert np.median(lag) < 1 * MS
+
+
 def test_a_rate_no_pool_can_serve_ends_promptly_with_every_entry_counted() -> None:
     # 1e9 entries in 1 s against one connection to a server answering in 20 ms: the backlog's
     # timeouts (every scan) and the not-sent count at the end must not visit each entry (that took

@@ -90,7 +90,7 @@ cdef enum:
     # never waits for EPOLLOUT in practice) and no response so far filled the receive buffer in one
     # read (a larger body would sit in a full socket buffer and stall the server's writes while
     # the loop slept: the first such read turns deferral off for the rest of the run).
-    LOOP_OPEN_BATCH = 256           # closed loop: initial connections opened per pass (loop_ramp),
+    LOOP_OPEN_BATCH = 256           # initial connections opened per pass (loop_ramp),
     LOOP_OPEN_SLICE_NS = 1000000    # and for at most about this long (connect() can be slow)
     LOOP_BACKLOG_WALK = 65536       # open loop: backlog entries failed one by one (a sample each)
                                     # per pass; the rest of the pass is counted in bulk
@@ -132,7 +132,7 @@ ctypedef struct engine_t:
     uint32_t nconns          # connections opened at the start
     uint32_t max_conns       # slots allocated (open loop may grow to this)
     uint32_t nslots          # slots in use
-    uint32_t ramp_next       # closed loop: next slot of the initial pool to open (loop_ramp)
+    uint32_t ramp_next       # next slot of the initial pool to open (loop_ramp)
     uint64_t ramp_done_ns    # when the last initial slot was opened (benchmark/test stats)
     uint64_t ramp_completed  # responses completed by then (benchmark/test stats)
     uint32_t *free_stack     # open loop: idle connected slots (entries may be stale)
@@ -846,11 +846,12 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
 
 
 cdef int loop_ramp(engine_t *e, uint64_t now, bint setup) noexcept nogil:
-    """Closed loop: open the next LOOP_OPEN_BATCH slots of the initial pool; the loop calls it once
-    per pass until the pool is open. connect() itself gets slow when ~10^4 connections share one
+    """Open the next LOOP_OPEN_BATCH slots of the initial pool; the loop calls it once per pass
+    until the pool is open (both loops; the open loop's first batch opens before t0). connect() itself gets slow when ~10^4 connections share one
     destination (the kernel searches the ephemeral ports for a free 4-tuple: 15,000 connections took
     over a second here), and a pool opened in one go carried no load until the last connect: a
-    1 s run with -c 15000 completed nothing. In batches (LOOP_OPEN_BATCH slots or
+    1 s run with -c 15000 completed nothing, and an open loop with -R 10000 -c 15000 began its
+    schedule ~0.9 s late (send-lag p99 830 ms). In batches (LOOP_OPEN_BATCH slots or
     LOOP_OPEN_SLICE_NS, whichever ends first), the first connections work while the rest open, and
     the run still ends on time. Returns socket()'s errno when `setup` (the first batch: run()
     raises it, nothing has run yet), else 0: in later batches a failing socket() counts as a
@@ -859,12 +860,15 @@ cdef int loop_ramp(engine_t *e, uint64_t now, bint setup) noexcept nogil:
     descriptors taken by something else in the process)."""
     cdef uint32_t end = e.ramp_next + LOOP_OPEN_BATCH
     cdef uint64_t t_end = now + LOOP_OPEN_SLICE_NS
+    cdef uint32_t first = e.ramp_next
     cdef int err
     if end > e.nconns:
         end = e.nconns
+    if e.open_loop and not setup and e.pacing.next_ns < t_end:
+        t_end = e.pacing.next_ns       # an open loop's next send comes first (at least one open)
     while e.ramp_next < end:
-        if (e.ramp_next & 15) == 15:
-            now = clock_now_ns()
+        if e.ramp_next > first:
+            now = clock_now_ns()       # ~20 ns, against µs for a connect()
             if now >= t_end:
                 break
         if not loop_can_start(e, now) or bf_load_acquire_int(&e.stop_flag):
@@ -892,8 +896,8 @@ cdef bint loop_done(engine_t *e, uint64_t now) noexcept nogil:
 
 cdef int loop_run(engine_t *e) noexcept nogil:
     """The whole run. Returns 0, or an errno when the initial connections could not even be
-    created (socket() failing: EMFILE, ENFILE, ENOBUFS...) so that run() raises it: the open loop's
-    whole pool, the closed loop's first batch (loop_ramp)."""
+    created (socket() failing: EMFILE, ENFILE, ENOBUFS...) so that run() raises it: the pool's
+    first batch (loop_ramp)."""
     cdef uint64_t now = clock_now_ns(), next_scan, until
     cdef uint32_t i
     cdef int n, j, err = 0
@@ -909,16 +913,11 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         old_slack = <unsigned long>prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)
         prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
         pacing_start(&e.pacing, e.t0_ns, e.end_ns)
-        # Connect the pool before t0, so the first intended sends find connections.
+        # Connect the pool's first batch before t0, so the first intended sends find
+        # connections; the loop opens the rest (loop_ramp).
         e.nslots = e.nconns
-        for i in range(e.nconns):
-            if bf_load_acquire_int(&e.stop_flag):
-                break
-            err = loop_open(e, &e.conns[i], now, 1)
-            if err:
-                break
-        e.ramp_next = e.nconns          # the open loop's pool is opened before t0, in one go
-        e.ramp_done_ns = clock_now_ns()
+        e.ramp_next = 0
+        err = loop_ramp(e, now, 1)
         if not err:
             clock_sleep_until(e.t0_ns, &e.stop_flag)
     else:
@@ -943,11 +942,11 @@ cdef int loop_run(engine_t *e) noexcept nogil:
     nap_start(&e.nap, e.t0_ns)
     while True:
         now = clock_now_ns()
+        if e.ramp_next < e.nconns:
+            loop_ramp(e, now, 0)
         if e.open_loop:
             loop_dispatch(e, now)
-        elif e.ramp_next < e.nconns:
-            loop_ramp(e, now, 0)
-        elif now >= e.nap.next_ns:
+        elif now >= e.nap.next_ns and e.ramp_next >= e.nconns:
             nap_step(&e.nap, now, e.cnt.completed + e.cnt.errors,
                      loop_stamps_usable(e) and not e.no_pwait2)
         if loop_done(e, now):
