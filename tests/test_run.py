@@ -115,6 +115,20 @@ def test_a_hopeless_rate_is_counted_in_bulk_and_said(tmp_path) -> None:
     assert f"(and {bulk} failures counted without samples)" in p.stdout
 
 
+def test_wakeups_are_counted(tmp_path) -> None:
+    # An open loop at 200 req/s sleeps before every send (5 ms gaps, spin windows of tens of µs):
+    # at least one voluntary context switch per request, which the report counts and prints.
+    out = tmp_path / "r.json"
+    p = run("run", "-w", "1", "-c", "4", "-R", "200", "-d", "1s", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(out.read_text())
+    assert rep["requests"]["completed"] >= 190
+    per_req = rep["generator"]["wakeups_per_request"]
+    assert per_req >= 0.9
+    assert rep["workers"][0]["wakeups"] >= 0.9 * rep["requests"]["completed"]
+    assert f"Generator wake-ups: {per_req:.2f} per request" in p.stdout
+
+
 def test_naps_can_be_switched_off() -> None:
     p = run("run", "-d", "1s", "-c", "4", "--no-naps", "--json")
     assert p.returncode == 0, p.stderr
@@ -125,7 +139,7 @@ def test_naps_can_be_switched_off() -> None:
     p = run("run", "-d", "500ms", "-c", "4", "--no-naps")
     assert p.returncode == 0, p.stderr
     assert "1 worker and 4 connections, closed loop, naps off" in p.stdout
-    assert "napped" not in p.stdout
+    assert "naps on" not in p.stdout
 
 
 def test_sigint_prints_partial_report_and_exits_130(nginx) -> None:

@@ -473,6 +473,8 @@ class Merger:
         bulk = sum(w.counters.get("bulk_failed", 0) for w in self.workers.values())
         cpu_user = sum(w.cpu.get("user_s", 0.0) for w in self.workers.values())
         cpu_sys = sum(w.cpu.get("sys_s", 0.0) for w in self.workers.values())
+        wakeups = sum(int(w.cpu.get("wakeups", 0)) for w in self.workers.values())
+        has_wakeups = any("wakeups" in w.cpu for w in self.workers.values())  # older workers: no
         rep: dict[str, Any] = {
             "schema": SCHEMA,
             "config": dict(config_info),
@@ -525,6 +527,10 @@ class Merger:
             "cpu_us_per_request": round((cpu_user + cpu_sys) * 1e6 / completed, 3)
             if completed
             else None,
+            # voluntary context switches (sleeps, so wake-ups) of the workers per completed request
+            "wakeups_per_request": round(wakeups / completed, 4)
+            if completed and has_wakeups
+            else None,
             "warnings": self._warnings(rep, open_loop, dropped, clamped),
         }
         return rep
@@ -544,6 +550,7 @@ class Merger:
             "cpu_user_s": round(user, 6),
             "cpu_sys_s": round(sys_, 6),
             "cpu_share": round((user + sys_) / el, 4) if el > 0 else 0.0,
+            "wakeups": int(w.cpu.get("wakeups", 0)),
             # Open loop: the part of that CPU spent polling for sends that were not due yet (the
             # pacing spin, chosen, not forced by load); busy = the rest, what the self-check uses.
             "cpu_spin_s": round(spin, 6),
@@ -551,8 +558,9 @@ class Merger:
             # Time the engine thread was runnable but another task had its CPU (schedstat).
             "cpu_wait_s": round(wait, 6),
             "cpu_wait_share": round(wait / el, 4) if el > 0 else 0.0,
-            # Closed loop: time the engine napped on a timer instead of blocking on its sockets
-            # (nap.pxi: only while probes find naps cost the server's throughput nothing).
+            # Closed loop: time naps were on (a poll that found nothing then sleeps on a timer
+            # instead of blocking on the sockets; nap.pxi: only while probes find naps cost the
+            # server's throughput nothing).
             "nap_s": round(nap, 6),
             "nap_share": round(min(nap / el, 1.0), 4) if el > 0 else 0.0,
             "samples": w.samples,

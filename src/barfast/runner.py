@@ -318,6 +318,9 @@ class EngineRunner:
             "cpu": {
                 "user_s": ru.ru_utime - self._rusage0.ru_utime,
                 "sys_s": ru.ru_stime - self._rusage0.ru_stime,
+                # voluntary context switches of the worker's threads: each is a sleep, so each
+                # is a wake-up paid on this CPU (the engine's dominate; see docs/measuring.md)
+                "wakeups": ru.ru_nvcsw - self._rusage0.ru_nvcsw,
             },
             # Beyond interface (6), all optional for consumers:
             "interval_completed": part["completed"],

@@ -12,7 +12,8 @@ Top-level keys (units in the key names; times in seconds unless `_ms`):
   series [{second, requests, errors, p50_ms, p90_ms, p99_ms}], samples {aggregated, dropped_by_ring,
   failures_without_sample (open loop: backlog failures counted in bulk), clamped_to_1h,
   snapshots_rejected (malformed snapshots refused whole)}, workers [per-worker totals], workers_lost, generator {cpu_user_s, cpu_sys_s,
-  cpu_us_per_request, warnings}.
+  cpu_us_per_request, wakeups_per_request (voluntary context switches of the workers per completed
+  request: each is a sleep and a wake-up), warnings}.
 Only completed requests (a final HTTP status) are in the latency figures; errors are counted by kind.
 """
 

@@ -174,7 +174,7 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
         # is part of that CPU: say how much, so the per-request figure is not read as work.
         rows = report.get("workers") or []
         spin = sum(r.get("cpu_spin_s", 0.0) for r in rows)
-        # A closed loop that napped (nap.pxi) read part of its responses late and timed them by
+        # A closed loop with naps on (nap.pxi) read part of its responses late and timed them by
         # their kernel receive stamps: say for how much of the run.
         el = sum(r.get("elapsed_s", 0.0) for r in rows)
         nap = sum(r.get("nap_s", 0.0) for r in rows) / el if el > 0 else 0.0
@@ -182,8 +182,12 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
             f"Generator CPU: {gen['cpu_user_s']:.2f}s user, {gen['cpu_sys_s']:.2f}s sys, "
             f"{gen['cpu_us_per_request']:.2f}us per request"
             + (f" (incl. {spin:.2f}s of pacing spin)" if spin >= 0.005 else "")
-            + (f" (napped {100 * nap:.0f}% of the run)" if nap >= 0.01 else "")
+            + (f" (naps on {100 * nap:.0f}% of the run)" if nap >= 0.01 else "")
         )
+        if gen.get("wakeups_per_request") is not None:
+            # Each sleep of a worker's threads is a wake-up paid on its CPU: what an open loop
+            # pays per send, and what makes CPU per request rise as the load gets sparser.
+            out.append(f"Generator wake-ups: {gen['wakeups_per_request']:.2f} per request")
     out += _workers(report.get("workers") or [])
     for wmsg in gen.get("warnings", []):
         out.append(f"Warning: {wmsg}")
