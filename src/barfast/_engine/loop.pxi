@@ -133,8 +133,6 @@ ctypedef struct engine_t:
     uint32_t max_conns       # slots allocated (open loop may grow to this)
     uint32_t nslots          # slots in use
     uint32_t ramp_next       # next slot of the initial pool to open (loop_ramp)
-    uint64_t ramp_done_ns    # when the last initial slot was opened (benchmark/test stats)
-    uint64_t ramp_completed  # responses completed by then (benchmark/test stats)
     uint32_t *free_stack     # open loop: idle connected slots (entries may be stale)
     uint32_t nfree
     uint32_t n_connecting
@@ -167,6 +165,8 @@ ctypedef struct engine_t:
     bint collect_pending     # a deferred sleep ended: the next wait polls for what arrived
     uint64_t defer_sleeps    # deferred pacing sleeps (benchmark stats)
     uint64_t naps            # closed-loop naps taken (benchmark stats)
+    uint64_t ramp_done_ns    # when the last initial slot was opened (benchmark/test stats)
+    uint64_t ramp_completed  # responses completed by then (benchmark/test stats)
     uint64_t rx_stamped      # reads timed by the kernel's receive stamp
     uint64_t rx_unstamped    # stamped reads that came back without a stamp
     uint64_t rx_stamp_bad    # stamps outside [send, now] (wall-clock step): timed by the read
@@ -907,6 +907,8 @@ cdef int loop_run(engine_t *e) noexcept nogil:
     cdef unsigned long old_slack = 0
     e.t0_ns = e.start_ns if e.start_ns > now else now
     e.end_ns = e.t0_ns + e.duration_ns if e.duration_ns else PACING_END
+    e.nslots = e.nconns
+    e.ramp_next = 0
     if e.open_loop:
         # 1 ns timer slack for this thread: the default 50 µs slack lets the kernel defer our
         # wake-ups to coalesce timers (prctl(2) PR_SET_TIMERSLACK).
@@ -915,16 +917,12 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         pacing_start(&e.pacing, e.t0_ns, e.end_ns)
         # Connect the pool's first batch before t0, so the first intended sends find
         # connections; the loop opens the rest (loop_ramp).
-        e.nslots = e.nconns
-        e.ramp_next = 0
         err = loop_ramp(e, now, 1)
         if not err:
             clock_sleep_until(e.t0_ns, &e.stop_flag)
     else:
         clock_sleep_until(e.t0_ns, &e.stop_flag)
         now = clock_now_ns()
-        e.nslots = e.nconns
-        e.ramp_next = 0
         err = loop_ramp(e, now, 1)     # the first batch; the loop opens the rest
     if err:
         # The machine refused resources before any load: undo (no request had begun on a slot
@@ -1089,8 +1087,6 @@ cdef class Engine:
         e.open_loop = rate > 0.0 or bool(stages)
         nap_init(&e.nap)
         if e.open_loop:
-            if rate > PACING_MAX_RATE or any(float(r) > PACING_MAX_RATE for _, r in stages):
-                raise ValueError("rates above 1e9 requests/s (one per ns) cannot be scheduled")
             pacing_setup(&e.pacing, rate, stages, arrival, seed, requests)
             e.nap.nap_ns = 0
         else:

@@ -32,7 +32,7 @@ cdef enum:
     PACING_SKIP_WALK = 10000        # poisson: fewer expected entries than this are walked one by one
 
 # The schedule's resolution is 1 ns, so a rate above one request per ns cannot be represented
-# (config.py refuses it with a usage error; Engine() with a ValueError).
+# (config.py refuses it with a usage error; pacing_setup, so Engine(), with a ValueError).
 cdef double PACING_MAX_RATE = 1e9
 
 cdef uint64_t PACING_END = 0xFFFFFFFFFFFFFFFFULL
@@ -131,6 +131,8 @@ cdef int pacing_setup(pacing_t *p, double rate, object stages, int arrival, uint
     cdef int n, i
     cdef double prev, r, d, c = 0.0, start = 0.0
     stages = [(int(d_), float(r_)) for d_, r_ in stages]
+    if rate > PACING_MAX_RATE or any(r_ > PACING_MAX_RATE for _, r_ in stages):
+        raise ValueError("rates above 1e9 requests/s (one per ns) cannot be scheduled")
     n = len(stages) if stages else 1
     p.segs = <pacing_seg_t *>malloc(n * sizeof(pacing_seg_t))
     if p.segs == NULL:
