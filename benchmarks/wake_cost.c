@@ -1,14 +1,14 @@
 /* wake_cost.c: CPU cost and lateness of one wake-up on this machine, timed or woken by another CPU.
  *
  *   gcc -O2 -o /tmp/wake_cost benchmarks/wake_cost.c
- *   flock /tmp/barfast-bench.lock taskset -c 0 /tmp/wake_cost GAP_NS MODE N
+ *   flock /tmp/barfast-bench.lock taskset -c 0 /tmp/wake_cost GAP_NS MODE N [BACKSTOP_NS]
  *   MODE 0: epoll_pwait2 relative ns timeout (what loop.pxi uses), 1: clock_nanosleep(TIMER_ABSTIME),
  *   2: timerfd (absolute) + epoll_wait,
  *   3: woken by an event: a child process pinned to CPU 1 spins to each due time and writes an
  *      eventfd; this thread blocks in epoll_wait(-1) on it and reads it (how a closed loop is woken
  *      by its server's response on loopback: the waker's CPU runs the wake-up),
- *   4: as 3, but each wait also arms a timeout 50 us after the due time (epoll_pwait2), which the
- *      event always beats: what a backstop timer that never fires costs.
+ *   4: as 3, but each wait also arms a timeout BACKSTOP_NS (default 50 us) after the due time
+ *      (epoll_pwait2), which the event always beats: what a backstop timer that never fires costs.
  *   Prints this thread's CPU per wake-up (RUSAGE_THREAD: what a generator's CPU figure would bill)
  *   and lateness p50/p99; modes 3-4 also print the waker's time inside write() per wake-up (it runs
  *   the wake-up: the eventfd's wait-queue callback and the IPI to this CPU), timed by clock reads
@@ -37,8 +37,9 @@ static long long now(){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);retur
 static double cpu(int who){struct rusage r;getrusage(who,&r);return r.ru_utime.tv_sec+r.ru_utime.tv_usec/1e6+r.ru_stime.tv_sec+r.ru_stime.tv_usec/1e6;}
 static int cmp(const void*a,const void*b){long long x=*(const long long*)a,y=*(const long long*)b;return x<y?-1:x>y;}
 int main(int argc,char**argv){
-  if(argc<4){fprintf(stderr,"usage: wake_cost GAP_NS MODE N\n");return 2;}
+  if(argc<4){fprintf(stderr,"usage: wake_cost GAP_NS MODE N [BACKSTOP_NS]\n");return 2;}
   long gap=atol(argv[1]); int mode=atoi(argv[2]); int n=atoi(argv[3]);
+  long long backstop=argc>4?atoll(argv[4]):50000;
   prctl(PR_SET_TIMERSLACK,1,0,0,0);
   int ep=epoll_create1(0); struct epoll_event ev[8];
   int tfd=timerfd_create(CLOCK_MONOTONIC,TFD_NONBLOCK); struct epoll_event e={.events=EPOLLIN}; epoll_ctl(ep,EPOLL_CTL_ADD,tfd,&e);
@@ -62,7 +63,7 @@ int main(int argc,char**argv){
     else if(mode==2){ struct itimerspec its={{0,0},{t/1000000000,t%1000000000}}; timerfd_settime(tfd,TFD_TIMER_ABSTIME,&its,NULL); epoll_wait(ep,ev,8,-1); unsigned long long x; if(read(tfd,&x,8)<0){} }
     else { uint64_t x; for(;;){ int r;
         if(mode==3) r=epoll_wait(ep,ev,8,-1);
-        else { long long dd=t+50000-now(); if(dd<0) dd=0; struct timespec ts={dd/1000000000,dd%1000000000}; r=epoll_pwait2(ep,ev,8,&ts,NULL);}
+        else { long long dd=t+backstop-now(); if(dd<0) dd=0; struct timespec ts={dd/1000000000,dd%1000000000}; r=epoll_pwait2(ep,ev,8,&ts,NULL);}
         if(r>0 && read(efd,&x,8)==8) break; }
       long long late=now()-t; for(uint64_t k=1;k<x && i+1<n;k++){ L[i++]=late; t+=gap; } } /* coalesced */
     L[i]=now()-t; }

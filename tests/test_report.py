@@ -206,6 +206,28 @@ def test_cpu_saturation_warning() -> None:
     assert any("worker 3 used 95% of a CPU" in w for w in rep["generator"]["warnings"])
 
 
+def test_cpu_shares_cover_the_cpu_figures_interval_and_not_a_few_ticks() -> None:
+    """A worker's CPU share divides its CPU by the wall time those CPU figures cover (wall_s: set-up,
+    run and final drain), and is None below CPU_SHARE_MIN_S: the kernel updates a running thread's
+    CPU time at its tick, so `barfast run -n 5` showed 240 % of a CPU on a 2-CPU machine."""
+    m = Merger()
+    s = FakeWorker(1).snapshot(samples([1000] * 10), 0, final=True)
+    s["cpu"] = {"user_s": 0.5, "sys_s": 0.1, "wall_s": 1.2}  # the run itself took 1 s
+    m.add(s)
+    row = m.report({"open_loop": False})["workers"][0]
+    assert row["cpu_share"] == pytest.approx(0.5) and row["cpu_busy_share"] == pytest.approx(0.5)
+    m = Merger()
+    for w in (1, 2):  # two workers: the text report then has a row per worker
+        s = FakeWorker(w).snapshot(samples([1000] * 10), 0, final=True)
+        s["cpu"] = {"user_s": 0.0027, "sys_s": 0.0007, "wall_s": 0.0014}  # measured, -n 5
+        m.add(s)
+    rep = m.report({"open_loop": False})
+    for row in rep["workers"]:
+        assert row["cpu_share"] is None and row["cpu_busy_share"] is None
+    assert not any("of a CPU" in w for w in rep["generator"]["warnings"])
+    assert render(rep, latency=False).count("CPU    -") == 2
+
+
 def test_pacing_spin_is_not_saturation() -> None:
     """An open loop at a high rate spins between sends (engine counter spin_ns): that CPU was
     chosen, not forced by load, so it does not trigger the saturation warning; real work does."""

@@ -33,7 +33,11 @@ WORKER_LOST_AFTER_S = 3.0
 SNAPSHOT_INTERVAL_S = 1.0
 USER_AGENT = "barfast"
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h)?\s*$")
+_UNITS = (
+    r"(?:ns|us|µs|ms|s|m|h)"  # "ms" before "m": "1ms" is a millisecond, "1m5s" a minute and 5 s
+)
+_DURATION_RE = re.compile(rf"^(?:\d+(?:\.\d+)?{_UNITS})+$|^\d+(?:\.\d+)?$")
+_DURATION_PART_RE = re.compile(rf"(\d+(?:\.\d+)?)({_UNITS})?")
 _UNIT_NS = {
     "ns": 1,
     "us": 1_000,
@@ -48,12 +52,17 @@ _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token
 
 
 def parse_duration(text: str, what: str = "duration") -> int:
-    """'500ms', '10s', '2m', '1.5s', '250us', '3' (seconds) -> nanoseconds."""
-    m = _DURATION_RE.match(str(text))
-    if not m:
-        raise UsageError(f"bad {what} {text!r}: expected a number with a unit, e.g. 500ms, 10s, 2m")
-    ns = round(float(m.group(1)) * _UNIT_NS[m.group(2)])
-    return ns
+    """'500ms', '10s', '2m', '1.5s', '250us', '3' (seconds), and Go's compound form as k6, vegeta
+    and hey take it ('1m30s', '1h2m3.5s') -> nanoseconds. Whitespace is ignored."""
+    compact = "".join(str(text).split())
+    if not _DURATION_RE.match(compact):
+        raise UsageError(
+            f"bad {what} {text!r}: expected a number with a unit, e.g. 500ms, 10s, 2m, 1m30s"
+        )
+    return sum(
+        round(float(num) * _UNIT_NS[unit or None])
+        for num, unit in _DURATION_PART_RE.findall(compact)
+    )
 
 
 def format_duration(ns: int) -> str:

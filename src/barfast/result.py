@@ -46,6 +46,7 @@ SERIES_OPEN_S = 5
 SEND_LAG_WARN_MS = 1.0
 CPU_SATURATED = 0.9
 CPU_WAIT_WARN = 0.1  # a worker runnable but off its CPU this share of the run: it was starved
+CPU_SHARE_MIN_S = 0.1  # CPU shares need at least this long an interval (_worker_row)
 REPORT_PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9, 99.99)
 FULL_PERCENTILES = (50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0)
 COUNTER_KEYS = ("started", "completed", "errors", "in_flight", "not_sent")
@@ -538,6 +539,13 @@ class Merger:
     def _worker_row(self, w: _Worker) -> dict[str, Any]:
         el = w.elapsed_ns / NS_PER_S
         user, sys_ = w.cpu.get("user_s", 0.0), w.cpu.get("sys_s", 0.0)
+        # CPU shares over the interval the CPU figures cover (set-up and final drain included; a
+        # worker that sends no wall_s: the run's own time). Not over a shorter one than
+        # CPU_SHARE_MIN_S: the kernel brings a running thread's CPU time up to date at its
+        # scheduler tick (4 ms here), so a few-ms run measured 240 % of a CPU on a 2-CPU machine.
+        cpu_el = w.cpu.get("wall_s", 0.0) or el
+        if cpu_el < CPU_SHARE_MIN_S:
+            cpu_el = 0.0  # shares: None
         spin = min(user + sys_, w.counters.get("spin_ns", 0) / NS_PER_S)
         wait = w.counters.get("runq_wait_ns", 0) / NS_PER_S
         nap = w.counters.get("nap_on_ns", 0) / NS_PER_S
@@ -549,12 +557,14 @@ class Merger:
             "rps": round(w.counters.get("completed", 0) / el, 3) if el > 0 else 0.0,
             "cpu_user_s": round(user, 6),
             "cpu_sys_s": round(sys_, 6),
-            "cpu_share": round((user + sys_) / el, 4) if el > 0 else 0.0,
+            "cpu_share": round((user + sys_) / cpu_el, 4) if cpu_el > 0 else None,
             "wakeups": int(w.cpu.get("wakeups", 0)),
             # Open loop: the part of that CPU spent polling for sends that were not due yet (the
             # pacing spin, chosen, not forced by load); busy = the rest, what the self-check uses.
             "cpu_spin_s": round(spin, 6),
-            "cpu_busy_share": round(max(0.0, user + sys_ - spin) / el, 4) if el > 0 else 0.0,
+            "cpu_busy_share": (
+                round(max(0.0, user + sys_ - spin) / cpu_el, 4) if cpu_el > 0 else None
+            ),
             # Time the engine thread was runnable but another task had its CPU (schedstat).
             "cpu_wait_s": round(wait, 6),
             "cpu_wait_share": round(wait / el, 4) if el > 0 else 0.0,
@@ -575,7 +585,7 @@ class Merger:
     ) -> list[str]:
         """The generator's self-check (issue 5 item 4) and other things a reader must not miss."""
         out = []
-        busiest = max((row["cpu_busy_share"] for row in rep["workers"]), default=0.0)
+        busiest = max((row["cpu_busy_share"] or 0.0 for row in rep["workers"]), default=0.0)
         if open_loop:
             lag99 = rep["send_lag_ms"]["p99"]
             if lag99 > SEND_LAG_WARN_MS:
@@ -592,7 +602,7 @@ class Merger:
                     )
                 out.append(msg)
         for row in rep["workers"]:
-            if row["elapsed_s"] >= 0.5 and row["cpu_busy_share"] >= CPU_SATURATED:
+            if row["elapsed_s"] >= 0.5 and (row["cpu_busy_share"] or 0.0) >= CPU_SATURATED:
                 spun = (
                     f" besides {row['cpu_spin_s']:.2f}s of pacing spin" if row["cpu_spin_s"] else ""
                 )

@@ -163,6 +163,8 @@ class EngineRunner:
         self._seq = 0
         self._t0 = 0
         self._rusage0 = resource.getrusage(resource.RUSAGE_SELF)
+        self._rusage0_ns = monotonic_ns()  # when _rusage0 was read: the CPU figures' interval
+        self._ready_ns = 0
         self._engine_error: BaseException | None = None
         self._end_ns = 0
         self._thread: threading.Thread | None = None
@@ -218,8 +220,10 @@ class EngineRunner:
 
     def _run(self, ring: Any, start_ns: int) -> Snapshot:
         self._rusage0 = resource.getrusage(resource.RUSAGE_SELF)
+        self._rusage0_ns = monotonic_ns()
         self._t0 = start_ns or monotonic_ns()
         engine = self._engine_factory(ring, self.plan, self._t0)
+        self._ready_ns = monotonic_ns()  # set up: from here to t0 the engine waits for its start
         self._engine = engine
         if self._stop_requested.is_set():
             engine.stop()
@@ -303,7 +307,8 @@ class EngineRunner:
         part = self.aggregator.take_interval(wire=True)  # binary stored histoblobs (histoblob.py)
         tally = self.aggregator.tally()
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        now = self._end_ns if final and self._end_ns else monotonic_ns()
+        ru_ns = monotonic_ns()
+        now = self._end_ns if final and self._end_ns else ru_ns
         snap: Snapshot = {
             "worker": self.worker_id,
             "seq": self._seq,
@@ -321,6 +326,12 @@ class EngineRunner:
                 # voluntary context switches of the worker's threads: each is a sleep, so each
                 # is a wake-up paid on this CPU (the engine's dominate; see docs/measuring.md)
                 "wakeups": ru.ru_nvcsw - self._rusage0.ru_nvcsw,
+                # the wall time those figures cover (the engine's set-up, the run, the final
+                # drain) less the wait for a start time ahead (the coordinator's START gives one;
+                # the engine sleeps then). CPU shares use it: over elapsed_ns alone, a short
+                # run's set-up and final drain made shares of 300-500 % (`-n 5`).
+                "wall_s": max(0, ru_ns - self._rusage0_ns - max(0, self._t0 - self._ready_ns))
+                / NS_PER_S,
             },
             # Beyond interface (6), all optional for consumers:
             "interval_completed": part["completed"],

@@ -206,9 +206,14 @@ def _workers(rows: list[dict[str, Any]]) -> list[str]:
         out.append(
             f"  {r.get('worker', '?'):>3}  {where:<24} {state:<6} {r.get('completed', 0):>10} completed"
             f"  {r.get('errors', 0):>6} errors  {r.get('rps', 0.0):>11.1f} req/s"
-            f"  CPU {100 * r.get('cpu_share', 0.0):3.0f}%{_spin(r)}{_wait(r)}"
+            f"  CPU {_share(r.get('cpu_share'))}{_spin(r)}{_wait(r)}"
         )
     return out
+
+
+def _share(share: float | None) -> str:
+    """A CPU share; None (a run too short to measure one, result.CPU_SHARE_MIN_S) shows as '-'."""
+    return "   -" if share is None else f"{100 * share:3.0f}%"
 
 
 def _wait(row: dict[str, Any]) -> str:
@@ -223,5 +228,5 @@ def _spin(row: dict[str, Any]) -> str:
     if not spin or el <= 0:
         return ""
     return (
-        f" ({100 * row.get('cpu_busy_share', 0.0):.0f}% busy, {100 * spin / el:.0f}% pacing spin)"
+        f" ({_share(row.get('cpu_busy_share')).strip()} busy, {100 * spin / el:.0f}% pacing spin)"
     )
