@@ -75,7 +75,9 @@ def run(
     duration: Annotated[
         str | None,
         typer.Option(
-            "-d", "--duration", help="Run time: 500ms, 10s, 2m, 1m30s (default 10s, or unbounded with -n)."
+            "-d",
+            "--duration",
+            help="Run time: 500ms, 10s, 2m, 1m30s (default 10s, or unbounded with -n).",
         ),
     ] = None,
     requests: Annotated[
