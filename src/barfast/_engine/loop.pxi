@@ -847,9 +847,9 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
 
 cdef int loop_ramp(engine_t *e, uint64_t now, bint setup) noexcept nogil:
     """Open the next LOOP_OPEN_BATCH slots of the initial pool; the loop calls it once per pass
-    until the pool is open (both loops; the open loop's first batch opens before t0). connect() itself gets slow when ~10^4 connections share one
-    destination (the kernel searches the ephemeral ports for a free 4-tuple: 15,000 connections took
-    over a second here), and a pool opened in one go carried no load until the last connect: a
+    until the pool is open (both loops; the open loop's first batch opens before t0).
+    connect() itself gets slow when ~10^4 connections share one destination (the kernel searches
+    the ephemeral ports for a free 4-tuple: 15,000 connections took over a second here), and a pool opened in one go carried no load until the last connect: a
     1 s run with -c 15000 completed nothing, and an open loop with -R 10000 -c 15000 began its
     schedule ~0.9 s late (send-lag p99 830 ms). In batches (LOOP_OPEN_BATCH slots or
     LOOP_OPEN_SLICE_NS, whichever ends first), the first connections work while the rest open, and

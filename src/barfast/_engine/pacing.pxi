@@ -193,6 +193,16 @@ cdef double pacing_normal(uint64_t *state) noexcept nogil:
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2)
 
 
+cdef inline uint64_t pacing_cap(pacing_t *p, uint64_t m) noexcept nogil:
+    """At most m entries, and none past the schedule's count limit (-n with a rate)."""
+    cdef uint64_t left
+    if p.limit:
+        left = p.limit - p.k if p.limit > p.k else 0
+        if m > left:
+            return left
+    return m
+
+
 cdef uint64_t pacing_skip_through(pacing_t *p, uint64_t t) noexcept nogil:
     """Pass over every entry due at or before t without visiting each; return how many. For the
     open loop's hopeless backlogs (loop.pxi, loop_fail_backlog): a rate far beyond what any
@@ -202,7 +212,7 @@ cdef uint64_t pacing_skip_through(pacing_t *p, uint64_t t) noexcept nogil:
     Poisson process in the skipped Λ-interval (normal approximation; it is only used with at least
     PACING_SKIP_WALK expected) and restart the process at its end (memoryless): the schedule stays
     a Poisson process of the same intensity, but later entries are no longer those of the walk."""
-    cdef uint64_t n = 0, m, cap
+    cdef uint64_t n = 0, m
     cdef double cT, L, draw
     if p.next_ns == PACING_END or p.next_ns > t:
         return 0
@@ -213,11 +223,7 @@ cdef uint64_t pacing_skip_through(pacing_t *p, uint64_t t) noexcept nogil:
         # Entry k is due at Λ⁻¹(k): entries with k <= cT - 2 are surely due by t (the margin
         # covers the ns rounding of their times); the walk below settles the last one or two.
         if cT - 2.0 > p.c + 1.0:
-            m = <uint64_t>(cT - 2.0 - p.c)
-            if p.limit:
-                cap = p.limit - p.k if p.limit > p.k else 0
-                if m > cap:
-                    m = cap
+            m = pacing_cap(p, <uint64_t>(cT - 2.0 - p.c))
             p.k += m
             p.c += <double>m
             n += m
@@ -227,11 +233,7 @@ cdef uint64_t pacing_skip_through(pacing_t *p, uint64_t t) noexcept nogil:
         if L >= PACING_SKIP_WALK:
             # the current entry, plus the points in (p.c, cT]: Poisson(L) of them
             draw = L + sqrt(L) * pacing_normal(&p.rng)
-            m = 1 + (<uint64_t>llround(draw) if draw > 0.0 else 0)
-            if p.limit:
-                cap = p.limit - p.k if p.limit > p.k else 0
-                if m > cap:
-                    m = cap
+            m = pacing_cap(p, 1 + (<uint64_t>llround(draw) if draw > 0.0 else 0))
             p.k += m
             n += m
             p.c = cT + pacing_exp1(&p.rng)     # the first point after cT
