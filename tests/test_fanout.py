@@ -32,6 +32,15 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def is_worker(pid: int) -> bool:
+    """A local worker: forked (named barfast-worker, spawn.py) or started as `-m barfast.worker`."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return False
+    return comm == "barfast-worker" or "barfast.worker" in cmdline(pid)
+
+
 def alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -43,7 +52,7 @@ def alive(pid: int) -> bool:
 def worker_pids(coord_pid: int, n: int, timeout_s: float = 20.0) -> list[int]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pids = [p for p in children(coord_pid) if "barfast.worker" in cmdline(p)]
+        pids = [p for p in children(coord_pid) if is_worker(p)]
         if len(pids) >= n:
             return pids
         time.sleep(0.05)
@@ -99,6 +108,33 @@ def test_two_workers_count_equals_nginx(nginx) -> None:
     assert all(r["local"] and not r["lost"] for r in rows)
     assert rep["workers_lost"] == []
     assert len({r["pid"] for r in rows}) == 2
+
+
+@pytest.mark.parametrize("spawn_mode", ["fork", "exec"])
+def test_workers_forked_or_exec_count_equals_nginx(nginx, spawn_mode: str) -> None:
+    """Local workers are forked from the coordinator by default (spawn.py) and started as
+    `python -m barfast.worker` with BARFAST_LOCAL_WORKERS=exec; both give the same exact run."""
+    env = {**os.environ, "BARFAST_LOCAL_WORKERS": spawn_mode}
+    before = nginx.requests_logged()
+    p = subprocess.Popen(
+        barfast_cmd("run", "-w", "2", "-c", "4", "-n", "100000", "--json", nginx.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        pids = worker_pids(p.pid, 2)
+        execd = ["barfast.worker" in cmdline(w) for w in pids]
+        code, out, err = finish(p)
+    finally:
+        kill_all([p.pid])
+    assert code == 0, err
+    assert execd == [spawn_mode == "exec"] * 2  # a forked worker has the coordinator's cmdline
+    rep = json.loads(out)  # one document: a forked child printed nothing of the coordinator's
+    assert rep["requests"]["completed"] == 100000 == nginx.wait_logged(before + 100000) - before
+    assert sorted(r["pid"] for r in rep["workers"]) == sorted(pids)
+    assert sorted(r["completed"] for r in rep["workers"]) == [50000, 50000]
 
 
 def test_odd_split_keeps_remainders(nginx) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 import zmq
 
-from barfast import protocol
+from barfast import protocol, spawn
 from barfast.config import (
     HEARTBEAT_INTERVAL_S,
     NS_PER_S,
@@ -51,6 +51,7 @@ from barfast.config import (
 )
 from barfast.progress import Progress, choose_mode
 from barfast.protocol import MsgKind
+from barfast.spawn import WorkerProcess
 from barfast.status import (
     ExitCode,
     NoLoadError,
@@ -106,7 +107,7 @@ class Peer:
     name: str
     local: bool
     last_heard: float
-    proc: subprocess.Popen[bytes] | None = None
+    proc: WorkerProcess | None = None
     index: int = -1
     state: str = "hello"  # hello -> planned -> ready -> running -> done | lost | failed
     snapshots: int = 0
@@ -197,13 +198,13 @@ class Coordinator:
         self.wait_timeout_s = wait_timeout_s
         self.fail_on_worker_loss = fail_on_worker_loss
         self.progress = progress or Progress("off")
-        self.worker_cmd = worker_cmd or [sys.executable, "-m", "barfast.worker"]
+        self.worker_cmd = worker_cmd  # None: our own worker, forked when we can (spawn.py)
         self.run_id = uuid.uuid4().hex
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.sockets: list[zmq.Socket[Any]] = []
         self.poller = zmq.Poller()
         self.peers: dict[tuple[int, bytes], Peer] = {}
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[WorkerProcess] = []
         self.stderr_files: dict[int, Path] = {}
         self.tmpdir: str | None = None
         self.auth: Any = None
@@ -232,12 +233,16 @@ class Coordinator:
         s.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)  # oversize: peer disconnected
         return s
 
-    def open(self) -> None:
-        if self.n_local:
+    def _make_tmpdir(self) -> None:
+        if self.tmpdir is None:
             _sweep_stale_dirs()
             # 0700: only we reach the ipc socket. The pid in the name lets a later run remove the
             # folder of a coordinator that was SIGKILLed (it could not clean up after itself).
             self.tmpdir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
+
+    def open(self) -> None:
+        if self.n_local:
+            self._make_tmpdir()
             s = self._router()
             s.bind(f"ipc://{self.tmpdir}/coordinator")
             self.sockets.append(s)
@@ -272,18 +277,20 @@ class Coordinator:
             self.poller.register(s, zmq.POLLIN)
 
     def spawn_local(self) -> None:
+        """Start the local workers: forked before our first ZeroMQ socket exists (run() calls this
+        before open()), else as new interpreters (spawn.py says why and when)."""
+        self._make_tmpdir()
         assert self.tmpdir is not None
         endpoint = f"ipc://{self.tmpdir}/coordinator"
+        fork = self.worker_cmd is None and not self.sockets and spawn.can_fork()
+        cmd = self.worker_cmd or [sys.executable, "-m", "barfast.worker"]
         for i in range(self.n_local):
             err_path = Path(self.tmpdir) / f"worker-{i}.stderr"
-            with open(err_path, "wb") as err:
-                p = subprocess.Popen(
-                    [*self.worker_cmd, "--connect", endpoint, "--parent", str(os.getpid())],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    close_fds=True,
-                )
+            p: WorkerProcess
+            if fork:
+                p = spawn.fork_worker(endpoint, err_path)
+            else:
+                p = spawn.exec_worker(cmd, endpoint, err_path)
             self.procs.append(p)
             self.stderr_files[p.pid] = err_path
 
@@ -675,9 +682,9 @@ class Coordinator:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def run(self) -> None:
-        self.open()
         if self.n_local:
-            self.spawn_local()
+            self.spawn_local()  # first: a fork must happen while we are one thread
+        self.open()
         if self.n_remote:
             _log(f"waiting for {self.n_remote} remote worker(s) at {self.bind}")
         self.wait_hellos()

@@ -112,7 +112,9 @@ class _Run:
         self.sock.setsockopt(zmq.SNDHWM, 1000)
         self.sock.setsockopt(zmq.RCVHWM, 1000)
         self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE_BYTES)
-        self.sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        # A local worker may connect before the coordinator has bound its ipc socket (spawn.py forks
+        # first): retry that in 5 ms, not ZeroMQ's default 100 ms.
+        self.sock.setsockopt(zmq.RECONNECT_IVL, 5 if endpoint.startswith("ipc://") else 100)
         self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         self.monitor: zmq.Socket[Any] | None = None
         self.handshake_warned = False
@@ -404,12 +406,20 @@ def _local_main(argv: list[str]) -> int:
     ap.add_argument("--parent", type=int, required=True)
     ap.add_argument("--idle-timeout", type=float, default=LOCAL_IDLE_TIMEOUT_S)
     args = ap.parse_args(argv)
-    set_parent_death_signal(args.parent)
+    return run_local_worker(args.connect, args.parent, args.idle_timeout)
+
+
+def run_local_worker(
+    connect: str, parent: int, idle_timeout_s: float = LOCAL_IDLE_TIMEOUT_S
+) -> int:
+    """One run for the coordinator `parent` at `connect`; also the body of a forked worker (spawn.py)."""
+    set_parent_death_signal(parent)
     # Ctrl-C on a terminal reaches the whole process group; the coordinator stops us with STOP so
     # that our FINAL snapshot still makes it into the partial report.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits the coordinator's
     try:
-        return serve_runs(check_endpoint(args.connect), None, args.idle_timeout, once=True)
+        return serve_runs(check_endpoint(connect), None, idle_timeout_s, once=True)
     except BarfastError as exc:
         _log(str(exc))
         return int(exc.exit_code)
