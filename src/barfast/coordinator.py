@@ -284,6 +284,8 @@ class Coordinator:
         endpoint = f"ipc://{self.tmpdir}/coordinator"
         fork = self.worker_cmd is None and not self.sockets and spawn.can_fork()
         cmd = self.worker_cmd or [sys.executable, "-m", "barfast.worker"]
+        if fork:
+            spawn.prepare_fork()
         for i in range(self.n_local):
             err_path = Path(self.tmpdir) / f"worker-{i}.stderr"
             p: WorkerProcess

@@ -120,16 +120,21 @@ def exec_worker(cmd: list[str], endpoint: str, err_path: Path) -> subprocess.Pop
         )
 
 
-def fork_worker(endpoint: str, err_path: Path) -> ForkedWorker:
-    """Fork a local worker that connects to `endpoint`. Call only when can_fork() is true."""
+def prepare_fork() -> None:
+    """Once before a batch of fork_worker() calls: what every child should inherit ready."""
     import barfast.worker  # noqa: F401  (imported once here, not once in every child)
 
-    parent = os.getpid()
-    err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    # Nothing of ours may be printed twice: flush before the child gets a copy of the buffers.
+    # Nothing of ours may be printed twice: flush before the children get a copy of the buffers.
     sys.stdout.flush()
     sys.stderr.flush()
-    gc.collect()  # garbage with a file descriptor inside must not be finalised in the child
+    gc.collect()  # garbage with a file descriptor inside must not be finalised in a child
+
+
+def fork_worker(endpoint: str, err_path: Path) -> ForkedWorker:
+    """Fork a local worker that connects to `endpoint`. Call only when can_fork() is true, after
+    prepare_fork()."""
+    parent = os.getpid()
+    err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     pid = os.fork()
     if pid == 0:
         _child(endpoint, parent, err_fd)
@@ -178,4 +183,12 @@ def _fd_ceiling() -> int:
         return 1 << 16
 
 
-__all__ = ["SPAWN_ENV", "ForkedWorker", "WorkerProcess", "can_fork", "exec_worker", "fork_worker"]
+__all__ = [
+    "SPAWN_ENV",
+    "ForkedWorker",
+    "WorkerProcess",
+    "can_fork",
+    "exec_worker",
+    "fork_worker",
+    "prepare_fork",
+]
