@@ -202,6 +202,37 @@ TOOLS = {
 BINARIES = {"wrk": "wrk", "ab": "ab", "h2load": "h2load"}
 
 
+SERVER_SYSCALLS = ("epoll_wait", "recvfrom", "writev")  # what nginx calls per keep-alive request
+
+
+class ServerSyscalls:
+    """`perf stat` on the target's processes over one run: its syscalls per request (--server-syscalls).
+
+    It explains the req/s ratio when the target is the bottleneck: every client sends the same
+    bytes, so what can differ is how many epoll_wait calls the server makes per request (how many
+    requests each wake-up finds ready)."""
+
+    def __init__(self, pids: list[int]):
+        events = ",".join(f"syscalls:sys_enter_{c}" for c in SERVER_SYSCALLS)
+        self.out = Path(f"/tmp/bench_http-perf-{os.getpid()}.txt")
+        cmd = ["perf", "stat", "-x,", "-e", events, "-p", ",".join(map(str, pids))]
+        self.proc = subprocess.Popen(
+            cmd + ["-o", str(self.out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(0.3)  # perf attaches
+
+    def per_request(self, requests: int) -> dict[str, float]:
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(10)
+        counts: dict[str, float] = {}
+        for line in self.out.read_text().splitlines():
+            f = line.split(",")
+            if len(f) > 2 and f[2].startswith("syscalls:sys_enter_") and f[0].isdigit():
+                counts[f[2].removeprefix("syscalls:sys_enter_")] = int(f[0]) / max(requests, 1)
+        self.out.unlink(missing_ok=True)
+        return counts
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -215,7 +246,15 @@ def main() -> int:
     )
     ap.add_argument("--out", default=str(HERE / "results" / "http.json"))
     ap.add_argument("--tools", default="", help="comma-separated subset, e.g. barfast,bf-1proc,wrk")
+    ap.add_argument(
+        "--server-syscalls",
+        action="store_true",
+        help="count the target's epoll_wait/recvfrom/writev per request with perf (needs perf)",
+    )
     args = ap.parse_args()
+    if args.server_syscalls and not shutil.which("perf"):
+        print("bench: --server-syscalls needs perf (apt-get install linux-perf)", file=sys.stderr)
+        return 1
     if args.quick:
         args.pairs, args.duration = 1, 1.0
     gen_cpu, srv_cpu = cpus()
@@ -236,6 +275,7 @@ def main() -> int:
         for i in range(args.pairs):
             order = tools if i % 2 == 0 else list(reversed(tools))
             for t in order:
+                perf = ServerSyscalls(pids) if args.server_syscalls else None
                 srv0 = proc_cpu_s(pids)
                 r = TOOLS[t](url, args.connections, args.duration, gen_cpu)
                 # The target's CPU over the load period: near 100 % means the server, not the
@@ -246,11 +286,17 @@ def main() -> int:
                 # and the target are both near 100 %, CPU per request is ~1/rate on both sides,
                 # so the CPU ratio is then set by the req/s ratio, not by how cheap a request is.
                 r["gen_cpu_share"] = r["cpu_s"] / args.duration
+                sys_text = ""
+                if perf is not None:
+                    r["server_syscalls_per_req"] = perf.per_request(int(r["requests"]))
+                    sys_text = "  target per req: " + " ".join(
+                        f"{k} {v:.3f}" for k, v in r["server_syscalls_per_req"].items()
+                    )
                 runs[t].append(r)
                 print(
                     f"pair {i + 1} {t:8s} {r['rps']:>10,.0f} req/s  {r['cpu_us_per_req']:5.2f} CPU us/req"
                     f"  generator CPU {100 * r['gen_cpu_share']:3.0f}%"
-                    f"  target CPU {100 * r['target_cpu_share']:3.0f}%",
+                    f"  target CPU {100 * r['target_cpu_share']:3.0f}%{sys_text}",
                     flush=True,
                 )
     finally:
