@@ -13,6 +13,7 @@ line shorter: 0.5-1.3 % more req/s from the same nginx in session 4's check).
     python benchmarks/bench_http.py                 # 3 pairs x 5 s, writes benchmarks/results/http.json
     python benchmarks/bench_http.py --quick         # CI: 1 pair x 1 s, checks the script still works
     python benchmarks/bench_http.py --target serve  # against `barfast serve` instead of nginx
+    python benchmarks/bench_http.py --server-syscalls  # + the target's syscalls per request (perf)
 """
 
 from __future__ import annotations
