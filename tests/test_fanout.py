@@ -192,15 +192,27 @@ def test_sigkill_coordinator_stops_all_load(nginx) -> None:
         p.communicate()
 
 
-def test_ctrl_c_partial_report_and_exit_130(nginx) -> None:
+@pytest.mark.parametrize("whom", ["coordinator", "process group"])
+def test_ctrl_c_partial_report_and_exit_130(nginx, whom: str) -> None:
+    """SIGINT to the coordinator, or to its whole process group as a terminal's Ctrl-C sends it
+    (the workers, forked or not, ignore it and wait for the coordinator's STOP)."""
     before = nginx.requests_logged()
-    p = start("run", "-w", "2", "-c", "2", "-d", "30s", "--json", nginx.url)
+    p = subprocess.Popen(
+        barfast_cmd("run", "-w", "2", "-c", "2", "-d", "30s", "--json", nginx.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell's job
+    )
     pids: list[int] = []
     try:
         pids = worker_pids(p.pid, 2)
         wait_requests(nginx, before, 200)
         time.sleep(1.2)
-        p.send_signal(signal.SIGINT)
+        if whom == "coordinator":
+            p.send_signal(signal.SIGINT)
+        else:
+            os.killpg(p.pid, signal.SIGINT)
         code, out, err = finish(p, 15)
     finally:
         kill_all([p.pid, *pids])
