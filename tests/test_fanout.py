@@ -245,6 +245,22 @@ def test_local_worker_that_cannot_start_is_reported(nginx) -> None:
         coord.close()
 
 
+def test_local_worker_that_cannot_be_started_is_one_line(nginx) -> None:
+    """The worker's program cannot be run at all (here: no such file): a NoLoadError naming the
+    worker and the errno's text, not an internal error."""
+    from barfast.config import build_run_config
+    from barfast.coordinator import Coordinator
+    from barfast.status import NoLoadError
+
+    cfg = build_run_config(nginx.url, requests=10, workers=2)
+    coord = Coordinator(cfg, local_workers=2, worker_cmd=["/nonexistent/barfast-worker"])
+    try:
+        with pytest.raises(NoLoadError, match="cannot start local worker 1 of 2: No such file"):
+            coord.run()
+    finally:
+        coord.close()
+
+
 def test_expected_workers_that_never_come(tmp_path: Path) -> None:
     port = free_port()
     t0 = time.monotonic()

@@ -70,3 +70,26 @@ def test_forked_handle_wait_times_out_then_kill_gives_minus_sigkill() -> None:
     assert w.wait(10) == -signal.SIGKILL
     w.kill()  # already gone: nothing happens
     assert w.returncode == -signal.SIGKILL
+
+
+def test_a_fork_that_fails_is_a_no_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fork() can fail (EAGAIN at the process limit, ENOMEM): the run ends with one line and exit 3.
+    Root ignores RLIMIT_NPROC, so the failure is injected at os.fork itself."""
+    import errno
+
+    from barfast.config import build_run_config
+    from barfast.coordinator import Coordinator
+    from barfast.status import NoLoadError
+
+    def no_fork() -> int:
+        raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(spawn, "can_fork", lambda: True)
+    monkeypatch.setattr(spawn.os, "fork", no_fork)
+    coord = Coordinator(build_run_config("http://127.0.0.1:9/", requests=1), local_workers=1)
+    try:
+        with pytest.raises(NoLoadError, match="cannot start local worker 1 of 1: Resource"):
+            coord.run()
+    finally:
+        coord.close()
+    assert coord.procs == []

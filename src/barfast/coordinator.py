@@ -61,7 +61,7 @@ from barfast.status import (
 )
 
 POLL_MS = 100
-LOCAL_HELLO_TIMEOUT_S = 30.0  # a local worker imports numpy/hdrh/zmq: seconds on a loaded machine
+LOCAL_HELLO_TIMEOUT_S = 30.0  # an exec'd local worker imports numpy/hdrh/zmq: seconds when loaded
 ACK_TIMEOUT_S = 15.0
 LOCAL_START_DELAY_NS = 200_000_000  # START -> first request: enough for every worker to receive it
 REMOTE_START_DELAY_NS = 500_000_000
@@ -289,10 +289,15 @@ class Coordinator:
         for i in range(self.n_local):
             err_path = Path(self.tmpdir) / f"worker-{i}.stderr"
             p: WorkerProcess
-            if fork:
-                p = spawn.fork_worker(endpoint, err_path)
-            else:
-                p = spawn.exec_worker(cmd, endpoint, err_path)
+            try:
+                if fork:
+                    p = spawn.fork_worker(endpoint, err_path)
+                else:
+                    p = spawn.exec_worker(cmd, endpoint, err_path)
+            except OSError as exc:  # EAGAIN (process limit), ENOMEM, a missing interpreter...
+                raise NoLoadError(
+                    f"cannot start local worker {i + 1} of {self.n_local}: {exc.strerror or exc}"
+                ) from None
             self.procs.append(p)
             self.stderr_files[p.pid] = err_path
 

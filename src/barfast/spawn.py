@@ -135,10 +135,13 @@ def fork_worker(endpoint: str, err_path: Path) -> ForkedWorker:
     prepare_fork()."""
     parent = os.getpid()
     err_fd = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    pid = os.fork()
-    if pid == 0:
-        _child(endpoint, parent, err_fd)
-    os.close(err_fd)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _child(endpoint, parent, err_fd)
+    finally:
+        if os.getpid() == parent:
+            os.close(err_fd)
     return ForkedWorker(pid)
 
 
