@@ -9,9 +9,10 @@ Invariant: a worker started either way is the same program (worker.serve_runs, o
 ignored, SIGKILLed when the coordinator dies) with stdin and stdout on /dev/null and stderr in a file
 the coordinator reads when the worker fails.
 
-Why fork: a new interpreter pays ~0.1 s of CPU to start and import numpy, ZeroMQ and the engine
-again (measured with /usr/bin/time on these VMs), which is 1 % of a 10 s single-worker run; a forked
-child inherits all of that already imported. The coordinator forks before it opens its first ZeroMQ
+Why fork: a new interpreter pays 0.07-0.1 s of CPU to start and import numpy, ZeroMQ and the engine
+again, about 1 % of a 10 s single-worker run, and 64 of them took 11-12 s to start on two CPUs where
+64 forks take 1.6 s (benchmarks/bench_spawn.py, benchmarks/README.md session 9); a forked child
+inherits all of that already imported. The coordinator forks before it opens its first ZeroMQ
 socket (the context starts its I/O threads with the first socket), so it is still one thread then;
 anything else (another thread found, a custom worker command, BARFAST_LOCAL_WORKERS=exec) starts
 `python -m barfast.worker` instead.
@@ -125,8 +126,9 @@ def prepare_fork() -> None:
     import barfast.worker  # noqa: F401  (imported once here, not once in every child)
 
     # Nothing of ours may be printed twice: flush before the children get a copy of the buffers.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or file: nothing to copy
+            stream.flush()
     gc.collect()  # garbage with a file descriptor inside must not be finalised in a child
 
 
