@@ -16,6 +16,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,9 +72,9 @@ def stable_after(nginx, wait_s: float, window_s: float) -> tuple[int, int]:
     return a, nginx.requests_logged()
 
 
-def start(*args: str) -> subprocess.Popen[str]:
+def start(*args: str, **popen: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        barfast_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        barfast_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
     )
 
 
@@ -116,13 +117,7 @@ def test_workers_forked_or_exec_count_equals_nginx(nginx, spawn_mode: str) -> No
     `python -m barfast.worker` with BARFAST_LOCAL_WORKERS=exec; both give the same exact run."""
     env = {**os.environ, "BARFAST_LOCAL_WORKERS": spawn_mode}
     before = nginx.requests_logged()
-    p = subprocess.Popen(
-        barfast_cmd("run", "-w", "2", "-c", "4", "-n", "100000", "--json", nginx.url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    p = start("run", "-w", "2", "-c", "4", "-n", "100000", "--json", nginx.url, env=env)
     try:
         pids = worker_pids(p.pid, 2)
         execd = ["barfast.worker" in cmdline(w) for w in pids]
@@ -197,13 +192,8 @@ def test_ctrl_c_partial_report_and_exit_130(nginx, whom: str) -> None:
     """SIGINT to the coordinator, or to its whole process group as a terminal's Ctrl-C sends it
     (the workers, forked or not, ignore it and wait for the coordinator's STOP)."""
     before = nginx.requests_logged()
-    p = subprocess.Popen(
-        barfast_cmd("run", "-w", "2", "-c", "2", "-d", "30s", "--json", nginx.url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a shell's job
-    )
+    # start_new_session: its own process group, as a shell's job
+    p = start("run", "-w", "2", "-c", "2", "-d", "30s", "--json", nginx.url, start_new_session=True)
     pids: list[int] = []
     try:
         pids = worker_pids(p.pid, 2)
