@@ -6,7 +6,7 @@ Assembled from small fragments in _engine/ (uvloop's layout): each `include` bel
 One translation unit, so every cdef call between fragments is an inlinable C call.
 """
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t  # no-cython-lint (used by the includes)
 
 include "_engine/contract.pxi"   # sample record, error kinds, flags, atomics (includes/barfast.h)
 include "_engine/errors.pxi"     # errno -> exception for setup failures (one converter)

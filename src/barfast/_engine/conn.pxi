@@ -133,7 +133,7 @@ ctypedef struct conn_t:
     size_t rlen            # unconsumed bytes at the start of rbuf
     uint64_t intended_ns   # the current request's intended send time (open loop: from the schedule)
     uint64_t send_ns       # just before its first write() (0: not written yet)
-    uint64_t first_byte_ns # first read() that returned bytes of its response (0: none yet)
+    uint64_t first_byte_ns  # first read() that returned bytes of its response (0: none yet)
     uint64_t connect_ns    # when the current connect() began
     uint64_t deadline_ns   # CONNECTING: connect deadline; BACKOFF: when to retry
     uint64_t backoff_ns    # current retry delay after failed connects (0 after a success)

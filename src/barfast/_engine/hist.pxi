@@ -253,7 +253,6 @@ cdef class SampleRecorder:
         }
 
 
-
 # --- Merging V2 histoblobs (coordinator side; barfast/histoblob.py does base64, zlib, headers) ---
 # Why: decoding each snapshot's histograms with hdrh allocates a fresh 33,792-entry counts array per
 # histogram and then adds all of it (~130 us each). The varint stream of a one-second histogram holds

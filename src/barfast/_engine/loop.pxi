@@ -41,7 +41,7 @@ cdef enum:
     LOOP_READS_PER_EVENT = 64        # bound one connection's share of a pass (loop_rearm queues
                                      # what is left for the next pass)
     LOOP_BACKOFF_MIN_NS = 10000000   # first retry delay after a failed connect
-    LOOP_BACKOFF_MAX_NS = 1000000000 # doubling up to this
+    LOOP_BACKOFF_MAX_NS = 1000000000  # doubling up to this
     LOOP_STATUS_MAX = 1000           # status codes 0..999 are counted individually
     # Open-loop pacing: sleep in epoll_pwait2 until `spin_ns` before the next intended send, then
     # poll epoll with a zero timeout until it is due. hrtimer wake-ups are late, even with 1 ns timer
@@ -150,7 +150,7 @@ ctypedef struct engine_t:
     bint spin_auto           # spin_ns follows the measured wake-up lateness (the default)
     uint64_t last_intended   # intended time of the last schedule entry taken (0: none yet)
     uint64_t coalesce_ns     # pacing: wake this long after a send is due (0: at its time)
-    uint32_t spin_gap_factor # pacing: spin only when sends are at least this many windows apart
+    uint32_t spin_gap_factor  # pacing: spin only when sends are at least this many windows apart
     int sched_fd             # /proc/thread-self/schedstat of the loop thread, or -1
     long long sched_wait     # its run_delay at the last scan (-1: unreadable)
     uint64_t spin_up_ns      # adaptive window: step up on a late wake-up (sets the quantile)
@@ -848,16 +848,16 @@ cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) 
 cdef int loop_ramp(engine_t *e, uint64_t now, bint setup) noexcept nogil:
     """Open the next LOOP_OPEN_BATCH slots of the initial pool; the loop calls it once per pass
     until the pool is open (both loops; the open loop's first batch opens before t0).
-    connect() itself gets slow when ~10^4 connections share one destination (the kernel searches
-    the ephemeral ports for a free 4-tuple: 15,000 connections took over a second here), and a pool opened in one go carried no load until the last connect: a
-    1 s run with -c 15000 completed nothing, and an open loop with -R 10000 -c 15000 began its
-    schedule ~0.9 s late (send-lag p99 830 ms). In batches (LOOP_OPEN_BATCH slots or
-    LOOP_OPEN_SLICE_NS, whichever ends first), the first connections work while the rest open, and
-    the run still ends on time. Returns socket()'s errno when `setup` (the first batch: run()
-    raises it, nothing has run yet), else 0: in later batches a failing socket() counts as a
-    connect error on its slot and is retried with backoff, as when a connection is replaced
-    (Engine() raised the descriptor limit for the whole pool beforehand, so that takes ENFILE or
-    descriptors taken by something else in the process)."""
+    connect() itself gets slow when ~10^4 connections share one destination (the kernel searches the
+    ephemeral ports for a free 4-tuple: 15,000 connections took over a second here), and a pool
+    opened in one go carried no load until the last connect: a 1 s run with -c 15000 completed
+    nothing, and an open loop with -R 10000 -c 15000 began its schedule ~0.9 s late (send-lag p99
+    830 ms). In batches (LOOP_OPEN_BATCH slots or LOOP_OPEN_SLICE_NS, whichever ends first), the
+    first connections work while the rest open, and the run still ends on time. Returns socket()'s
+    errno when `setup` (the first batch: run() raises it, nothing has run yet), else 0: in later
+    batches a failing socket() counts as a connect error on its slot and is retried with backoff, as
+    when a connection is replaced (Engine() raised the descriptor limit for the whole pool
+    beforehand, so that takes ENFILE or descriptors taken by something else in the process)."""
     cdef uint32_t end = e.ramp_next + LOOP_OPEN_BATCH
     cdef uint64_t t_end = now + LOOP_OPEN_SLICE_NS
     cdef uint32_t first = e.ramp_next
