@@ -99,10 +99,10 @@ def start_target(kind: str, server_cpu: str) -> Nginx | ServeTarget:
     return Nginx(int(server_cpu)) if kind == "nginx" else ServeTarget(server_cpu)
 
 
-def timed(cmd: list[str], timeout_s: float) -> tuple[str, float]:
+def timed(cmd: list[str], timeout_s: float, env: dict[str, str] | None = None) -> tuple[str, float]:
     """Run cmd; return (stdout, CPU seconds of its whole process tree)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise RuntimeError(

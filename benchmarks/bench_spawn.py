@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import time
 
+from bench_http import timed
 from nginx_target import Nginx
 
 MODES = ("fork", "exec")
@@ -32,15 +31,10 @@ def one_run(url: str, mode: str, args: list[str]) -> tuple[float, float]:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "BARFAST_LOCAL_WORKERS": mode}
     cmd = ["taskset", "-c", "0", sys.executable, "-m", "barfast", "run", *args]
     cmd += ["-c", "50", "--json", "--quiet", url]
-    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    out, cpu = timed(cmd, 120, env=env)
     wall = time.monotonic() - t0
-    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if out.returncode != 0:
-        raise RuntimeError(f"barfast exited {out.returncode}: {out.stderr.strip()[-300:]}")
-    gen = json.loads(out.stdout)["generator"]
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    gen = json.loads(out)["generator"]
     return cpu - (gen["cpu_user_s"] + gen["cpu_sys_s"]), wall
 
 

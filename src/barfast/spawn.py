@@ -56,41 +56,32 @@ class ForkedWorker:
     """A forked child, handled like subprocess.Popen: returncode is -N when signal N ended it."""
 
     def __init__(self, pid: int):
-        self._pid = pid
-        self._returncode: int | None = None
-
-    @property
-    def pid(self) -> int:
-        return self._pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self._returncode
+        self.pid = pid
+        self.returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self._returncode is None:
+        if self.returncode is None:
             try:
-                pid, status = os.waitpid(self._pid, os.WNOHANG)
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:  # reaped elsewhere: it is gone, its status unknown
-                self._returncode = -1
-                return self._returncode
-            if pid == self._pid:
-                self._returncode = os.waitstatus_to_exitcode(status)
-        return self._returncode
+                self.returncode = -1
+                return self.returncode
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
+        while (code := self.poll()) is None:
             if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"worker {self._pid}", timeout or 0.0)
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0.0)
             time.sleep(WAIT_POLL_S)
-        assert self._returncode is not None
-        return self._returncode
+        return code
 
     def kill(self) -> None:
         if self.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
+                os.kill(self.pid, signal.SIGKILL)
 
 
 def thread_count() -> int:

@@ -681,6 +681,15 @@ cdef void loop_on_event(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
         loop_on_readable(e, c, events)
 
 
+cdef inline void loop_count_failed(engine_t *e, uint8_t err, bint started,
+                                   uint64_t m) noexcept nogil:
+    """Count m failed schedule entries as `err` (and as started, when a send was due for them)."""
+    if started:
+        cnt_add(&e.cnt.started, m)
+    cnt_add(&e.cnt.errors, m)
+    cnt_add(&e.cnt.err[err], m)
+
+
 cdef void loop_fail_backlog(engine_t *e, uint64_t through, uint8_t err, bint started,
                             uint64_t now) noexcept nogil:
     """Open loop: fail every schedule entry due at or before `through` that no connection took, as
@@ -692,16 +701,10 @@ cdef void loop_fail_backlog(engine_t *e, uint64_t through, uint8_t err, bint sta
     while t != PACING_END and t <= through:
         if n == LOOP_BACKLOG_WALK:
             m = pacing_skip_through(&e.pacing, through)
-            if started:
-                cnt_add(&e.cnt.started, m)
-            cnt_add(&e.cnt.errors, m)
-            cnt_add(&e.cnt.err[err], m)
+            loop_count_failed(e, err, started, m)
             cnt_add(&e.cnt.bulk_failed, m)
             return
-        if started:
-            cnt_add(&e.cnt.started, 1)
-        cnt_add(&e.cnt.errors, 1)
-        cnt_add(&e.cnt.err[err], 1)
+        loop_count_failed(e, err, started, 1)
         loop_publish(e, t, 0, 0, now, 0, 0, 0xFFFFFFFFU, 0, err, BF_FLAG_OPEN_LOOP, 0)
         pacing_advance(&e.pacing)
         t = e.pacing.next_ns
