@@ -4,7 +4,8 @@
  * Run:    taskset -c 0 ./client MODE PORT [CONNS=50] [SECONDS=5]
  * MODE:
  *   epoll     nonblocking sockets, level-triggered EPOLLIN, epoll_pwait2 (256 events), one read() +
- *             one send() per request, no epoll_ctl per request (what barfast does).
+ *             one send() per request, no epoll_ctl per request, as barfast's engine
+ *             does (EPOLL_ET=1 below makes it edge-triggered, like the engine).
  *   uring     io_uring only: SINGLE_ISSUER|DEFER_TASKRUN, registered files, registered ring fd,
  *             provided buffer ring + multishot IORING_OP_RECV, IORING_OP_SEND with
  *             IOSQE_CQE_SKIP_SUCCESS, one io_uring_enter(submit all, wait>=1) per loop iteration.
@@ -13,8 +14,8 @@
  *             io_uring_enter (no wait) per pass.
  *   uringr    as uring (multishot recv into the provided buffer ring, one io_uring_enter per
  *             pass) but each request sent at once with a sendto() syscall, as barfast sends
- *             (session 4: is the receive side alone worth it?).
- * Env knobs for epoll: EPOLL_ET=1 (edge-triggered, as barfast's engine since session 5), SLEEP_US=n
+ *             (is the receive side alone worth it?).
+ * Env knobs for epoll: EPOLL_ET=1 (edge-triggered, as barfast's engine), SLEEP_US=n
  *   (never block on the sockets: after an empty poll, sleep n µs on an empty epoll set), STAMPS=1
  *   (SO_TIMESTAMPNS on every socket, never read: what turning on receive stamps costs).
  * Env knobs for all modes: LAT=1 (latency percentiles), WORK_NS=n (n ns user work per response),
@@ -32,8 +33,8 @@
  * Harness in this directory: nginx.conf (shared bench config on port 18181; start with
  *   nginx -c $PWD/nginx.conf -p /tmp/uring-ngx/), bench.sh ROUNDS SECS MODE[:ENV=V,...]... (alternating
  *   rounds, each run under flock /tmp/barfast-bench.lock, CPU from /usr/bin/time), analyze.py FILE
- *   (per-round ratios vs epoll and wrk, medians). *.txt are the recorded runs, perf_top_*.txt the
- *   perf report --no-children --sort symbol heads (cpu-clock sampling: this VM has no PMU). */
+ *   (per-round ratios vs epoll and wrk, medians). The measured figures and the conclusion are in
+ *   benchmarks/README.md ("io_uring prototype"). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/io_uring.h>
@@ -152,7 +153,7 @@ static void run_epoll(double dur) {
     }
     struct epoll_event evs[256];
     struct timespec to = { 0, 5000000 };
-    /* SLEEP_US=n (session 5 experiment): never block on the sockets; when a poll finds nothing,
+    /* SLEEP_US=n: never block on the sockets; when a poll finds nothing,
      * sleep n µs on an empty epoll set (a timer wake-up on this CPU, no wake-up from the server's
      * CPU), then poll again with a zero timeout. */
     const char *sl = getenv("SLEEP_US");
