@@ -21,9 +21,9 @@ else:
 directives.update(language_level=3, cdivision=True, embedsignature=True)
 
 ext = Extension(
-    "barfast._core",
-    sources=["src/barfast/_core.pyx"],
-    include_dirs=["src/barfast/includes"],
+    "barfast.engine._core",
+    sources=["src/barfast/engine/_core.pyx"],
+    include_dirs=["src/barfast/engine/include"],
     extra_compile_args=cflags + ["-Wno-unused-function"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )

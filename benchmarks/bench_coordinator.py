@@ -53,8 +53,8 @@ BLOB_FORMATS = ("worker", "hdrh", "stored-b64")
 def make_histograms(n: int, seed: int, blob_format: str = "worker") -> list[dict[str, bytes]]:
     """n sets of three histograms, encoded as a worker does (Aggregator.take_interval) or, for
     comparison, as hdrh's encode() does (deflated, base64) or stored but still base64."""
-    from barfast.aggregate import encode_histogram, new_histogram
-    from barfast.histoblob import HistoblobEncoder
+    from barfast.engine.aggregate import encode_histogram, new_histogram
+    from barfast.engine.histoblob import HistoblobEncoder
 
     rng = random.Random(seed)
     out = []
@@ -78,8 +78,8 @@ def simulate(endpoint: str, workers: int, seconds: float, blob_format: str) -> i
     """The N workers, in this one process. Prints STARTED and ENDING for the measuring parent."""
     import zmq
 
-    from barfast import protocol
-    from barfast.protocol import MsgKind
+    from barfast.fanout import protocol
+    from barfast.fanout.protocol import MsgKind
 
     hists = make_histograms(8, 1, blob_format)
     ctx = zmq.Context()
@@ -216,8 +216,8 @@ def bench(workers: int, seconds: float, blob_format: str = "worker") -> float:
 def breakdown(blob_format: str, n: int = 2048, repeats: int = 5) -> dict[str, float]:
     """Per-snapshot microseconds (best of `repeats` passes over n snapshots) of the coordinator's
     Python work: protocol.decode(), Merger.add(), and the three histoblob decodes inside add()."""
-    from barfast import protocol
-    from barfast.protocol import MsgKind
+    from barfast.fanout import protocol
+    from barfast.fanout.protocol import MsgKind
     from barfast.result import Merger
 
     hists = make_histograms(8, 1, blob_format)

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from barfast.config import build_run_config
-from barfast.local import embedded_target, run_local
+from barfast.engine.inprocess import run_local
+from barfast.serve.embedded import embedded_target
 
 HERE = Path(__file__).resolve().parent
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 from nginx_target import Nginx
 
-from barfast import _core
+from barfast.engine import _core
+from barfast.engine.runner import batch_policy
 from barfast.ring import Ring
-from barfast.runner import batch_policy
 
 S = 1_000_000_000
 
@@ -160,9 +160,9 @@ def product_run(
     aggregator, under SCHED_BATCH, a snapshot a second) and the Merger's report. The send lag
     comes from the report's HdrHistogram (3 significant digits)."""
     from barfast.config import build_run_config
-    from barfast.plan import split_plan
+    from barfast.engine.runner import EngineRunner, default_engine
+    from barfast.fanout.plan import split_plan
     from barfast.result import Merger, config_info
-    from barfast.runner import EngineRunner, default_engine
 
     cfg = build_run_config(
         f"http://127.0.0.1:{port}/",

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from barfast.bench import format_table, run_ring_bench
+from barfast.engine.ringbench import format_table, run_ring_bench
 
 # issue 2's targets (records/s): 4.8 GB/s of 64-byte records, 20 M/s single, 20 M/s Python
 TARGETS = {

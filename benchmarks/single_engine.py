@@ -28,9 +28,9 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from barfast.config import build_run_config
-from barfast.local import run_local
+from barfast.engine.inprocess import run_local
+from barfast.engine.runner import default_engine
 from barfast.report import json as report_json
-from barfast.runner import default_engine
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import h11
 
-from barfast._core import Server
+from barfast.engine._core import Server
 
 
 @contextlib.contextmanager

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from barfast import _core
-from barfast.kinds import FLAG_NEW_CONN, FLAG_OPEN_LOOP, ErrorKind
+from barfast.engine import _core
+from barfast.engine.kinds import FLAG_NEW_CONN, FLAG_OPEN_LOOP, ErrorKind
 from barfast.ring import Ring
 
 S = 1_000_000_000
@@ -206,7 +206,7 @@ def test_too_many_connections_for_the_fd_limit_raises_oserror() -> None:
     code = (
         "import resource, socket\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))\n"
-        "from barfast import _core\n"
+        "from barfast.engine import _core\n"
         "try:\n"
         "    _core.Engine(None, addr='127.0.0.1', port=9, family=socket.AF_INET, request=b'x',\n"
         "                 head=False, connections=1000, timeout_ns=1, connect_timeout_ns=1)\n"

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from barfast.kinds import FLAG_CONN_CLOSE, ErrorKind
+from barfast.engine.kinds import FLAG_CONN_CLOSE, ErrorKind
 from barfast.ring import Ring
 from test_engine import MS, S, check_invariant, drain, make_engine, run_timed
 
@@ -386,7 +386,7 @@ def test_stop_before_run_returns_at_once() -> None:
 def test_large_request_body_is_written_across_epollout() -> None:
     """A request far larger than the socket buffer: send() returns EAGAIN, the engine arms
     EPOLLOUT and finishes the write when the server drains it."""
-    from barfast import _core
+    from barfast.engine import _core
 
     body = b"b" * (8 << 20)
 

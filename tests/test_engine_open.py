@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from barfast import _core
-from barfast.kinds import FLAG_OPEN_LOOP, ErrorKind
+from barfast.engine import _core
+from barfast.engine.kinds import FLAG_OPEN_LOOP, ErrorKind
 from barfast.ring import Ring
 from test_engine import MS, S, check_invariant, drain, make_engine, run_timed
 from test_engine_hostile import read_request, server

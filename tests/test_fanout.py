@@ -34,12 +34,12 @@ def cmdline(pid: int) -> str:
 
 
 def is_worker(pid: int) -> bool:
-    """A local worker: forked (named barfast-worker, spawn.py) or started as `-m barfast.worker`."""
+    """A local worker: forked (named barfast-worker, spawn.py) or started as `-m barfast.fanout.worker`."""
     try:
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return False
-    return comm == "barfast-worker" or "barfast.worker" in cmdline(pid)
+    return comm == "barfast-worker" or "barfast.fanout.worker" in cmdline(pid)
 
 
 def alive(pid: int) -> bool:
@@ -114,13 +114,13 @@ def test_two_workers_count_equals_nginx(nginx) -> None:
 @pytest.mark.parametrize("spawn_mode", ["fork", "exec"])
 def test_workers_forked_or_exec_count_equals_nginx(nginx, spawn_mode: str) -> None:
     """Local workers are forked from the coordinator by default (spawn.py) and started as
-    `python -m barfast.worker` with BARFAST_LOCAL_WORKERS=exec; both give the same exact run."""
+    `python -m barfast.fanout.worker` with BARFAST_LOCAL_WORKERS=exec; both give the same exact run."""
     env = {**os.environ, "BARFAST_LOCAL_WORKERS": spawn_mode}
     before = nginx.requests_logged()
     p = start("run", "-w", "2", "-c", "4", "-n", "100000", "--json", nginx.url, env=env)
     try:
         pids = worker_pids(p.pid, 2)
-        execd = ["barfast.worker" in cmdline(w) for w in pids]
+        execd = ["barfast.fanout.worker" in cmdline(w) for w in pids]
         code, out, err = finish(p)
     finally:
         kill_all([p.pid])
@@ -222,7 +222,7 @@ def test_ctrl_c_partial_report_and_exit_130(nginx, whom: str) -> None:
 
 def test_local_worker_that_cannot_start_is_reported(nginx) -> None:
     from barfast.config import build_run_config
-    from barfast.coordinator import Coordinator
+    from barfast.fanout.coordinator import Coordinator
     from barfast.status import NoLoadError
 
     cfg = build_run_config(nginx.url, requests=10, workers=1)
@@ -239,7 +239,7 @@ def test_local_worker_that_cannot_be_started_is_one_line(nginx) -> None:
     """The worker's program cannot be run at all (here: no such file): a NoLoadError naming the
     worker and the errno's text, not an internal error."""
     from barfast.config import build_run_config
-    from barfast.coordinator import Coordinator
+    from barfast.fanout.coordinator import Coordinator
     from barfast.status import NoLoadError
 
     cfg = build_run_config(nginx.url, requests=10, workers=2)
@@ -294,8 +294,8 @@ def test_bad_fanout_options(args: list[str], fragment: str) -> None:
 PEER = textwrap.dedent(
     """
     import sys, time, zmq, msgpack
-    from barfast import protocol
-    from barfast.protocol import MsgKind
+    from barfast.fanout import protocol
+    from barfast.fanout.protocol import MsgKind
     endpoint, mode = sys.argv[1], sys.argv[2]
     ctx = zmq.Context()
     s = ctx.socket(zmq.DEALER)
@@ -364,7 +364,7 @@ def test_worker_error_is_printed_and_exit_3(tmp_path: Path) -> None:
 
 
 def test_protocol_version_mismatch_is_refused_naming_both(tmp_path: Path) -> None:
-    from barfast.protocol import PROTOCOL_VERSION
+    from barfast.fanout.protocol import PROTOCOL_VERSION
 
     port = free_port()
     ep = f"tcp://127.0.0.1:{port}"

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from barfast import progress
-from barfast.progress import Progress, ProgressStats, choose_mode, format_line
+from barfast.report import progress
+from barfast.report.progress import Progress, ProgressStats, choose_mode, format_line
 
 
 class Tty(io.StringIO):
@@ -81,7 +81,7 @@ def test_live_rate_is_the_last_complete_second(nginx) -> None:
     # second (exact: 3000), not the change in cumulative totals between two ticks, which aliases
     # against the workers' own snapshot phase (a session-3 run showed 36,412 req/s at -R 20000).
     from barfast.config import build_run_config
-    from barfast.coordinator import Coordinator
+    from barfast.fanout.coordinator import Coordinator
 
     cfg = build_run_config(nginx.url, rate=3000.0, duration="4s", connections=8, workers=2)
     rec = Recorder()

@@ -8,8 +8,14 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from barfast._core import SampleRecorder
-from barfast.aggregate import HIST_HIGHEST_NS, RECORD_DTYPE, Aggregator, as_raw, new_histogram
+from barfast.engine._core import SampleRecorder
+from barfast.engine.aggregate import (
+    HIST_HIGHEST_NS,
+    RECORD_DTYPE,
+    Aggregator,
+    as_raw,
+    new_histogram,
+)
 
 PCTS = [0.0, 1.0, 25.0, 50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 100.0]
 

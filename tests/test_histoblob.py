@@ -22,16 +22,17 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from barfast._core import hist_add_sparse, hist_decode_varints, hist_sparse_fits
-from barfast.aggregate import HIST_HIGHEST_NS, encode_histogram, new_histogram
-from barfast.histoblob import (
+from barfast.engine._core import hist_add_sparse, hist_decode_varints, hist_sparse_fits
+from barfast.engine.aggregate import HIST_HIGHEST_NS, encode_histogram, new_histogram
+from barfast.engine.histoblob import (
     HistoblobDecoder,
     HistoblobEncoder,
     HistoblobError,
     index_values,
     to_hdrh,
 )
-from barfast.result import Merger, add_hist, add_sparse, percentiles
+from barfast.result import Merger
+from barfast.result.hist import add_hist, add_sparse, percentiles
 from barfast.status import ProtocolError
 from conftest import barfast_cmd, free_port
 
@@ -404,8 +405,8 @@ def test_coordinator_survives_a_zlib_bomb_snapshot() -> None:
     """A real coordinator (`barfast run --bind --expect-workers 1`) fed by a hand-driven worker
     socket: a snapshot carrying a zlib bomb is refused and reported; the run ends normally."""
     zmq = pytest.importorskip("zmq")
-    from barfast import protocol
-    from barfast.protocol import MsgKind
+    from barfast.fanout import protocol
+    from barfast.fanout.protocol import MsgKind
 
     ep = f"tcp://127.0.0.1:{free_port()}"
     coord = subprocess.Popen(
@@ -479,7 +480,7 @@ def test_wire_encoding_roundtrip(entries: list[tuple[int, int]]) -> None:
 def test_worker_snapshots_merge_exactly(lat: list[int], nworkers: int) -> None:
     """Aggregator.take_interval(wire=True) (what runner.py sends) merged by Merger == the histogram
     of all samples (hdrh's encoding of one Aggregator fed everything)."""
-    from barfast.aggregate import RECORD_DTYPE, Aggregator
+    from barfast.engine.aggregate import RECORD_DTYPE, Aggregator
 
     rec = np.zeros(len(lat), dtype=RECORD_DTYPE)
     rec["intended_ns"] = 10**12

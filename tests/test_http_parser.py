@@ -1,4 +1,4 @@
-"""The native HTTP/1.1 response parser (http.pxi) through its test hook barfast._core.parse_responses.
+"""The native HTTP/1.1 response parser (http.pxi) through its test hook barfast.engine._core.parse_responses.
 
 Every canned response is also fed split at every byte boundary (and at a few 3-way splits): the engine
 receives bytes in arbitrary pieces, so the verdict must never depend on where a read ended.
@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from barfast._core import HTTP_ERRORS, HTTP_LIMITS, parse_responses
+from barfast.engine._core import HTTP_ERRORS, HTTP_LIMITS, parse_responses
 
 MAX_HEADER = HTTP_LIMITS["max_header_bytes"]
 
@@ -488,7 +488,7 @@ def test_split_argument_validation():
 
 
 def test_native_bench_hook_parses_every_response():
-    from barfast._core import http_parse_bench
+    from barfast.engine._core import http_parse_bench
 
     count, ns = http_parse_bench(CL + CHUNKED + INTERIM, 10)
     assert count == 3 and ns > 0

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from barfast._core import HTTP_ERRORS, parse_responses
+from barfast.engine._core import HTTP_ERRORS, parse_responses
 
 TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # field-vchar = VCHAR / obs-text (RFC 9110 §5.5); h11 accepts the same set

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from barfast import _core
+from barfast.engine import _core
 from conftest import children
 from test_engine import MS, S, check_invariant, make_engine
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from barfast import _core
+from barfast.engine import _core
 from conftest import barfast_cmd
 
 S = 1_000_000_000

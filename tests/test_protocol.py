@@ -11,8 +11,8 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from barfast import protocol
-from barfast.protocol import PROTOCOL_VERSION, MsgKind, ProtocolVersionError, decode, encode
+from barfast.fanout import protocol
+from barfast.fanout.protocol import PROTOCOL_VERSION, MsgKind, ProtocolVersionError, decode, encode
 from barfast.status import ExitCode, ProtocolError
 
 

@@ -11,9 +11,9 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from barfast.aggregate import RECORD_DTYPE, Aggregator, new_histogram
 from barfast.config import build_run_config
-from barfast.plan import WorkerPlan, split_plan
+from barfast.engine.aggregate import RECORD_DTYPE, Aggregator, new_histogram
+from barfast.fanout.plan import WorkerPlan, split_plan
 from barfast.report import json as report_json
 from barfast.report.text import render
 from barfast.result import SCHEMA, Merger, config_info, histogram_from_report, mean_stdev

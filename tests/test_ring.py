@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from barfast import _core
+from barfast.engine import _core
 from barfast.ring import (
     HEADER_SIZE,
     MAGIC,
@@ -25,7 +25,9 @@ from barfast.ring import (
     synthetic_records,
 )
 
-HEADER_H = Path(__file__).resolve().parents[1] / "src" / "barfast" / "includes" / "barfast.h"
+HEADER_H = (
+    Path(__file__).resolve().parents[1] / "src" / "barfast" / "engine" / "include" / "barfast.h"
+)
 
 
 def seqs(ring: Ring, max_records: int | None = None) -> list[int]:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from barfast import _core
+from barfast.engine import _core
 from barfast.ring import Ring, check_synthetic, synthetic_records
 
 ops = st.one_of(

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from barfast import _core
+from barfast.engine import _core
 from barfast.ring import Ring, check_synthetic
 
 pytestmark = pytest.mark.slow

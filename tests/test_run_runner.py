@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from barfast.plan import WorkerPlan
+from barfast.engine.runner import EngineRunner, ring_capacity_for
+from barfast.fanout.plan import WorkerPlan
 from barfast.result import Merger
 from barfast.ring import RECORD_DTYPE
-from barfast.runner import EngineRunner, ring_capacity_for
 
 PLAN = WorkerPlan(
     addr="127.0.0.1",
@@ -172,7 +172,7 @@ def test_a_failing_callback_stops_the_engine_before_the_ring_goes() -> None:
 
 
 def test_drain_wait_follows_the_fill_rate() -> None:
-    from barfast.runner import DRAIN_INTERVAL_MAX_S, DRAIN_INTERVAL_S, drain_wait_s
+    from barfast.engine.runner import DRAIN_INTERVAL_MAX_S, DRAIN_INTERVAL_S, drain_wait_s
 
     # nothing arrived: the wait stays what it was; a trickle: the longest wait
     assert drain_wait_s(0, 0.1, 1 << 16, 0.02) == 0.02

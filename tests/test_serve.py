@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from barfast._core import Server
+from barfast.engine._core import Server
 from serve_helpers import Client, connect, get, header, running, settled
 
 
@@ -253,7 +253,7 @@ def test_wrk_against_the_server() -> None:
 
 
 def test_background_server_helper() -> None:
-    from barfast.serve import BackgroundServer
+    from barfast.serve.server import BackgroundServer
 
     with BackgroundServer(body_size=4) as bg:
         host, port = bg.url.split("//")[1].rstrip("/").rsplit(":", 1)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from barfast import spawn
+from barfast.fanout import spawn
 
 
 def _child(action: str) -> spawn.ForkedWorker:
@@ -78,7 +78,7 @@ def test_a_fork_that_fails_is_a_no_load_error(monkeypatch: pytest.MonkeyPatch) -
     import errno
 
     from barfast.config import build_run_config
-    from barfast.coordinator import Coordinator
+    from barfast.fanout.coordinator import Coordinator
     from barfast.status import NoLoadError
 
     def no_fork() -> int:
@@ -92,4 +92,4 @@ def test_a_fork_that_fails_is_a_no_load_error(monkeypatch: pytest.MonkeyPatch) -
             coord.run()
     finally:
         coord.close()
-    assert coord.procs == []
+    assert coord.local.procs == []

@@ -16,7 +16,12 @@ try:  # typer >= 0.2x vendors click as typer._click; older typer depends on clic
     from typer._click.exceptions import ClickException, UsageError  # type: ignore[import-not-found]
     from typer.exceptions import Abort, Exit  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the installed typer
-    from click.exceptions import Abort, ClickException, Exit, UsageError  # type: ignore[no-redef]
+    from click.exceptions import (  # type: ignore[no-redef,assignment]
+        Abort,
+        ClickException,
+        Exit,
+        UsageError,
+    )
 
 from barfast import __version__
 from barfast.status import BarfastError, ExitCode
@@ -160,7 +165,7 @@ def run(
         bool, typer.Option("--fail-on-worker-loss", help="Stop the run when a worker is lost.")
     ] = False,
 ) -> None:
-    from barfast.coordinator import run_command
+    from barfast.run import run_command
 
     code = run_command(
         url=url,
@@ -231,7 +236,7 @@ def serve(
         typer.Option("-d", "--duration", help="Exit after this long (default: until Ctrl-C)."),
     ] = None,
 ) -> None:
-    from barfast.serve import serve_command
+    from barfast.serve.server import serve_command
 
     raise typer.Exit(
         int(
@@ -265,7 +270,7 @@ def worker(
         str, typer.Option("--idle-timeout", help="Exit if no coordinator is heard for this long.")
     ] = "60s",
 ) -> None:
-    from barfast.worker import worker_command
+    from barfast.fanout.worker import worker_command
 
     raise typer.Exit(
         int(
@@ -284,7 +289,7 @@ def keys(
     name: Annotated[str, typer.Argument(help="Base name of the key files.")],
     directory: Annotated[str, typer.Option("--dir", help="Where to write the key files.")] = ".",
 ) -> None:
-    from barfast.keys import keys_command
+    from barfast.fanout.keys import keys_command
 
     raise typer.Exit(int(keys_command(name=name, directory=directory)))
 
@@ -299,7 +304,7 @@ def bench_ring(
     ] = 1 << 16,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    from barfast.bench import ring_command
+    from barfast.engine.ringbench import ring_command
 
     raise typer.Exit(int(ring_command(records=records, capacity=capacity, json_out=json_out)))
 

@@ -201,7 +201,7 @@ class RunConfig:
     rate: float = 0.0  # total req/s; 0 = closed loop (unless stages)
     stages: tuple[Stage, ...] = ()
     arrival: str = "constant"  # or "poisson"
-    naps: bool = True  # closed loop: timer naps while they cost nothing (_engine/nap.pxi)
+    naps: bool = True  # closed loop: timer naps while they cost nothing (engine/fragments/nap.pxi)
     workers: int = 1
     seed: int = 0
 

@@ -1,7 +1,7 @@
 """barfast.ring — the embeddable lock-free single-producer/single-consumer sample ring.
 
 A ring is a 4096-byte header followed by `capacity` fixed 64-byte records (RECORD_DTYPE, the C
-struct bf_sample_t of includes/barfast.h), in memory shared by MAP_SHARED: anonymous memory that a
+struct bf_sample_t of engine/include/barfast.h), in memory shared by MAP_SHARED: anonymous memory that a
 fork()ed child inherits, or a file (e.g. under /dev/shm) that any process can attach by path. The
 byte layout and the ordering rules are a written contract: docs/ring-format.md.
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from barfast import _core
+from barfast.engine import _core
 from barfast.status import BarfastError
 
 __all__ = [
@@ -61,7 +61,7 @@ HEADER_SIZE = 4096
 RECORD_SIZE = 64
 MAX_CAPACITY = 1 << 40  # records; the native side refuses more (64 TiB of records)
 
-# bf_sample_t, field for field (includes/barfast.h); little-endian, explicit offsets, no padding.
+# bf_sample_t, field for field (engine/include/barfast.h); little-endian, explicit offsets, no padding.
 RECORD_DTYPE = np.dtype(
     {
         "names": [

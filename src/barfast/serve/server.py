@@ -1,4 +1,4 @@
-"""`barfast serve`: parse and validate the options, then run the native `barfast._core.Server`.
+"""`barfast serve`: parse and validate the options, then run the native `barfast.engine._core.Server`.
 
 Validate in Python, trust in C: every option is checked here once with a one-line `UsageError`.
 The server's loop runs without the GIL in a background thread; the main thread only waits, so the
@@ -198,9 +198,9 @@ def build_serve_config(
     )
 
 
-def make_server(cfg: ServeConfig):  # -> barfast._core.Server
+def make_server(cfg: ServeConfig):  # -> barfast.engine._core.Server
     """Bind the native server; bind failures become one-line UsageErrors (exit 2)."""
-    from barfast._core import Server
+    from barfast.engine._core import Server
 
     try:
         return Server(
@@ -287,7 +287,7 @@ class BackgroundServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **kw: object) -> None:
-        from barfast._core import Server
+        from barfast.engine._core import Server
 
         self.server = Server(host, port, **kw)  # type: ignore[arg-type]
         bracket = f"[{host}]" if ":" in host else host

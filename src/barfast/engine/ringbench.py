@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from barfast import _core
+from barfast.engine import _core
 from barfast.ring import RECORD_SIZE, Ring, synthetic_records
 from barfast.status import UsageError
 

@@ -1,8 +1,9 @@
 """Live progress while a run goes: a rich display on a terminal, plain lines in logs, nothing when quiet.
 
-The coordinator calls `Progress.tick()` about once a second with what its Merger already knows
-(cumulative totals of all workers, the percentiles of the last complete second of the merged series):
-progress never decodes a histogram itself, so it adds nothing to the coordinator's per-snapshot cost. Everything goes to stderr: stdout stays for the report (clean JSON with --json).
+The coordinator calls `tick_run()` about once a second with what its Merger already knows
+(cumulative totals of all workers, the percentiles of the last complete second of the merged
+series): progress never decodes a histogram itself, so it adds nothing to the coordinator's
+per-snapshot cost. Everything goes to stderr: stdout stays for the report (clean JSON with --json).
 
 - terminal (stderr is a TTY): a rich Live panel refreshed once a second;
 - not a terminal (CI logs, pipes): one plain line every PLAIN_EVERY_S seconds;
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 PLAIN_EVERY_S = 5.0
+SERIES_SETTLE_S = 0.3  # second k is shown once every worker's snapshot for it is in
 
 
 @dataclass
@@ -150,3 +152,43 @@ class Progress:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+
+def tick_run(
+    progress: Progress,
+    merger: Any,
+    *,
+    start_t: float,
+    duration_s: float | None,
+    target_requests: int,
+    workers_alive: int,
+    workers_total: int,
+) -> None:
+    """One progress tick of a running coordinator, from its Merger (barfast.result.Merger)."""
+    if not progress.active:
+        return
+    elapsed = max(0.0, time.monotonic() - start_t)
+    remaining = max(0.0, duration_s - elapsed) if duration_s else None
+    tot = merger.totals()
+    p50 = p99 = rps = None
+    if elapsed >= 1.0 + SERIES_SETTLE_S:
+        # The last complete second of the merged per-second series, once every worker's snapshot
+        # for it has had time to arrive: its exact count is the req/s shown. (The difference of
+        # cumulative totals between two ticks aliases: workers snapshot on their own phase, so one
+        # tick could hold two of a worker's seconds and show 1.8 x the rate.)
+        pt = merger.series_point(int(elapsed - SERIES_SETTLE_S) - 1)
+        if pt is not None and pt.get("requests"):
+            p50, p99 = pt.get("p50_ms"), pt.get("p99_ms")
+            rps = float(pt["requests"])
+    progress.tick(
+        rps=rps,
+        p50_ms=p50,
+        p99_ms=p99,
+        elapsed_s=elapsed,
+        remaining_s=remaining,
+        requests=int(tot.get("completed", 0)),
+        target_requests=target_requests,
+        errors=int(tot.get("errors", 0)),
+        workers_alive=workers_alive,
+        workers_total=workers_total,
+    )

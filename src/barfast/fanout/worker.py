@@ -17,7 +17,7 @@ local workers with it at once.
 
 `barfast worker --connect tcp://HOST:PORT` (remote) serves runs one after another, each on a fresh
 socket, and exits 0 when no plan arrives within --idle-timeout; local workers (`python -m
-barfast.worker`, started by the coordinator) serve exactly one run.
+barfast.fanout.worker`, started by the coordinator) serve exactly one run.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from typing import Any
 
 import zmq
 
-from barfast import protocol
 from barfast.config import (
     HEARTBEAT_INTERVAL_S,
     WORKER_LOST_AFTER_S,
     available_cpus,
     parse_duration,
 )
-from barfast.protocol import MsgKind
+from barfast.fanout import protocol
+from barfast.fanout.protocol import MsgKind
 from barfast.status import BarfastError, ExitCode, ProtocolError, UsageError
 
 POLL_MS = 50  # main-loop granularity: bounds how late a lost coordinator is noticed
@@ -172,8 +172,8 @@ class _Run:
             self.out.put((MsgKind.ERROR, {"reason": reason, "code": int(code)}))
 
     def _accept_plan(self, body: dict[str, Any]) -> bool:
-        from barfast.plan import WorkerPlan
-        from barfast.runner import EngineRunner
+        from barfast.engine.runner import EngineRunner
+        from barfast.fanout.plan import WorkerPlan
 
         self.worker_index = int(body["worker"])
         try:
@@ -339,7 +339,7 @@ def _curve_from_files(curve_secret: str | None, curve_server: str | None) -> _Cu
         return None
     if curve_secret is None or curve_server is None:
         raise UsageError("CURVE needs both --curve-secret (this worker) and --curve-server")
-    from barfast.keys import load_public, load_secret
+    from barfast.fanout.keys import load_public, load_secret
 
     public, secret = load_secret(curve_secret, "--curve-secret")
     server = load_public(curve_server, "--curve-server")
@@ -401,7 +401,7 @@ def _local_main(argv: list[str]) -> int:
     """Entry of a local worker started by the coordinator: one run, dies with its parent."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m barfast.worker")
+    ap = argparse.ArgumentParser(prog="python -m barfast.fanout.worker")
     ap.add_argument("--connect", required=True)
     ap.add_argument("--parent", type=int, required=True)
     ap.add_argument("--idle-timeout", type=float, default=LOCAL_IDLE_TIMEOUT_S)

@@ -1,7 +1,7 @@
 """The aggregator: ring batches -> interval HdrHistograms and cumulative tallies (worker side).
 
 One Aggregator per engine. `add(batch)` records a numpy batch of sample records (RECORD_DTYPE) at C
-speed through barfast._core.SampleRecorder into three hdrh histograms (ns, 1 ns .. 1 h, 3 significant
+speed through barfast.engine._core.SampleRecorder into three hdrh histograms (ns, 1 ns .. 1 h, 3 significant
 digits): corrected latency (done - intended), uncorrected latency (done - send) and send lag
 (send - intended). Only samples that completed with an HTTP status are put in the histograms; error
 samples are counted by kind (see hist.pxi). `take_interval()` encodes the interval histograms as V2
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from barfast._core import SampleRecorder
-from barfast.histoblob import HistoblobEncoder
+from barfast.engine._core import SampleRecorder
+from barfast.engine.histoblob import HistoblobEncoder
 from barfast.ring import RECORD_DTYPE
 
 NS_PER_HOUR = 3600 * 1_000_000_000

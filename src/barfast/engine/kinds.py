@@ -1,4 +1,4 @@
-"""Request error kinds, mirroring `enum bf_error_e` in includes/barfast.h (values are a ring contract)."""
+"""Request error kinds, mirroring `enum bf_error_e` in engine/include/barfast.h (values are a ring contract)."""
 
 from __future__ import annotations
 

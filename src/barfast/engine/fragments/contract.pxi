@@ -1,4 +1,4 @@
-# contract.pxi — Cython view of includes/barfast.h: sample record, error kinds, flags, atomics.
+# contract.pxi — Cython view of include/barfast.h: sample record, error kinds, flags, atomics.
 # Never: declares anything that barfast.h does not define (the C header is the source of truth).
 # Invariant: sizeof(bf_sample_t) == 64 (checked by a _Static_assert in the header).
 

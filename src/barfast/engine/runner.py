@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from barfast.aggregate import Aggregator
 from barfast.config import NS_PER_S, SNAPSHOT_INTERVAL_S
-from barfast.kinds import ErrorKind
-from barfast.plan import WorkerPlan
+from barfast.engine.aggregate import Aggregator
+from barfast.engine.kinds import ErrorKind
+from barfast.fanout.plan import WorkerPlan
 
 # The drain wait adapts to the rate the ring fills at: a quarter of the time the ring would take to
 # fill at the rate of the last drain, within [DRAIN_INTERVAL_S, DRAIN_INTERVAL_MAX_S], and never past
@@ -54,8 +54,8 @@ def ring_capacity_for(plan: WorkerPlan, minimum: int = DEFAULT_RING_CAPACITY) ->
 
 
 def default_engine(ring: Any, plan: WorkerPlan, start_ns: int) -> Any:
-    """The native engine for a plan (barfast._core.Engine, interface (3))."""
-    from barfast._core import Engine  # type: ignore[attr-defined]
+    """The native engine for a plan (barfast.engine._core.Engine, interface (3))."""
+    from barfast.engine._core import Engine  # type: ignore[attr-defined]
 
     eng = Engine(
         ring,

@@ -27,7 +27,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 from pyhdrh import encode as _pyhdrh_encode  # hdrh's own C varint encoder
 
-from barfast._core import hist_decode_varints  # type: ignore[attr-defined]
+from barfast.engine._core import hist_decode_varints  # type: ignore[attr-defined]
 from barfast.status import ProtocolError
 
 COMPRESSION_COOKIE_BASE = 0x1C849304  # outer header cookie, word-size nibble masked (0xF0)

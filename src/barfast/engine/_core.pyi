@@ -1,4 +1,4 @@
-"""Typed surface of barfast._core (the native extension). Docstrings live here."""
+"""Typed surface of barfast.engine._core (the native extension). Docstrings live here."""
 
 from __future__ import annotations
 

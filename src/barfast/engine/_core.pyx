@@ -1,0 +1,21 @@
+# cython: language_level=3, embedsignature=True
+# distutils: language = c
+"""barfast's one native extension: engine, ring, histogram recording, built-in server.
+
+Assembled from small fragments in fragments/ (uvloop's layout): each `include` below owns one job.
+One translation unit, so every cdef call between fragments is an inlinable C call.
+"""
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t  # no-cython-lint (used by the includes)
+
+include "fragments/contract.pxi"   # sample record, error kinds, flags, atomics (include/barfast.h)
+include "fragments/errors.pxi"     # errno -> exception for setup failures (one converter)
+include "fragments/clock.pxi"      # CLOCK_MONOTONIC ns, precise sleeps
+include "fragments/ring.pxi"       # lock-free SPSC mmap sample ring, native + Python API
+include "fragments/hist.pxi"       # sample batches -> hdrh counts at C speed
+include "fragments/http.pxi"       # incremental HTTP/1.1 response parser
+include "fragments/pacing.pxi"     # open-loop schedules (intended send times)
+include "fragments/conn.pxi"       # client connection state machine
+include "fragments/nap.pxi"        # closed-loop nap controller (timer naps vs blocking on sockets)
+include "fragments/loop.pxi"       # client epoll loop (nogil) and the Engine class
+include "fragments/serve.pxi"      # built-in HTTP/1.1 target

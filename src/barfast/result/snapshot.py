@@ -1,0 +1,136 @@
+"""A worker's snapshot as it arrives over the wire: every field checked before anything is merged.
+
+Snapshots come from other processes and, with remote workers, other hosts: a broken or hostile peer
+may send anything. parse() checks types, bounds (MAX_SECOND) and histoblobs (histoblob.py) and
+returns a Parsed with plain Python values, or raises BadSnapshot naming the first bad field.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from barfast.engine.histoblob import HistoblobDecoder, HistoblobError, SparseCounts
+
+MAX_SECOND = 10**8  # ~3 years of seconds: a larger interval index is a broken or hostile peer
+
+
+class BadSnapshot(Exception):
+    """A snapshot field that is not what the protocol says (Merger.add raises it as ProtocolError)."""
+
+
+def _int(v: Any, what: str) -> int:
+    if isinstance(v, bool):
+        raise BadSnapshot(f"{what} is a bool, not an integer")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise BadSnapshot(f"{what} is a {type(v).__name__}, not an integer") from None
+
+
+def _num(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise BadSnapshot(f"{what} is a {type(v).__name__}, not a number")
+    return float(v)
+
+
+def _map(v: Any, what: str) -> dict[Any, Any]:
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise BadSnapshot(f"{what} is a {type(v).__name__}, not a map")
+    return v
+
+
+def _int_key(k: Any, what: str) -> int:
+    if isinstance(k, str):
+        try:
+            return int(k)
+        except ValueError:
+            raise BadSnapshot(f"{what} has a non-numeric key {k[:20]!r}") from None
+    return _int(k, f"{what} key")
+
+
+def _str_int_map(v: Any, what: str) -> dict[str, int]:
+    d = _map(v, what)
+    for k, x in d.items():  # fast path: what protocol.decode() and the runner produce
+        if type(k) is not str or type(x) is not int:
+            return {str(k): _int(x, f"{what}.{k}") for k, x in d.items()}
+    return dict(d)
+
+
+def _int_int_map(v: Any, what: str) -> dict[int, int]:
+    d = _map(v, what)
+    for k, x in d.items():
+        if type(k) is not int or type(x) is not int:
+            return {_int_key(k, what): _int(x, f"{what}.{k}") for k, x in d.items()}
+    return dict(d)
+
+
+@dataclass
+class Parsed:
+    """One snapshot, every field checked and converted (nothing is merged until all of it is)."""
+
+    wid: int
+    seq: int
+    sec: int
+    samples: int
+    completed: int
+    errors_n: int
+    clamped: dict[str, int]
+    hists: dict[str, SparseCounts]
+    final: bool
+    interrupted: bool
+    elapsed_ns: int
+    counters: dict[str, int]
+    status: dict[int, int]
+    errors: dict[str, int]
+    cpu: dict[str, float]
+    ring: dict[str, int]
+    sys_errno: dict[str, dict[int, int]]
+
+
+def parse(snap: Any, views: Iterable[str], decoder: HistoblobDecoder) -> Parsed:
+    """Check and convert every field of one snapshot; BadSnapshot names the first bad one."""
+    if not isinstance(snap, dict):
+        raise BadSnapshot(f"a snapshot is a map, not a {type(snap).__name__}")
+    g = snap.get
+    hists: dict[str, SparseCounts] = {}
+    for name, blob in _map(g("hist"), "hist").items():
+        if name not in views or not blob:
+            continue  # a view this barfast does not merge (or an empty one)
+        if not isinstance(blob, (bytes, str)):
+            raise BadSnapshot(f"hist.{name} is a {type(blob).__name__}, not bytes")
+        try:
+            hists[name] = decoder.decode(blob)
+        except HistoblobError as exc:
+            raise BadSnapshot(f"hist.{name}: {exc}") from None
+    sec = _int(g("interval", 0), "interval")
+    if not 0 <= sec <= MAX_SECOND:
+        raise BadSnapshot(f"interval {sec} is outside 0..{MAX_SECOND}")
+    return Parsed(
+        wid=_int(g("worker"), "worker"),
+        seq=_int(g("seq", 0), "seq"),
+        sec=sec,
+        samples=_int(g("samples", 0), "samples"),
+        completed=_int(g("interval_completed", 0), "interval_completed"),
+        errors_n=_int(g("interval_errors", 0), "interval_errors"),
+        clamped=_str_int_map(g("clamped"), "clamped"),
+        hists=hists,
+        final=bool(g("final")),
+        interrupted=bool(g("interrupted")),
+        elapsed_ns=_int(g("elapsed_ns", 0), "elapsed_ns"),
+        counters=_str_int_map(g("counters"), "counters"),
+        status=_int_int_map(g("status"), "status"),
+        errors=_str_int_map(g("errors"), "errors"),
+        cpu={str(k): _num(v, "cpu") for k, v in _map(g("cpu"), "cpu").items()},
+        ring=_str_int_map(g("ring"), "ring"),
+        sys_errno={
+            str(k): _int_int_map(v, "sys_errno")
+            for k, v in _map(g("sys_errno"), "sys_errno").items()
+        },
+    )

@@ -1,0 +1,262 @@
+"""The report dict (schema barfast.report/1) of a Merger: totals, latency summaries, the per-second
+series, per-worker rows, the encoded histograms, and the generator's self-check warnings.
+
+The self-check says when a figure may describe the generator rather than the server: a worker
+that used most of its CPU, one that waited for a CPU another task held (schedstat), an open loop
+whose requests left late (send lag), samples dropped or clamped, snapshots refused, workers lost.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from barfast.config import NS_PER_S, RunConfig, format_duration
+from barfast.engine.aggregate import HIST_VIEWS
+from barfast.result.hist import latency_summary
+
+if TYPE_CHECKING:
+    from barfast.result.merge import Merger, WorkerState
+
+SCHEMA = "barfast.report/1"
+SEND_LAG_WARN_MS = 1.0
+CPU_SATURATED = 0.9
+CPU_WAIT_WARN = 0.1  # a worker runnable but off its CPU this share of the run: it was starved
+CPU_SHARE_MIN_S = 0.1  # CPU shares need at least this long an interval (worker_row)
+COUNTER_KEYS = ("started", "completed", "errors", "in_flight", "not_sent")
+
+
+def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
+    """The JSON report dict (schema barfast.report/1) of everything `m` has merged; report/json.py
+    documents the fields."""
+    open_loop = bool(config_info.get("open_loop"))
+    tot = m.totals()
+    duration_ns = max((w.elapsed_ns for w in m.workers.values()), default=0)
+    duration_s = duration_ns / NS_PER_S
+    completed = tot.get("completed", 0)
+    status: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    errno_detail: dict[str, dict[str, int]] = {}
+    for w in m.workers.values():
+        for code, n in w.status.items():
+            status[str(code)] = status.get(str(code), 0) + n
+        for kind, n in w.errors.items():
+            errors[kind] = errors.get(kind, 0) + n
+        for kind, per in w.sys_errno.items():
+            d = errno_detail.setdefault(kind, {})
+            for e, n in per.items():
+                name = errno_name(e)
+                d[name] = d.get(name, 0) + n
+    # Closed loop: intended == send, so the "actual send" view is the uncorrected histogram.
+    main = m.hists["latency"] if open_loop else m.hists["uncorrected"]
+    bytes_rx, bytes_tx = tot.get("bytes_rx", 0), tot.get("bytes_tx", 0)
+    dropped = sum(
+        max(
+            w.ring.get("dropped", 0),
+            w.ring.get("seq_gaps", 0),
+            w.counters.get("ring_dropped", 0),
+        )
+        for w in m.workers.values()
+    )
+    bulk = sum(w.counters.get("bulk_failed", 0) for w in m.workers.values())
+    cpu_user = sum(w.cpu.get("user_s", 0.0) for w in m.workers.values())
+    cpu_sys = sum(w.cpu.get("sys_s", 0.0) for w in m.workers.values())
+    wakeups = sum(int(w.cpu.get("wakeups", 0)) for w in m.workers.values())
+    has_wakeups = any("wakeups" in w.cpu for w in m.workers.values())  # older workers: no
+    rep: dict[str, Any] = {
+        "schema": SCHEMA,
+        "config": dict(config_info),
+        "interrupted": any(w.interrupted for w in m.workers.values()),
+        "duration_s": round(duration_s, 6),
+        "requests": {k: int(tot.get(k, 0)) for k in COUNTER_KEYS},
+        "status": dict(sorted(status.items())),
+        "errors": dict(sorted(errors.items())),
+        "errors_errno": errno_detail,
+        "rps": round(completed / duration_s, 3) if duration_s > 0 else 0.0,
+        "transfer": {
+            "bytes_rx": int(bytes_rx),
+            "bytes_tx": int(bytes_tx),
+            "rx_per_s": round(bytes_rx / duration_s, 3) if duration_s > 0 else 0.0,
+            "tx_per_s": round(bytes_tx / duration_s, 3) if duration_s > 0 else 0.0,
+        },
+        "latency_ms": latency_summary(main),
+    }
+    hist_out: dict[str, Any] = {
+        "encoding": "HdrHistogram V2 compressed histoblob, base64 (hdrh HdrHistogram.decode)",
+        "units": "ns",
+        "layout": {"lowest": 1, "highest": 3600 * NS_PER_S, "significant_figures": 3},
+        "latency": _text(main.encode()),
+    }
+    if open_loop:
+        rep["latency_uncorrected_ms"] = latency_summary(m.hists["uncorrected"])
+        rep["send_lag_ms"] = latency_summary(m.hists["send_lag"])
+        hist_out["uncorrected"] = _text(m.hists["uncorrected"].encode())
+        hist_out["send_lag"] = _text(m.hists["send_lag"].encode())
+    rep["histogram"] = hist_out
+    rep["series"] = m.series()
+    clamped = {name: sum(w.clamped.get(name, 0) for w in m.workers.values()) for name in HIST_VIEWS}
+    rep["samples"] = {
+        "aggregated": sum(w.samples for w in m.workers.values()),
+        "dropped_by_ring": int(dropped),
+        # open loop: failed backlog entries counted without a sample each (loop_fail_backlog)
+        "failures_without_sample": int(bulk),
+        "clamped_to_1h": clamped,
+        "snapshots_rejected": m.rejected,
+    }
+    rep["workers"] = [worker_row(w) for w in sorted(m.workers.values(), key=lambda w: w.worker)]
+    rep["workers_lost"] = m.lost_workers
+    rep["generator"] = {
+        "cpu_user_s": round(cpu_user, 6),
+        "cpu_sys_s": round(cpu_sys, 6),
+        "cpu_us_per_request": round((cpu_user + cpu_sys) * 1e6 / completed, 3)
+        if completed
+        else None,
+        # voluntary context switches (sleeps, so wake-ups) of the workers per completed request
+        "wakeups_per_request": round(wakeups / completed, 4) if completed and has_wakeups else None,
+        "warnings": _warnings(m, rep, open_loop, dropped, clamped),
+    }
+    return rep
+
+
+def worker_row(w: WorkerState) -> dict[str, Any]:
+    el = w.elapsed_ns / NS_PER_S
+    user, sys_ = w.cpu.get("user_s", 0.0), w.cpu.get("sys_s", 0.0)
+    # CPU shares over the interval the CPU figures cover (set-up and final drain included; a
+    # worker that sends no wall_s: the run's own time). Not over a shorter one than
+    # CPU_SHARE_MIN_S: the kernel brings a running thread's CPU time up to date at its
+    # scheduler tick (4 ms here), so a few-ms run measured 240 % of a CPU on a 2-CPU machine.
+    cpu_el = w.cpu.get("wall_s", 0.0) or el
+    if cpu_el < CPU_SHARE_MIN_S:
+        cpu_el = 0.0  # shares: None
+    spin = min(user + sys_, w.counters.get("spin_ns", 0) / NS_PER_S)
+    wait = w.counters.get("runq_wait_ns", 0) / NS_PER_S
+    nap = w.counters.get("nap_on_ns", 0) / NS_PER_S
+    return {
+        "worker": w.worker,
+        **{k: int(w.counters.get(k, 0)) for k in COUNTER_KEYS},
+        "bytes_rx": int(w.counters.get("bytes_rx", 0)),
+        "elapsed_s": round(el, 6),
+        "rps": round(w.counters.get("completed", 0) / el, 3) if el > 0 else 0.0,
+        "cpu_user_s": round(user, 6),
+        "cpu_sys_s": round(sys_, 6),
+        "cpu_share": round((user + sys_) / cpu_el, 4) if cpu_el > 0 else None,
+        "wakeups": int(w.cpu.get("wakeups", 0)),
+        # Open loop: the part of that CPU spent polling for sends that were not due yet (the
+        # pacing spin, chosen, not forced by load); busy = the rest, what the self-check uses.
+        "cpu_spin_s": round(spin, 6),
+        "cpu_busy_share": (round(max(0.0, user + sys_ - spin) / cpu_el, 4) if cpu_el > 0 else None),
+        # Time the engine thread was runnable but another task had its CPU (schedstat).
+        "cpu_wait_s": round(wait, 6),
+        "cpu_wait_share": round(wait / el, 4) if el > 0 else 0.0,
+        # Closed loop: time naps were on (a poll that found nothing then sleeps on a timer
+        # instead of blocking on the sockets; nap.pxi: only while probes find naps cost the
+        # server's throughput nothing).
+        "nap_s": round(nap, 6),
+        "nap_share": round(min(nap / el, 1.0), 4) if el > 0 else 0.0,
+        "samples": w.samples,
+        "snapshots": w.snapshots,
+        "snapshots_rejected": w.rejected,
+        "final": w.final,
+        "lost": w.lost,
+    }
+
+
+def _warnings(
+    m: Merger, rep: dict[str, Any], open_loop: bool, dropped: int, clamped: dict[str, int]
+) -> list[str]:
+    """The generator's self-check and other things a reader of the report must not miss."""
+    out = []
+    busiest = max((row["cpu_busy_share"] or 0.0 for row in rep["workers"]), default=0.0)
+    if open_loop:
+        lag99 = rep["send_lag_ms"]["p99"]
+        if lag99 > SEND_LAG_WARN_MS:
+            msg = f"send lag p99 is {lag99:.3f} ms (> {SEND_LAG_WARN_MS:g} ms): requests left late"
+            waited = max((row["cpu_wait_share"] for row in rep["workers"]), default=0.0)
+            if busiest >= CPU_SATURATED / 2 or waited >= CPU_WAIT_WARN:
+                msg += ", so the generator, not the server, may be the bottleneck"
+            else:
+                # The generator had CPU to spare: requests waited for a free connection because
+                # every connection was waiting on the server (the corrected view counts that).
+                msg += (
+                    " while the generator had CPU to spare: every connection was busy waiting on "
+                    "the server (more -c or --max-connections keeps the schedule)"
+                )
+            out.append(msg)
+    for row in rep["workers"]:
+        if row["elapsed_s"] >= 0.5 and (row["cpu_busy_share"] or 0.0) >= CPU_SATURATED:
+            spun = f" besides {row['cpu_spin_s']:.2f}s of pacing spin" if row["cpu_spin_s"] else ""
+            out.append(
+                f"worker {row['worker']} used {row['cpu_busy_share'] * 100:.0f}% of a CPU{spun}: "
+                "the generator, not the server, may be the bottleneck (add workers or CPUs)"
+            )
+        # An open loop that kept its schedule lost nothing by waiting (workers that spin for
+        # their sends make each other wait on one CPU); a closed loop's rate is what it got.
+        starved = not open_loop or rep["send_lag_ms"]["p99"] > SEND_LAG_WARN_MS
+        if row["elapsed_s"] >= 0.5 and row["cpu_wait_share"] >= CPU_WAIT_WARN and starved:
+            out.append(
+                f"worker {row['worker']} waited {row['cpu_wait_share'] * 100:.0f}% of the run for "
+                "a CPU another task held: the generator, not the server, may be the bottleneck "
+                "(fewer workers than CPUs, or keep the target off the workers' CPUs)"
+            )
+    if dropped:
+        out.append(
+            f"{dropped} samples were dropped by the ring: latency figures miss them "
+            "(counts and status totals are still exact)"
+        )
+    bulk = rep["samples"]["failures_without_sample"]
+    if bulk:
+        out.append(
+            f"{bulk} scheduled requests that no connection could take were counted in bulk "
+            "(not_sent or timeout), without a sample each: the per-second series misses "
+            "them (totals are exact); the rate is far beyond what the connections served"
+        )
+    for name, n in clamped.items():
+        if n:
+            out.append(f"{n} {name} values exceeded 1 h and were clamped to 1 h")
+    if m.rejected:
+        out.append(
+            f"{m.rejected} malformed snapshot(s) were refused and are not in the result "
+            f"(first: {m.rejected_reasons[0]})"
+        )
+    for wid in m.lost_workers:
+        out.append(f"worker {wid} was lost: its data up to its last snapshot is included")
+    return out
+
+
+def _text(blob: bytes | str) -> str:
+    return blob.decode("ascii") if isinstance(blob, bytes) else blob
+
+
+def errno_name(e: int) -> str:
+    import errno as _errno
+
+    return _errno.errorcode.get(e, str(e))
+
+
+def config_info(cfg: RunConfig, workers: int | None = None) -> dict[str, Any]:
+    """What the report's `config` says about a run (times in seconds, as a user typed them)."""
+    return {
+        "url": cfg.target.url,
+        "method": cfg.method,
+        "connections": cfg.connections,
+        "max_connections": cfg.max_connections,
+        "workers": cfg.workers if workers is None else workers,
+        "duration_s": cfg.duration_ns / NS_PER_S if cfg.duration_ns else None,
+        "requests": cfg.requests or None,
+        "rate": cfg.rate or None,
+        "stages": [
+            {
+                "duration_s": s.duration_ns / NS_PER_S,
+                "rate": s.rate,
+                "text": f"{format_duration(s.duration_ns)}:{s.rate:g}",
+            }
+            for s in cfg.stages
+        ],
+        "arrival": cfg.arrival,
+        "open_loop": cfg.open_loop,
+        "naps": cfg.naps and not cfg.open_loop,
+        "timeouts": {
+            "request_s": cfg.timeout_ns / NS_PER_S,
+            "connect_s": cfg.connect_timeout_ns / NS_PER_S,
+        },
+        "target": {"addr": cfg.target.addr, "port": cfg.target.port},
+    }
