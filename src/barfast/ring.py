@@ -13,6 +13,10 @@ byte layout and the ordering rules are a written contract: docs/ring-format.md.
 
 A producer never blocks: a full ring drops the record and counts it in `dropped`. Views returned by
 peek() are borrowed: once consume() gives their slots back the producer may overwrite them.
+
+Why one module of ~500 lines: it is the whole public surface of one object and its contract (create,
+attach by path with every header field checked, publish, peek/consume, stats); a user reads it top to
+bottom beside docs/ring-format.md.
 """
 
 from __future__ import annotations
