@@ -8,7 +8,7 @@ number. CPU per request = (user + sys CPU of the generator's whole process tree,
 getrusage(RUSAGE_CHILDREN) around each run) / completed requests, so barfast pays for its Python start-up
 and its coordinator too. wrk is given barfast's User-Agent header, so both send the same request bytes
 and the target does the same work per request under each (without it, wrk's requests are one header
-line shorter: 0.5-1.3 % more req/s from the same nginx in session 4's check).
+line shorter, worth 0.5-1.3 % more req/s from the same nginx).
 
     python benchmarks/bench_http.py                 # 3 pairs x 5 s, writes benchmarks/results/http.json
     python benchmarks/bench_http.py --quick         # CI: 1 pair x 1 s, checks the script still works

@@ -2,7 +2,7 @@
 """Memory stays flat: RSS of a process running the whole worker pipeline (engine, ring, aggregator,
 per-second histograms, merger) sampled once a second, against requests completed so far.
 
-Target (issue 3): RSS grows < 5 MB between 1 M and 5 M requests. Runs the built-in target
+Target: RSS grows < 5 MB between 1 M and 5 M requests. Runs the built-in target
 (`barfast serve`) pinned to the last CPU unless a URL is given.
 
     python benchmarks/bench_memory.py                       # 5 M requests, 50 connections

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""What an open loop costs, for barfast and for the peers on this machine, in one run (issue 5).
+"""What an open loop costs, for barfast and for the peers on this machine, in one run.
 
-Issue 5's overhead target compares a tool's CPU per request at a fixed arrival rate with its own
+The open-loop overhead target compares a tool's CPU per request at a fixed arrival rate with its own
 closed-loop figure. This script takes that ratio for every tool that can do both, alternating tools
 and rates in each round, against one nginx worker pinned to the other CPU:
 
@@ -11,16 +11,16 @@ and rates in each round, against one nginx worker pinned to the other CPU:
 - hey: `-q RATE/50` per worker (a ticker per connection) and no limit (closed), 50 workers;
 - wrk: closed only (wrk2, its open-loop fork, is not packaged here), sent barfast's User-Agent;
 - bf-1proc: closed only, one engine in one process (benchmarks/single_engine.py);
-- bf-1proc-lt, bf-1proc-nomemo, bf-1proc-s4: the same with session 5's changes off for A/B runs
-  (level-triggered epoll; every header block parsed; both, i.e. session 4's engine);
-- bf-1proc-nonap: the same with the closed-loop naps off (block on the sockets; session 6 made
-  naps the default, decided by the controller in nap.pxi); bf-1proc-nostamp: naps off and no
-  receive stamps on the sockets (session 5's default); bf-1proc-napN (N = 20, 50, 100, 200):
+- bf-1proc-lt, bf-1proc-nomemo, bf-1proc-lt-nomemo: the same with level-triggered epoll, with every
+  header block parsed (no head memo), or both, for A/B runs;
+- bf-1proc-nonap: the same with the closed-loop naps off (block on the sockets; by default
+  the controller in nap.pxi decides); bf-1proc-nostamp: naps off and no
+  receive stamps on the sockets; bf-1proc-napN (N = 20, 50, 100, 200):
   naps after every empty poll, N µs long, no controller.
 
 With --rates "" only the closed loops run; with wrk among the tools the summary then also gives,
 per tool, the median over rounds of its req/s and CPU per request divided by wrk's in the same
-round: issue 3's comparison in steady state, alternated in short rounds so that both tools see
+round: the closed-loop comparison in steady state, alternated in short rounds so that both tools see
 the same phases of a noisy machine. The same medians follow over the half of the rounds where
 wrk was fastest and the half where it was slowest, since the machine's two phases give
 different ratios.
@@ -58,7 +58,7 @@ CONNS = 50
 VARIANTS = {
     "bf-1proc-lt": ["--level-triggered"],
     "bf-1proc-nomemo": ["--no-head-memo"],
-    "bf-1proc-s4": ["--level-triggered", "--no-head-memo"],
+    "bf-1proc-lt-nomemo": ["--level-triggered", "--no-head-memo"],
     "bf-1proc-nonap": ["--naps", "off"],
     "bf-1proc-nostamp": ["--naps", "off", "--no-stamps"],
     "bf-1proc-nap20": ["--naps", "always", "--nap-us", "20"],

@@ -51,7 +51,7 @@ class Knobs:
     quantile: float | None = None  # adaptive window's lateness quantile
     allow_ns: int | None = None  # lag allowance of the adaptive window
     defer: bool | None = None  # deferred pacing sleeps (reads timed by kernel receive stamps)
-    edge: bool | None = None  # edge-triggered epoll (the engine's default since session 5)
+    edge: bool | None = None  # edge-triggered epoll (the engine's default)
 
     def apply(self, eng: object) -> None:
         """Set them on an engine, before run()."""
@@ -217,11 +217,11 @@ def parse_mode(text: str) -> tuple[Knobs, bool]:
     A suffix 'gN' ('autog0'): spin gap factor N (2 is the engine's default; 0 spins at any rate).
     A suffix 'qP' ('autoq5'): the adaptive window tracks the (100 - P) % quantile of the wake-up
     lateness (the engine's default is q1). A suffix 'aN' ('autoa0'): lag allowance N µs (the
-    engine's default is a10; a0 is the window before session 4). A trailing 'x' ('autox'): no
-    deferred pacing sleeps (every response wakes the loop, as before session 4). A trailing 'n'
-    ('autog2n', the engine before session 3): the draining thread runs under the normal policy
-    instead of SCHED_BATCH. A trailing 'l' before it ('autol', 'autoxl'): level-triggered epoll
-    (before session 5). Returns (knobs, drain under SCHED_BATCH)."""
+    engine's default is a10; a0: no allowance). A trailing 'x' ('autox'): no
+    deferred pacing sleeps (every response wakes the loop). A trailing 'n'
+    ('autog2n'): the draining thread runs under the normal policy
+    instead of SCHED_BATCH. A trailing 'l' before it ('autol', 'autoxl'): level-triggered epoll.
+    Returns (knobs, drain under SCHED_BATCH)."""
     batch = not text.endswith("n")
     text = text if batch else text[:-1]
     edge = None

@@ -3,7 +3,7 @@
 Cross-process (producer and consumer in separate processes, pinned to different CPUs when there are
 two), three modes: batched native publish, single-record native publish, Python vectorised publish
 with numpy consume. Each mode runs REPEAT times interleaved; the median is reported and compared
-with issue 2's targets. Figures on a shared machine are indicative only: measure under
+with the targets below. Figures on a shared machine are indicative only: measure under
 `flock /tmp/barfast-bench.lock python benchmarks/bench_ring.py`.
 
     python benchmarks/bench_ring.py            # 50 M records per run, 3 runs per mode
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from barfast.engine.ringbench import format_table, run_ring_bench
 
-# issue 2's targets (records/s): 4.8 GB/s of 64-byte records, 20 M/s single, 20 M/s Python
+# targets (records/s): 4.8 GB/s of 64-byte records, 20 M/s single, 20 M/s Python
 TARGETS = {
     "batched_records_per_s": 4.8e9 / 64,
     "single_records_per_s": 20e6,

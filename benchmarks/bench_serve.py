@@ -4,7 +4,7 @@
 Each server is pinned to the last CPU and the load generator to CPU 0. The generator is wrk (50
 connections, unpipelined) and h2load --h1 -m16 (pipelined, which saturates one nginx worker). The
 servers alternate A B B A ... for --pairs rounds. The figure is the median of the per-pair ratios
-serve / nginx of the generator's req/s (issue 3: serve sustains at least what nginx does).
+serve / nginx of the generator's req/s (the target: serve sustains at least what nginx does).
 
     python benchmarks/bench_serve.py [--pairs 3] [--duration 5] [--quick]
 """

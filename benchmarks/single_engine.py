@@ -2,7 +2,7 @@
 """The single-engine figure: one EngineRunner in this very process (no coordinator, no ZeroMQ, no
 worker process), printing the same JSON report as `barfast run --json`.
 
-bench_http.py runs it beside `barfast run -w 1` so that the fan-out's cost (issue 4: `-w 1` at
+bench_http.py runs it beside `barfast run -w 1` so that the fan-out's cost (`-w 1` should reach
 >= 0.98 x the single-engine throughput) is a ratio taken in the same run.
 
     python benchmarks/single_engine.py http://127.0.0.1:8080/ -c 50 -d 10s \

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import settings
 
 # Property tests explore new random examples on every developer run (that is how a hdrh limit at
-# 2^62 turned up in session 3), but CI (CI=true, set by .ci/run) replays the same derandomized
+# 2^62 turned up), but CI (CI=true, set by .ci/run) replays the same derandomized
 # examples, so a submission is judged by the code, not by the day's draw.
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):

@@ -114,8 +114,8 @@ def test_closed_loop_count_matches_nginx_log(nginx) -> None:
 
 def test_a_large_pool_carries_load_while_it_opens(nginx) -> None:
     # The closed loop opens its pool in batches between event-loop passes (loop_ramp): with 3,000
-    # connections, responses complete before the last connection is opened. Opened in one go (the
-    # engine before session 7), nothing could complete until every connect() had returned, which
+    # connections, responses complete before the last connection is opened. Opened in one go,
+    # nothing could complete until every connect() had returned, which
     # with ~10^4 connections to one destination took longer than a short run.
     eng = make_engine(nginx.port, None, connections=3000, duration_ns=1 * S)
     eng.run()

@@ -246,7 +246,7 @@ def test_stop_counts_only_due_entries_as_not_sent() -> None:
 
 def test_a_large_pool_opens_while_the_schedule_runs(nginx) -> None:
     # The open loop connects only its pool's first batch before t0 and the rest between passes
-    # (loop_ramp), so the schedule starts on time: opened in one go (before session 7), 15,000
+    # (loop_ramp), so the schedule starts on time: opened in one go, 15,000
     # connections delayed every send by ~0.9 s.
     ring = Ring.create(1 << 12)
     eng = make_engine(nginx.port, ring, connections=3000, rate=2000.0, duration_ns=S)

@@ -79,7 +79,7 @@ class Recorder(Progress):
 def test_live_rate_is_the_last_complete_second(nginx) -> None:
     # Two workers at 3000 req/s in all: each tick shows the merged count of the last complete
     # second (exact: 3000), not the change in cumulative totals between two ticks, which aliases
-    # against the workers' own snapshot phase (a session-3 run showed 36,412 req/s at -R 20000).
+    # against the workers' own snapshot phase (that showed 36,412 req/s at -R 20000).
     from barfast.config import build_run_config
     from barfast.fanout.coordinator import Coordinator
 

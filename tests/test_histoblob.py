@@ -467,7 +467,7 @@ def test_wire_encoding_roundtrip(entries: list[tuple[int, int]]) -> None:
     assert blob[:4] == b"\x1c\x84\x93\x14"
     sparse_equals_counts(DEC.decode(blob), counts_of(h))
     # hdrh's own decoder does not round-trip a bucket count of 2^62 or more (see
-    # test_decode_huge_counts; hypothesis found [(0, 2), (0, 2^61 - 1) x 2] = 2^62 in session 3),
+    # test_decode_huge_counts; hypothesis found [(0, 2), (0, 2^61 - 1) x 2] = 2^62),
     # so the comparison through hdrh holds below that; our decoder is exact above it too.
     if int(counts_of(h).max(initial=0)) < 2**62:
         assert to_hdrh(blob).encode() == h.encode()

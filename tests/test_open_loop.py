@@ -1,4 +1,4 @@
-"""Issue 5 end to end: the real `barfast run` CLI (a real process, --json) against a real
+"""The open loop end to end: the real `barfast run` CLI (a real process, --json) against a real
 `barfast serve` process with fault flags. Rate accuracy, the stall test with its analytic tails,
 fixed delay, stage ramps, multi-worker rate splits, Poisson arrivals, -n with a rate.
 
@@ -127,7 +127,7 @@ def achieved_rate(rep: dict) -> float:
 
 @pytest.mark.parametrize(("rate", "conns"), [(1000, 10), (20000, 50)])
 def test_constant_rate_is_achieved_within_1_percent(rate: int, conns: int) -> None:
-    # Issue 5: "achieved rate within 1 % of the target at 1k and 20k req/s". 3 s runs: the requests
+    # The promise: achieved rate within 1 % of the target at 1k and 20k req/s. 3 s runs: the requests
     # still in flight at the deadline (<= conns, ~R x 100 us RTT: a few) and the run's end overshoot
     # (duration_s is measured to the engine's return, ~1 ms late) each cost < 0.1 %, so 1 % is room
     # for a generator that falls behind by ~30 ms at the end, not for a wrong schedule: a rate split
@@ -141,7 +141,7 @@ def test_constant_rate_is_achieved_within_1_percent(rate: int, conns: int) -> No
     # No failures; only sends that were due in the last moment and could not leave before the
     # deadline may be counted not_sent. With a CPU hog beside the run the generator can lose its
     # CPU for a few ms, and a stall in the last ms leaves that many sends unsent: up to 79 of
-    # 60,000 were seen in 3 of 42 such runs (session 3). That is accounting, not a lost schedule.
+    # 60,000 were seen in 3 of 42 such runs. That is accounting, not a lost schedule.
     assert set(rep["errors"]) <= {"not_sent"}, rep["errors"]
     assert rep["requests"]["not_sent"] <= 0.005 * rate * d, rep["requests"]
     got = achieved_rate(rep)

@@ -61,7 +61,7 @@ def test_coalescing_trades_lag_for_wakeups(nginx) -> None:
     # ~50 µs after the send, wakes the loop long before the next one is due). Only the timeout
     # scan (every 10 ms, at a phase of its own) wakes the loop inside a window, half the time, and
     # sends what is due early: ~5 % of the sends, so the bound below is on p10, not p5 (p5 sat on
-    # that edge and failed once in a session-3 run). A loop that ignored the knob would show a
+    # that edge and failed once). A loop that ignored the knob would show a
     # median lag of µs.
     ring = Ring.create(1 << 12)
     eng = make_engine(nginx.port, ring, connections=4, rate=1000.0, duration_ns=S)

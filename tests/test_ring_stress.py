@@ -122,7 +122,7 @@ def test_dropping_producer_gaps_equal_dropped_c_consumer(pinned_consumer):
     assert res["received"] + res["gaps"] + trailing == n
     assert ring.dropped == res["gaps"] + trailing
     # Both paths were exercised. With a CPU hog on each of CI's 2 CPUs the consumer saw only 1.7 %
-    # of the 10 M (session 3), so the bound is 0.1 %: ten thousand records published and checked.
+    # of the 10 M, so the bound is 0.1 %: ten thousand records published and checked.
     assert res["received"] > n // 1000 and ring.dropped > 0
 
 

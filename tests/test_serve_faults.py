@@ -1,4 +1,4 @@
-"""Fault injection of the built-in target (issue 5, item 5): delays, stalls, status mix, close-every."""
+"""Fault injection of the built-in target: delays, stalls, status mix, close-every."""
 
 from __future__ import annotations
 

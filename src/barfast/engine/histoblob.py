@@ -1,8 +1,8 @@
 """HdrHistogram V2 histoblobs from the network -> sparse exact counts, bounded and checked.
 
 The coordinator receives every worker's interval histograms as hdrh `encode()` output (base64 of an
-8-byte header and a zlib stream holding a 40-byte payload header and ZigZag LEB128 counts; research/
-core.md §2.2, HdrHistogram_c src/hdr_histogram_log.c). hdrh's own decode() allocates a full counts
+8-byte header and a zlib stream holding a 40-byte payload header and ZigZag LEB128 counts;
+HdrHistogram_c src/hdr_histogram_log.c). hdrh's own decode() allocates a full counts
 array per histogram and the merge then adds all of it; here the counts are decoded (hist.pxi) into a
 sparse (index, count) list that the Merger adds into its histograms in O(non-zero counts).
 

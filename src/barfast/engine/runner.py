@@ -31,7 +31,7 @@ from barfast.fanout.plan import WorkerPlan
 # fill at the rate of the last drain, within [DRAIN_INTERVAL_S, DRAIN_INTERVAL_MAX_S], and never past
 # the next snapshot boundary (so a second's samples are drained right at its end). Each wake-up of
 # this Python thread costs ~30 us of CPU on this project's VMs: at 1k req/s a fixed 10 ms wait cost
-# ~3 us per request (session 4), at 100 ms it costs a tenth of that.
+# ~3 us per request (benchmarks/bench_pacing.py), at 100 ms it costs a tenth of that.
 DRAIN_INTERVAL_S = 0.010
 DRAIN_INTERVAL_MAX_S = 0.100
 FINAL_FOLD_S = 0.1

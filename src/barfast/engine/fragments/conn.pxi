@@ -57,7 +57,7 @@ cdef extern from "arpa/inet.h" nogil:
 
 cdef extern from "sys/epoll.h" nogil:
     # The real header's packed struct epoll_event (12 bytes on x86-64) is used, never redefined
-    # (research/core.md §6).
+    # (a hand-written copy gets the packing wrong on x86-64).
     ctypedef union epoll_data_t:
         void *ptr
         int fd

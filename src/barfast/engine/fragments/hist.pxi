@@ -6,9 +6,9 @@
 #   are pushed back into the hdrh objects by sync() so encode()/decode() work unchanged; decoded
 #   counts are HdrHistogram_c's (indices < counts_len, merged counts <= INT64_MAX).
 #
-# Why this exists: hdrh records in pure Python (~0.7 us per value; research/core.md §2.4), far too slow
-# for one engine's output. The bucket math below is HdrHistogram_c's `counts_index_for` (§2.1), applied
-# through a typed memoryview straight onto the ctypes array that hdrh encodes from (§2.5).
+# Why this exists: hdrh records in pure Python (~0.7 us per value), far too slow
+# for one engine's output. The bucket math below is HdrHistogram_c's `counts_index_for`, applied
+# through a typed memoryview straight onto the ctypes array that hdrh encodes from.
 #
 # What is recorded (measurement semantics; times are CLOCK_MONOTONIC ns taken by the engine):
 #   corrected   = done_ns - intended_ns  (from when the schedule wanted the request sent: wrk2's fix for
@@ -261,8 +261,8 @@ cdef class SampleRecorder:
 # the buffer, an index may not reach counts_len, the total may not wrap, and no merged count may exceed
 # INT64_MAX (the V2 format's ZigZag encoding cannot carry more, so the merged result stays encodable).
 #
-# Wire format (HdrHistogram_c src/hdr_histogram_log.c, `_apply_to_counts` / `zig_zag_decode_i64`;
-# research/core.md §2.2): ZigZag LEB128 varints, at most 9 bytes, the 9th byte contributing all 8 of its
+# Wire format (HdrHistogram_c src/hdr_histogram_log.c, `_apply_to_counts` / `zig_zag_decode_i64`):
+# ZigZag LEB128 varints, at most 9 bytes, the 9th byte contributing all 8 of its
 # bits (HdrHistogram_c; hdrh's pyhdrh masks that byte to 7 bits, so it misreads counts >= 2^62). A
 # negative value -k is a run of k zero counts; a value >= 0 is the count at the current index.
 

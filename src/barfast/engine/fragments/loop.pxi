@@ -62,7 +62,7 @@ cdef enum:
     #     CPU at 50k req/s it gives send-lag p50 0.2 µs instead of 14 µs and p99 13-44 µs instead
     #     of 45-68 µs (5 rounds), for +15 % CPU. But a spinning loop loses its CPU to any other
     #     runnable task in whole time slices, while a sleeping one preempts it on wake-up: two
-    #     workers on one CPU gave lag p99 5.6 ms instead of 128 µs (session 2). Session 3 made the
+    #     workers on one CPU gave lag p99 5.6 ms instead of 128 µs. Making the
     #     spin conditional on the loop's own run-queue wait (schedstat: spin until another task
     #     is seen waiting for this CPU, three variants of the test); with a CPU hog on the
     #     machine the first variant paid ms-long stalls before it noticed (send-lag p99 > 1 ms

@@ -5,10 +5,10 @@
 # Invariants: `on` changes only at a window or hold edge, and on_ns counts exactly the time it was 1;
 #   each probe alternates naps off/on in ABBA-ordered window pairs and ends in exactly one decision.
 #
-# Why naps (measured in sessions 5 and 6; benchmarks/README.md, issue 3's section): a closed loop that
+# Why naps (benchmarks/README.md, "Closed loop in steady state"): a closed loop that
 # blocks on its sockets is woken by the next response, and on this project's VMs a wake-up costs
 # 15-28 µs of CPU, partly on the *server's* CPU (the sender of the packet does the wake-up). Against
-# a saturated server empty polls are rare (session 7 counted 0.018 sleeps per request against nginx
+# a saturated server empty polls are rare (the report's wake-ups: 0.018 sleeps per request against nginx
 # with naps off, 0.010-0.013 with naps on), but each costs both sides a wake-up. A loop
 # that naps on a timer instead (an empty epoll set: no socket event wakes it) lets responses pile up
 # and reads them in one pass, timed by their kernel receive stamps (loop.pxi, "What is timed"), so no
@@ -23,10 +23,10 @@
 # the two windows of each pair, and keeps naps on only when the median on/off ratio is at least
 # NAP_KEEP_RATIO. A second pair below NAP_ABORT_RATIO ends the probe at once (naps off), so a
 # server that naps hurt badly pays for two windows, not the whole probe (one such pair can be a
-# preempted window: 3 of 8 saturated runs in session 6 had one). The decision holds for
+# preempted window: 3 of 8 saturated runs had one). The decision holds for
 # NAP_HOLD_MIN_NS, doubling up to NAP_HOLD_MAX_NS while probes keep deciding the same; then it is
 # probed again (the server's state can change within a run).
-# The thresholds, from single-pair on/off ratios measured in session 6 (20 ms windows, one engine
+# The thresholds, from single-pair on/off ratios (bench_open_peers.py, 20 ms windows, one engine
 # on CPU 0, the server on CPU 1; ~120-200 pairs each):
 #   nginx, 50 connections (saturated):         median 1.007-1.030, 5th pct 0.96-0.99, min 0.79
 #   nginx, 16 / 8 / 2 connections:             median 0.933 / 0.674 / 0.459
@@ -43,7 +43,7 @@
 # then small (0.4 % at R = 10 ms) and either decision is harmless.
 
 cdef enum:
-    NAP_DEFAULT_NS = 20000          # nap length (session 5: 20 and 50 µs measured alike)
+    NAP_DEFAULT_NS = 20000          # nap length (20 and 50 µs measure alike: bf-1proc-napN)
     NAP_WARM_NS = 100000000         # first probe this long after t0 (connections up, caches warm)
     NAP_WINDOW_NS = 20000000        # one probe window
     NAP_PAIRS = 6                   # window pairs per probe (12 windows, ~240 ms)

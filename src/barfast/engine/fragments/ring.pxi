@@ -5,7 +5,7 @@
 # Invariants: capacity is a power of two; positions are 64-bit and never wrap; slot = pos & mask;
 #   0 <= prod_pos - cons_pos <= capacity; layout == docs/ring-format.md (change both or neither).
 #
-# Ordering (research/core.md §4.2; the perf ring buffer comment in kernel/events/ring_buffer.c;
+# Ordering (the perf ring buffer comment in kernel/events/ring_buffer.c;
 # io_uring's liburing/barrier.h): the producer writes records with plain stores, then publishes
 # them with ONE store-release of prod_pos; the consumer load-acquires prod_pos, reads the records,
 # then store-releases cons_pos, which (C11 release orders earlier loads too) tells the producer the
@@ -28,7 +28,7 @@ cdef extern from * nogil:
 
     /* The shared header: one 4096-byte page so that records start page-aligned.  Byte offsets are
      * part of docs/ring-format.md.  Lines 1-3 are 128 bytes apart: two 64-byte lines, because the
-     * adjacent-line prefetcher fetches 128-byte pairs (research/core.md §4.2; Tachyon pads the
+     * adjacent-line prefetcher fetches 128-byte pairs (Intel's optimization manual, "spatial prefetcher"; Tachyon pads the
      * same, Aeron to 64). */
     typedef struct ring_hdr_s {
         /* line 0 (0..127): written at creation; then only producer_pid / producer_done change */

@@ -9,7 +9,7 @@
 # block; pipelined requests found in one read are answered with ONE sendmsg of the concatenated responses
 # (an iovec per prebuilt response, nothing is copied). Responses are built once per status at start.
 #
-# Faults (issue 5, item 5), all deterministic for a seed: a fixed and/or random delay per response
+# Faults, all deterministic for a seed: a fixed and/or random delay per response
 # (per-connection FIFO + one global min-heap of due times, waited on with epoll_pwait2's ns timeout and
 # 1 ns timer slack), a periodic whole-server stall, a weighted status mix, and close-every-N.
 
