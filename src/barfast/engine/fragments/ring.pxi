@@ -28,8 +28,8 @@ cdef extern from * nogil:
 
     /* The shared header: one 4096-byte page so that records start page-aligned.  Byte offsets are
      * part of docs/ring-format.md.  Lines 1-3 are 128 bytes apart: two 64-byte lines, because the
-     * adjacent-line prefetcher fetches 128-byte pairs (Intel's optimization manual, "spatial prefetcher"; Tachyon pads the
-     * same, Aeron to 64). */
+     * adjacent-line prefetcher fetches 128-byte pairs (Intel's optimization manual, "spatial
+     * prefetcher"; Tachyon pads the same, Aeron to 64). */
     typedef struct ring_hdr_s {
         /* line 0 (0..127): written at creation; then only producer_pid / producer_done change */
         uint64_t magic;          /*   0 RING_MAGIC, written last at creation */
