@@ -155,14 +155,16 @@ def test_connect_timeout_is_a_connect_error_with_etimedout() -> None:
         for f in fillers:
             f.close()
         ls.close()
-    assert took < 1.0
+    assert took < 3.0
     c = eng.counters()
     check_invariant(c)
     assert c["completed"] == 0 and c["connects"] == 0 and c["err_connect"] >= 2
     s = drain(ring)
     assert set(s["sys_errno"].tolist()) == {errno.ETIMEDOUT}
     waited = s["done_ns"] - s["intended_ns"]
-    assert (waited >= 100 * MS).all() and (waited < 150 * MS).all()
+    # never before the timeout; after it by the 10 ms scan plus however long a busy machine keeps
+    # the loop off its CPU
+    assert (waited >= 100 * MS).all() and (waited < 300 * MS).all()
 
 
 # ---------------------------------------------------------------- failures mid-request
@@ -253,7 +255,7 @@ def test_never_answers_times_out_and_replaces_the_connection() -> None:
         ring = Ring.create(1 << 8)
         eng = make_engine(port, ring, connections=1, duration_ns=700 * MS, timeout_ns=200 * MS)
         took = run_timed(eng)
-    assert took < 1.2
+    assert took < 3.0
     c = eng.counters()
     check_invariant(c)
     assert c["completed"] == 0 and 2 <= c["err_timeout"] <= 3
@@ -261,8 +263,8 @@ def test_never_answers_times_out_and_replaces_the_connection() -> None:
     assert c["reconnects"] >= 2
     s = drain(ring)
     waited = s["done_ns"] - s["send_ns"]
-    # resolution of the timeout scan: 10 ms
-    assert (waited >= 200 * MS).all() and (waited < 260 * MS).all()
+    # resolution of the timeout scan: 10 ms (plus scheduling delay on a busy machine)
+    assert (waited >= 200 * MS).all() and (waited < 400 * MS).all()
 
 
 def test_one_megabyte_header_is_a_parse_error() -> None:

@@ -102,27 +102,48 @@ def test_run_queue_wait_is_counted(nginx) -> None:
     assert 0 <= c["runq_wait_ns"] <= S // 5 + 50 * MS
 
 
-def test_workers_sharing_one_cpu_report_their_wait(nginx) -> None:
-    # Two closed-loop workers pinned to one CPU are both CPU-bound, so each is runnable while the
-    # other runs: each must report a large run-queue wait (about half the run) and the report
-    # must warn that the generator, not the server, may be the bottleneck.
-    if not os.path.exists("/proc/thread-self/schedstat"):
-        pytest.skip("this kernel has no schedstat (CONFIG_SCHED_INFO)")
+def _two_workers_on_one_cpu(url: str) -> dict:
     cpu = sorted(os.sched_getaffinity(0))[0]
     out = subprocess.run(
-        barfast_cmd("run", "-w", "2", "-c", "8", "-d", "1500ms", "--json", nginx.url),
+        barfast_cmd("run", "-w", "2", "-c", "8", "-d", "1500ms", "--json", url),
         capture_output=True,
         text=True,
         timeout=60,
         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
     )
     assert out.returncode == 0, out.stderr
-    rep = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+def test_workers_sharing_one_cpu_report_their_wait(nginx) -> None:
+    # Two closed-loop workers pinned to one CPU each run while the other is runnable some of the
+    # time: each reports a run-queue wait (schedstat), never more than its run, and the report
+    # warns for exactly the workers whose wait passed CPU_WAIT_WARN. How large the wait is depends
+    # on how often the server keeps them blocked (machine load): test_..._half_the_run (load).
+    if not os.path.exists("/proc/thread-self/schedstat"):
+        pytest.skip("this kernel has no schedstat (CONFIG_SCHED_INFO)")
+    from barfast.result.summary import CPU_WAIT_WARN
+
+    rep = _two_workers_on_one_cpu(nginx.url)
     rows = rep["workers"]
     assert len(rows) == 2
     for row in rows:
-        assert row["cpu_wait_share"] >= 0.2, rows
-        assert row["cpu_wait_s"] <= row["elapsed_s"], rows
+        assert 0 < row["cpu_wait_s"] <= row["elapsed_s"], rows
+    warned = {
+        int(w.split()[1])
+        for w in rep["generator"]["warnings"]
+        if "for a CPU another task held" in w
+    }
+    assert warned == {r["worker"] for r in rows if r["cpu_wait_share"] >= CPU_WAIT_WARN}, rows
+
+
+@pytest.mark.load  # the share depends on how much of the run the server kept the workers blocked
+def test_workers_sharing_one_cpu_wait_about_half_the_run(nginx) -> None:
+    if not os.path.exists("/proc/thread-self/schedstat"):
+        pytest.skip("this kernel has no schedstat (CONFIG_SCHED_INFO)")
+    rep = _two_workers_on_one_cpu(nginx.url)
+    for row in rep["workers"]:
+        assert row["cpu_wait_share"] >= 0.2, rep["workers"]
     warnings = rep["generator"]["warnings"]
     assert any("waited" in w and "for a CPU another task held" in w for w in warnings), warnings
 

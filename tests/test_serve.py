@@ -184,11 +184,11 @@ def test_run_returns_at_deadline_and_on_stop() -> None:
     assert 0 < srv.port < 65536
     t0 = time.monotonic()
     srv.run(200_000_000)
-    assert 0.19 < time.monotonic() - t0 < 1.0
+    assert 0.19 < time.monotonic() - t0 < 5.0  # not before the deadline; 5 s: a hang guard
     srv.stop()  # stop() before run(): the next run() returns at once
     t0 = time.monotonic()
     srv.run(10_000_000_000)
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 5.0  # at once, not after the 10 s deadline
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
     time.sleep(0.1)
