@@ -192,6 +192,9 @@ def pacing_skip(
     t0) in bulk (pacing_skip_through, as the open loop does with a hopeless backlog) and return (how
     many it passed, the intended times of the next `then` entries)."""
 
+def alias_table(weights: list[float]) -> list[tuple[float, int]]:
+    """Test hook: the engine's alias table, [(keep probability, alias), ...] per column."""
+
 class Engine:
     """The native HTTP/1.1 load engine: one epoll loop (the whole run without the GIL) over
     `connections` keep-alive connections; closed loop, or open loop when rate > 0 or stages.
@@ -231,7 +234,7 @@ class Engine:
         arrival: int = 0,
         seed: int = 0,
         start_ns: int = 0,
-        endpoint: int = 0,
+        endpoints: list[tuple[bytes, bool, float, list[tuple[int, int]]]] | None = None,
     ) -> None:
         """addr: numeric IPv4/IPv6 address; family: socket.AF_INET/AF_INET6; request: the whole
         serialised request, sent verbatim; head: the request is HEAD (responses have no body).
@@ -239,7 +242,14 @@ class Engine:
         (0: no bound); start_ns: CLOCK_MONOTONIC time to begin (0: now), so workers start
         together. max_connections (open loop): grow up to this many when all are busy.
         Raises ValueError for bad arguments, OSError (EMFILE) when the fd limit cannot fit the
-        connections, TypeError when ring is not a Ring."""
+        connections, TypeError when ring is not a Ring.
+        endpoints: [(request, head, weight, status_ranges), ...] (at most 4096): each request
+        picks one by weight (alias table, a PRNG seeded from `seed`); a completed response whose
+        status is outside its endpoint's non-empty ranges is flagged FLAG_CHECK_FAIL and counted
+        in `check_failed`. None: one endpoint, (request, head, 1, no check)."""
+
+    def endpoint_counts(self) -> list[dict[str, int]]:
+        """Per endpoint, in table order: started, completed, errors, check_failed (exact)."""
 
     def run(self) -> None:
         """Run to the deadline, the request count or stop(); releases the GIL throughout. Once per

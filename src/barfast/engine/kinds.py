@@ -24,3 +24,4 @@ FLAG_NEW_CONN = 0x01
 FLAG_CONN_CLOSE = 0x02
 FLAG_OPEN_LOOP = 0x04
 FLAG_INTERIM = 0x08
+FLAG_CHECK_FAIL = 0x10  # a complete response whose status failed its endpoint's check

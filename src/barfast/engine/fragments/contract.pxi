@@ -35,6 +35,7 @@ cdef extern from "barfast.h" nogil:
         BF_FLAG_CONN_CLOSE
         BF_FLAG_OPEN_LOOP
         BF_FLAG_INTERIM
+        BF_FLAG_CHECK_FAIL
 
     uint64_t bf_load_acquire_u64(const uint64_t *p)
     uint64_t bf_load_relaxed_u64(const uint64_t *p)

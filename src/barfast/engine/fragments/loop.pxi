@@ -96,6 +96,27 @@ cdef enum:
                                     # per pass; the rest of the pass is counted in bulk
     LOOP_DEFER_MAX_BYTES = 16384
     LOOP_STAMP_TRIES = 1000         # reads without a stamp before deferral is given up
+    LOOP_MAX_ENDPOINTS = 4096       # the sample's endpoint field is 16 bits; this bounds the table
+    LOOP_MAX_RANGES = 8             # status check: at most this many inclusive [lo, hi] ranges
+
+
+# One endpoint: a fixed request, its share of the traffic (Vose's alias method: column `i` keeps
+# itself with probability keep / 2^32, else gives its `alias`, so a pick is one random number and
+# one compare, O(1) whatever the number of endpoints), its status check, and exact counters
+# (written by the loop thread only, read with relaxed loads like loop_counters_t).
+ctypedef struct loop_ep_t:
+    const char *req
+    size_t req_len
+    bint head
+    uint32_t alias
+    uint64_t keep            # in [0, 2^32]; 2^32: always keep
+    uint32_t nranges         # 0: no status check
+    uint16_t lo[LOOP_MAX_RANGES]
+    uint16_t hi[LOOP_MAX_RANGES]
+    uint64_t started
+    uint64_t completed
+    uint64_t errors
+    uint64_t check_failed
 
 
 ctypedef struct loop_counters_t:
@@ -120,6 +141,7 @@ ctypedef struct loop_counters_t:
                              # the loop burnt by choice, not load it could not keep up with)
     uint64_t runq_wait_ns    # the loop thread's run-queue wait since t0 (runnable, but another
                              # task had the CPU; /proc/thread-self/schedstat); 0 where unavailable
+    uint64_t check_failed    # completed responses whose status failed their endpoint's check
     uint64_t err[BF_ERR__COUNT]
 
 
@@ -138,9 +160,10 @@ ctypedef struct engine_t:
     uint32_t n_connecting
     epoll_event *events
     ring_t *ring             # NULL: no ring (samples are counted, not published)
-    const char *req
-    size_t req_len
-    bint head
+    loop_ep_t *eps           # the endpoints (at least one) and how many
+    uint32_t neps
+    size_t max_req_len       # the longest endpoint request
+    uint64_t pick_rng        # xorshift64* state of the endpoint pick (seeded from `seed`)
     bint open_loop
     bint stopping            # set when the loop decided to end: no new requests begin
     bint no_pwait2           # epoll_pwait2 returned ENOSYS once: use epoll_wait
@@ -170,7 +193,6 @@ ctypedef struct engine_t:
     uint64_t rx_stamped      # reads timed by the kernel's receive stamp
     uint64_t rx_unstamped    # stamped reads that came back without a stamp
     uint64_t rx_stamp_bad    # stamps outside [send, now] (wall-clock step): timed by the read
-    uint16_t endpoint
     uint64_t requests        # bound on started requests (0: none)
     uint64_t duration_ns
     uint64_t timeout_ns
@@ -204,7 +226,8 @@ cdef inline void cnt_sub(uint64_t *p, uint64_t v) noexcept nogil:
 
 cdef void loop_publish(engine_t *e, uint64_t intended_ns, uint64_t send_ns, uint64_t first_ns,
                        uint64_t done_ns, uint32_t rx, uint32_t tx, uint32_t conn_id,
-                       uint16_t status, uint8_t err, uint8_t flags, int sys_errno) noexcept nogil:
+                       uint16_t endpoint, uint16_t status, uint8_t err, uint8_t flags,
+                       int sys_errno) noexcept nogil:
     cdef bf_sample_t *s = NULL
     if e.ring != NULL:
         s = ring_claim(e.ring)
@@ -217,7 +240,7 @@ cdef void loop_publish(engine_t *e, uint64_t intended_ns, uint64_t send_ns, uint
         s.bytes_rx = rx
         s.bytes_tx = tx
         s.conn_id = conn_id
-        s.endpoint = e.endpoint
+        s.endpoint = endpoint
         s.status = status
         s.error = err
         s.flags = flags
@@ -230,8 +253,31 @@ cdef void loop_publish(engine_t *e, uint64_t intended_ns, uint64_t send_ns, uint
     cnt_add(&e.cnt.samples, 1)
 
 
+cdef inline uint32_t loop_pick(engine_t *e) noexcept nogil:
+    """The next request's endpoint, by weight (alias table; xorshift64*, Vigna 2016)."""
+    cdef uint64_t r
+    cdef uint32_t col
+    if e.neps == 1:
+        return 0
+    e.pick_rng ^= e.pick_rng >> 12
+    e.pick_rng ^= e.pick_rng << 25
+    e.pick_rng ^= e.pick_rng >> 27
+    r = e.pick_rng * 2685821657736338717ULL
+    col = <uint32_t>(((r >> 32) * e.neps) >> 32)
+    if (r & 0xFFFFFFFFULL) < e.eps[col].keep:
+        return col
+    return e.eps[col].alias
+
+
 cdef inline void loop_begin(engine_t *e, conn_t *c, uint64_t intended_ns, uint8_t flags) noexcept nogil:
-    """A request starts on slot c (counted as started and in flight until loop_finish)."""
+    """A request starts on slot c (counted as started and in flight until loop_finish); its
+    endpoint is picked now, so a request failed before its write still counts against one."""
+    cdef uint32_t i = loop_pick(e)
+    cdef loop_ep_t *ep = &e.eps[i]
+    c.ep = <uint16_t>i
+    c.req = ep.req
+    c.req_len = ep.req_len
+    cnt_add(&ep.started, 1)
     c.has_req = 1
     c.intended_ns = intended_ns
     c.send_ns = 0
@@ -240,7 +286,7 @@ cdef inline void loop_begin(engine_t *e, conn_t *c, uint64_t intended_ns, uint8_
     c.bytes_tx = 0
     c.wpos = 0
     c.flags = flags
-    http_resp_init(&c.parser, e.head)
+    http_resp_init(&c.parser, ep.head)
     cnt_add(&e.cnt.started, 1)
     cnt_add(&e.cnt.in_flight, 1)
 
@@ -249,19 +295,36 @@ cdef void loop_finish(engine_t *e, conn_t *c, uint8_t err, int sys_errno, uint16
                       uint64_t now) noexcept nogil:
     """The request on slot c ended (err == BF_ERR_NONE: completed): count it, publish its sample."""
     cdef uint64_t intended = c.intended_ns
+    cdef loop_ep_t *ep = &e.eps[c.ep]
+    cdef uint32_t k
+    cdef bint ok
     if intended == 0:   # closed loop, failed before its write: from when its connect began
         intended = c.connect_ns if c.connect_ns else now
     c.has_req = 0
     cnt_sub(&e.cnt.in_flight, 1)
     if err == BF_ERR_NONE:
         cnt_add(&e.cnt.completed, 1)
+        cnt_add(&ep.completed, 1)
         if status < LOOP_STATUS_MAX:
             cnt_add(&e.status[status], 1)
+        if ep.nranges:
+            # A failed check is not a transport error: the response stays a completed one (in
+            # the latency histograms); it is flagged and counted apart.
+            ok = 0
+            for k in range(ep.nranges):
+                if ep.lo[k] <= status <= ep.hi[k]:
+                    ok = 1
+                    break
+            if not ok:
+                c.flags |= BF_FLAG_CHECK_FAIL
+                cnt_add(&e.cnt.check_failed, 1)
+                cnt_add(&ep.check_failed, 1)
     else:
         cnt_add(&e.cnt.errors, 1)
         cnt_add(&e.cnt.err[err], 1)
+        cnt_add(&ep.errors, 1)
     loop_publish(e, intended, c.send_ns, c.first_byte_ns, now, c.bytes_rx, c.bytes_tx, c.id,
-                 status, err, c.flags, sys_errno)
+                 c.ep, status, err, c.flags, sys_errno)
 
 
 cdef inline bint loop_can_start(engine_t *e, uint64_t now) noexcept nogil:
@@ -401,8 +464,8 @@ cdef void loop_send(engine_t *e, conn_t *c) noexcept nogil:
             c.flags |= BF_FLAG_NEW_CONN
         c.reqs_on_conn += 1
         c.state = CONN_BUSY
-    while c.wpos < e.req_len:
-        n = bf_send(c.fd, e.req + c.wpos, e.req_len - c.wpos, MSG_NOSIGNAL)
+    while c.wpos < c.req_len:
+        n = bf_send(c.fd, c.req + c.wpos, c.req_len - c.wpos, MSG_NOSIGNAL)
         if n > 0:
             c.wpos += <size_t>n
             c.bytes_tx += <uint32_t>n
@@ -468,7 +531,7 @@ cdef void loop_dispatch(engine_t *e, uint64_t now) noexcept nogil:
 
 cdef void loop_complete(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
     """The parser finished the response: count it, then keep the connection busy or replace it."""
-    cdef bint keep = (c.parser.keep_alive and c.wpos == e.req_len and c.rlen == 0)
+    cdef bint keep = (c.parser.keep_alive and c.wpos == c.req_len and c.rlen == 0)
     # Left-over bytes after a complete response were never asked for (no pipelining): the stream
     # can't be trusted to be in sync, so the connection is closed (RFC 9112 §9.3 ties a response to
     # the request it answers, in order).
@@ -673,7 +736,7 @@ cdef void loop_on_event(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
             loop_next(e, c, now)
         return
     fd = c.fd
-    if (events & EPOLLOUT) and c.state == CONN_BUSY and c.wpos < e.req_len:
+    if (events & EPOLLOUT) and c.state == CONN_BUSY and c.wpos < c.req_len:
         loop_send(e, c)
         if c.fd != fd:
             return
@@ -698,6 +761,7 @@ cdef void loop_fail_backlog(engine_t *e, uint64_t through, uint8_t err, bint sta
     shown by the report). A rate far beyond the pool's reach (-R 1e9 against one connection) then
     costs one jump per pass, not one step per entry: the end of the run stays prompt."""
     cdef uint64_t t = e.pacing.next_ns, n = 0, m
+    cdef uint32_t i
     while t != PACING_END and t <= through:
         if n == LOOP_BACKLOG_WALK:
             m = pacing_skip_through(&e.pacing, through)
@@ -705,7 +769,13 @@ cdef void loop_fail_backlog(engine_t *e, uint64_t through, uint8_t err, bint sta
             cnt_add(&e.cnt.bulk_failed, m)
             return
         loop_count_failed(e, err, started, 1)
-        loop_publish(e, t, 0, 0, now, 0, 0, 0xFFFFFFFFU, 0, err, BF_FLAG_OPEN_LOOP, 0)
+        # Each failed entry is one request of the mix: it gets an endpoint by weight as if it had
+        # begun (the bulk-counted rest above has none: the report shows them apart).
+        i = loop_pick(e)
+        cnt_add(&e.eps[i].errors, 1)
+        if started:
+            cnt_add(&e.eps[i].started, 1)
+        loop_publish(e, t, 0, 0, now, 0, 0, 0xFFFFFFFFU, <uint16_t>i, 0, err, BF_FLAG_OPEN_LOOP, 0)
         pacing_advance(&e.pacing)
         t = e.pacing.next_ns
         n += 1
@@ -783,7 +853,7 @@ cdef inline bint loop_stamps_usable(engine_t *e) noexcept nogil:
 
 cdef inline bint loop_may_defer(engine_t *e) noexcept nogil:
     return (loop_stamps_usable(e) and e.n_connecting == 0
-            and e.req_len <= LOOP_DEFER_MAX_BYTES)
+            and e.max_req_len <= LOOP_DEFER_MAX_BYTES)
 
 
 cdef int loop_wait(engine_t *e, uint64_t now, uint64_t until, bint pacing_wait) noexcept nogil:
@@ -1004,6 +1074,31 @@ cdef int loop_run(engine_t *e) noexcept nogil:
 _ERROR_KEYS = ("none", "connect", "timeout", "read", "write", "parse", "closed", "not_sent")
 
 
+def _alias_table(weights):
+    """Vose's alias method over `weights`: per column (keep, alias), keep scaled to 2^32. Exact up
+    to the 2^-32 rounding of each column's keep probability."""
+    cdef Py_ssize_t n = len(weights)
+    total = float(sum(weights))
+    scaled = [w * n / total for w in weights]
+    keep = [1 << 32] * n
+    alias = list(range(n))
+    small = [i for i, p in enumerate(scaled) if p < 1.0]
+    large = [i for i, p in enumerate(scaled) if p >= 1.0]
+    while small and large:
+        s = small.pop()
+        g = large.pop()
+        keep[s] = min(1 << 32, int(round(scaled[s] * (1 << 32))))
+        alias[s] = g
+        scaled[g] = (scaled[g] + scaled[s]) - 1.0
+        (small if scaled[g] < 1.0 else large).append(g)
+    return list(zip(keep, alias))
+
+
+def alias_table(weights) -> list:
+    """Test hook: the engine's alias table for these weights, [(keep / 2^32, alias), ...]."""
+    return [(k / float(1 << 32), a) for k, a in _alias_table([float(w) for w in weights])]
+
+
 cdef class Engine:
     """One HTTP/1.1 load engine: one epoll loop over `connections` keep-alive connections, closed
     loop or (rate/stages) open loop. See _core.pyi for the full contract."""
@@ -1011,6 +1106,7 @@ cdef class Engine:
     cdef engine_t *e
     cdef object _ring
     cdef bytes _request
+    cdef list _requests       # the endpoints' request bytes (their buffers are read nogil)
     cdef bint _ran
 
     def __cinit__(self):
@@ -1020,11 +1116,11 @@ cdef class Engine:
                  int connections, int max_connections=0, uint64_t requests=0,
                  uint64_t duration_ns=0, uint64_t timeout_ns, uint64_t connect_timeout_ns,
                  double rate=0.0, stages=(), int arrival=0, uint64_t seed=0,
-                 uint64_t start_ns=0, int endpoint=0):
+                 uint64_t start_ns=0, endpoints=None):
         cdef engine_t *e
         cdef int rc
         cdef bytes a
-        cdef uint32_t i
+        cdef uint32_t i, n, k
         if self.e != NULL:
             raise RuntimeError("Engine.__init__ called twice")
         if connections < 1:
@@ -1067,10 +1163,46 @@ cdef class Engine:
             if e.ring.hdr == NULL:
                 raise ValueError("the ring is closed")
         self._request = request
-        e.req = <const char *>self._request
-        e.req_len = len(request)
-        e.head = head
-        e.endpoint = <uint16_t>endpoint
+        if endpoints is None:
+            endpoints = [(request, head, 1.0, ())]
+        endpoints = list(endpoints)
+        n = len(endpoints)
+        if not 1 <= n <= LOOP_MAX_ENDPOINTS:
+            raise ValueError(f"endpoints: 1 to {LOOP_MAX_ENDPOINTS}, not {n}")
+        e.eps = <loop_ep_t *>calloc(n, sizeof(loop_ep_t))
+        if e.eps == NULL:
+            raise MemoryError()
+        e.neps = n
+        self._requests = []
+        weights = []
+        for i in range(n):
+            req, ep_head, weight, ranges = endpoints[i]
+            if not isinstance(req, bytes) or not req:
+                raise ValueError(f"endpoint {i}: the request must be non-empty bytes")
+            if not weight > 0:
+                raise ValueError(f"endpoint {i}: weight must be > 0")
+            ranges = list(ranges)
+            if len(ranges) > LOOP_MAX_RANGES:
+                raise ValueError(f"endpoint {i}: at most {LOOP_MAX_RANGES} status ranges")
+            self._requests.append(req)
+            e.eps[i].req = <const char *>req
+            e.eps[i].req_len = len(req)
+            e.eps[i].head = ep_head
+            e.eps[i].nranges = len(ranges)
+            for k in range(len(ranges)):
+                lo, hi = ranges[k]
+                if not 0 <= lo <= hi <= 999:
+                    raise ValueError(f"endpoint {i}: bad status range {lo}-{hi}")
+                e.eps[i].lo[k] = lo
+                e.eps[i].hi[k] = hi
+            if e.eps[i].req_len > e.max_req_len:
+                e.max_req_len = e.eps[i].req_len
+            weights.append(float(weight))
+        for i, (keep, alias) in enumerate(_alias_table(weights)):
+            e.eps[i].keep = keep
+            e.eps[i].alias = alias
+        # Distinct from the Poisson stream for the same seed; never 0 (xorshift's fixed point).
+        e.pick_rng = (seed ^ 0xD1B54A32D192ED03ULL) or 1
         e.nconns = <uint32_t>connections
         e.max_conns = <uint32_t>max_connections
         e.requests = requests
@@ -1127,6 +1259,7 @@ cdef class Engine:
         if e.idle_epfd >= 0:
             close(e.idle_epfd)
         pacing_free(&e.pacing)
+        free(e.eps)
         free(e.conns)
         free(e.free_stack)
         free(e.events)
@@ -1281,12 +1414,29 @@ cdef class Engine:
             "conns_peak": bf_load_relaxed_u64(&k.conns_peak),
             "spin_ns": bf_load_relaxed_u64(&k.spin_ns),
             "runq_wait_ns": bf_load_relaxed_u64(&k.runq_wait_ns),
+            "check_failed": bf_load_relaxed_u64(&k.check_failed),
             # closed loop: time naps were on (nap.pxi); exact once run() returned
             "nap_on_ns": nap_on_ns(&self.e.nap, clock_now_ns()),
         }
         for i in range(1, BF_ERR__COUNT):
             d["err_" + _ERROR_KEYS[i]] = bf_load_relaxed_u64(&k.err[i])
         return d
+
+    def endpoint_counts(self) -> list:
+        """Per endpoint (table order): started, completed, errors, check_failed (exact; same
+        thread-safety as counters())."""
+        cdef uint32_t i
+        cdef loop_ep_t *ep
+        out = []
+        for i in range(self.e.neps):
+            ep = &self.e.eps[i]
+            out.append({
+                "started": bf_load_relaxed_u64(&ep.started),
+                "completed": bf_load_relaxed_u64(&ep.completed),
+                "errors": bf_load_relaxed_u64(&ep.errors),
+                "check_failed": bf_load_relaxed_u64(&ep.check_failed),
+            })
+        return out
 
     def status_counts(self) -> dict:
         """HTTP status -> responses completed with it (same thread-safety as counters())."""
