@@ -14,25 +14,12 @@ import pytest
 from barfast.engine import _core
 from barfast.engine.kinds import FLAG_CHECK_FAIL
 from barfast.ring import Ring
-from test_engine import check_invariant, drain, request_bytes
-
-S = 1_000_000_000
+from test_engine import check_invariant, drain, make_engine, request_bytes
 
 
 def engine(port: int, endpoints: list, ring: Ring | None = None, **kw: object) -> _core.Engine:
-    return _core.Engine(
-        ring,
-        addr="127.0.0.1",
-        port=port,
-        family=2,
-        request=endpoints[0][0],
-        head=False,
-        connections=kw.pop("connections", 8),  # type: ignore[arg-type]
-        timeout_ns=2 * S,
-        connect_timeout_ns=S,
-        endpoints=endpoints,
-        **kw,
-    )
+    kw.setdefault("connections", 8)
+    return make_engine(port, ring, endpoints=endpoints, **kw)
 
 
 @pytest.mark.parametrize(
@@ -139,15 +126,4 @@ def test_status_checks_are_counted_apart_from_errors() -> None:
 )
 def test_bad_endpoint_tables_are_refused(endpoints: list, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        _core.Engine(
-            None,
-            addr="127.0.0.1",
-            port=9,
-            family=2,
-            request=b"x",
-            head=False,
-            connections=1,
-            timeout_ns=S,
-            connect_timeout_ns=S,
-            endpoints=endpoints,
-        )
+        engine(9, endpoints, connections=1)
