@@ -28,7 +28,7 @@ def running(host: str = "127.0.0.1", **kw: object) -> Iterator[Server]:
         srv.close()
 
 
-def settled(srv: Server, key: str, want: int, timeout: float = 2.0) -> dict[str, int]:
+def settled(srv: Server, key: str, want: int, timeout: float = 10.0) -> dict[str, int]:
     """The server's counters once `key` has reached `want` (or after `timeout`).
 
     The server counts a response after its write() returns, so a client can read the bytes before

@@ -105,7 +105,7 @@ def test_refused_counts_connect_errors_with_errno_and_ends_on_time() -> None:
     ring = Ring.create(1 << 12)
     eng = make_engine(port, ring, connections=3, duration_ns=400 * MS)
     took = run_timed(eng)
-    assert 0.39 < took < 0.8
+    assert 0.39 < took < 5.0  # not before the deadline; 5 s: a hang guard
     c = eng.counters()
     check_invariant(c)
     assert c["completed"] == 0 and c["connects"] == 0
@@ -243,7 +243,10 @@ def test_slow_drip_completes() -> None:
     took = s["done_ns"] - s["send_ns"]
     assert (took > len(OK) * 2 * MS).all()  # the drip is in the latency
     ttfb = s["first_byte_ns"] - s["send_ns"]
-    assert (ttfb < took / 2).all()  # first byte early, completion late
+    # first byte early, completion late: the two are stamped by different reads (a loop kept off
+    # its CPU for the whole drip could only read it all at once)
+    assert (s["first_byte_ns"] < s["done_ns"]).all()
+    assert (ttfb > 0).all()
 
 
 def test_never_answers_times_out_and_replaces_the_connection() -> None:
@@ -379,7 +382,7 @@ def test_stop_before_run_returns_at_once() -> None:
         port = s.getsockname()[1]
     eng = make_engine(port, None, connections=2, duration_ns=10 * S)
     eng.stop()
-    assert run_timed(eng) < 0.1
+    assert run_timed(eng) < 2.0  # at once, not after the 10 s deadline; 2 s: a hang guard
     c = eng.counters()
     check_invariant(c)
     assert c["started"] == 0 and c["connect_attempts"] == 0
@@ -476,8 +479,8 @@ def test_a_fin_queued_behind_the_bytes_is_seen(edge: bool) -> None:
     resp = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a few bytes"
     with server(respond_forever(resp, close_after=True)) as port:
         c, took = run_triggered(port, edge, connections=2, requests=40, timeout_ns=5 * S)
-    assert c["err_closed"] == 40 and c["completed"] == 0, c
-    assert took < 2.0
+    assert c["err_closed"] == 40 and c["completed"] == 0, c  # a missed FIN ends as a timeout
+    assert took < 4.5  # and before even one 5 s timeout could have fired
 
 
 def test_head_memo_keeps_alternating_heads_apart() -> None:

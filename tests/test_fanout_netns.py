@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import NGINX, NGINX_CONF
+from test_fanout import _stderr_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -173,7 +174,10 @@ def test_remote_run_across_namespaces_with_curve(netns: Netns, tmp_path: Path) -
              "--curve-secret", str(keys / "intruder.key_secret"),
              "--curve-server", str(keys / "coord.key")),
     )  # fmt: skip
-    time.sleep(0.5)  # the intruder knocks first: it must not take a good worker's place
+    # The intruder knocks first: it must not take a good worker's place. The good workers start
+    # once the coordinator has said it refused the intruder, not after a guess at how long that
+    # takes on a busy machine.
+    head = _stderr_until(coord, "refused worker from")
     workers = [
         netns.spawn(
             w,
@@ -192,9 +196,13 @@ def test_remote_run_across_namespaces_with_curve(netns: Netns, tmp_path: Path) -
         for w in ("w1", "w2")
     ]
     out, err = coord.communicate(timeout=60)
+    err = head + err
     assert coord.returncode == 0, err
     rep = json.loads(out)
-    served = log.read_bytes().count(b"\n")
+    # nginx writes a request's log line after its response: wait for the lines to catch up
+    deadline = time.monotonic() + 10
+    while (served := log.read_bytes().count(b"\n")) < 6000 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert rep["requests"]["completed"] == 6000 == served
     rows = rep["workers"]
     assert len(rows) == 2 and not any(r["local"] for r in rows)

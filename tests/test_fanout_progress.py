@@ -71,15 +71,52 @@ class Recorder(Progress):
     def __init__(self) -> None:
         super().__init__("plain", io.StringIO())
         self.ticks: list[ProgressStats] = []
+        self.merger: object = None  # when set: each tick also keeps the series point it showed
+        self.points: list[dict | None] = []
 
     def show(self, st: ProgressStats) -> None:
         self.ticks.append(st)
+        if self.merger is not None:
+            # tick_run's own choice of second (the coordinator is one thread: nothing merged
+            # between its look-up and this call)
+            second = int(st.elapsed_s - progress.SERIES_SETTLE_S) - 1
+            ok = st.elapsed_s >= 1.0 + progress.SERIES_SETTLE_S
+            self.points.append(self.merger.series_point(second) if ok else None)  # type: ignore[attr-defined]
 
 
 def test_live_rate_is_the_last_complete_second(nginx) -> None:
     # Two workers at 3000 req/s in all: each tick shows the merged count of the last complete
     # second (exact: 3000), not the change in cumulative totals between two ticks, which aliases
     # against the workers' own snapshot phase (that showed 36,412 req/s at -R 20000).
+    from barfast.config import build_run_config
+    from barfast.fanout.coordinator import Coordinator
+
+    cfg = build_run_config(nginx.url, rate=3000.0, duration="4s", connections=8, workers=2)
+    rec = Recorder()
+    coord = Coordinator(cfg, local_workers=2, progress=rec)
+
+    class Live:  # the coordinator's merger, once start() has made it
+        def series_point(self, second: int) -> dict | None:
+            return coord.merger.series_point(second) if coord.merger is not None else None
+
+    rec.merger = Live()
+    try:
+        coord.run()
+    finally:
+        coord.close()
+    # Each tick with a merged second to show shows that second's exact count, whatever it is
+    # (on a busy machine a second may hold fewer or more than 3000): not a difference of
+    # cumulative totals. Whether the counts are 3000: test_live_rate_shows_the_target (load).
+    shown = [
+        (st.rps, pt) for st, pt in zip(rec.ticks, rec.points, strict=True) if pt and pt["requests"]
+    ]
+    assert len(shown) >= 2, rec.ticks
+    for rps, pt in shown:
+        assert rps == float(pt["requests"]), (rps, pt)
+
+
+@pytest.mark.load  # the per-second counts are the rate the generator kept: busy CPUs move them
+def test_live_rate_shows_the_target(nginx) -> None:
     from barfast.config import build_run_config
     from barfast.fanout.coordinator import Coordinator
 

@@ -15,7 +15,7 @@ import pytest
 
 from barfast.engine import _core
 from conftest import children
-from test_engine import MS, S, check_invariant, make_engine
+from test_engine import MS, S, check_invariant, make_engine, run_timed
 
 US = 1_000
 
@@ -150,6 +150,7 @@ def test_naps_never_start_without_receive_stamps() -> None:
 # ------------------------------------------------------------------ the engine, real servers
 
 
+@pytest.mark.load  # the probes judge measured throughput: other tasks on the CPUs decide it too
 def test_naps_turn_on_against_a_saturated_nginx(nginx) -> None:
     # 200 connections queue far more work at nginx (access log on) than a 20 µs nap delays: the
     # probes find naps free, and the run naps most of the time, timing reads by their stamps.
@@ -189,6 +190,7 @@ def test_naps_turn_on_against_a_saturated_nginx(nginx) -> None:
     assert st["rx_stamped"] >= 500 and st["rx_stamp_bad"] == 0, st
 
 
+@pytest.mark.load  # the probes judge measured throughput: other tasks on the CPUs decide it too
 def test_naps_stay_off_where_they_would_cost_throughput() -> None:
     # One connection to a target that answers 50 µs after each request: a closed loop waits on
     # every round trip, so each nap (20 µs plus the timer's lateness) lengthens the cycle. Measured
@@ -233,10 +235,11 @@ def test_naps_can_be_turned_off_and_forced() -> None:
         off.run()
         always = make_engine(srv.port, connections=4, duration_ns=500 * MS)
         always._set_closed_nap_ns(20 * US, False)
-        always.run()
+        took = run_timed(always)
     a, b = off._pacing_stats(), always._pacing_stats()
     assert a["closed_naps"] == 0 and a["nap_on_s"] == 0 and a["nap_probes"] == 0, a
     assert b["closed_naps"] > 100 and b["nap_probes"] == 0, b
-    assert b["nap_on_s"] == pytest.approx(0.5, abs=0.05), b
+    # forced on from t0 to the end: the whole 0.5 s run, and no longer than run() took
+    assert 0.5 <= b["nap_on_s"] <= took, (b, took)
     check_invariant(off.counters())
     check_invariant(always.counters())

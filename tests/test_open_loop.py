@@ -111,6 +111,15 @@ def scheduled(rep: dict) -> int:
     return rep["requests"]["started"] + rep["requests"]["not_sent"]
 
 
+def only_late_sends(rep: dict) -> None:
+    """No request failed, except sends due in the last moment that could not leave before the
+    deadline (not_sent): a generator that loses its CPU for a few ms at the end leaves that many
+    (up to 79 of 60,000 were seen with a CPU hog on each CPU). That is accounting, not a lost
+    schedule, so it is bounded (0.5 % of the schedule) rather than forbidden."""
+    assert set(rep["errors"]) <= {"not_sent"}, rep["errors"]
+    assert rep["requests"]["not_sent"] <= 0.005 * scheduled(rep), rep["requests"]
+
+
 def check_accounting(rep: dict) -> None:
     r = rep["requests"]
     assert r["started"] == r["completed"] + (r["errors"] - r["not_sent"]) + r["in_flight"]
@@ -146,12 +155,7 @@ def test_constant_rate_is_achieved_within_1_percent(rate: int, conns: int) -> No
         counts = srv.stop()
     check_accounting(rep)
     assert scheduled(rep) == rate * d  # the schedule is exact (module docstring)
-    # No failures; only sends that were due in the last moment and could not leave before the
-    # deadline may be counted not_sent. With a CPU hog beside the run the generator can lose its
-    # CPU for a few ms, and a stall in the last ms leaves that many sends unsent: up to 79 of
-    # 60,000 were seen in 3 of 42 such runs. That is accounting, not a lost schedule.
-    assert set(rep["errors"]) <= {"not_sent"}, rep["errors"]
-    assert rep["requests"]["not_sent"] <= 0.005 * rate * d, rep["requests"]
+    only_late_sends(rep)
     got = achieved_rate(rep)
     assert abs(got / rate - 1) < 0.01, (got, rep["duration_s"], rep["requests"])
     assert rep["requests"]["completed"] >= 0.99 * rate * d
@@ -172,7 +176,7 @@ def test_a_high_rate_is_scheduled_exactly_and_accounted_for() -> None:
         counts = srv.stop()
     check_accounting(rep)
     assert scheduled(rep) == rate * d
-    assert set(rep["errors"]) <= {"not_sent"}, rep["errors"]
+    only_late_sends(rep)
     assert rep["requests"]["completed"] <= counts["responses"] <= rep["requests"]["started"]
 
 
@@ -199,7 +203,7 @@ def test_stall_corrected_tails_match_the_analytic_values() -> None:
         rep = run("-w", "1", "-c", "10", "-R", "1000", "-d", "10s", srv.url, timeout=60)
         srv.stop()
     check_accounting(rep)
-    assert rep["errors"] == {}, rep["errors"]
+    only_late_sends(rep)
     assert scheduled(rep) == 10_000
     lat, unc, lag = rep["latency_ms"], rep["latency_uncorrected_ms"], rep["send_lag_ms"]
     assert abs(lat["p90"] / 300 - 1) < 0.15, lat
@@ -228,7 +232,7 @@ def test_fixed_delay_corrected_median_is_the_delay() -> None:
         rep = run("-w", "1", "-c", "20", "-R", "200", "-d", "2s", srv.url)
         srv.stop()
     check_accounting(rep)
-    assert rep["errors"] == {}
+    only_late_sends(rep)
     lat, unc = rep["latency_ms"], rep["latency_uncorrected_ms"]
     assert min(lat["min"], unc["min"]) >= 20 - 0.016, (lat, unc)
     assert 20 <= lat["p50"] <= 22, lat
@@ -251,7 +255,7 @@ def test_stages_follow_their_ramps_per_second() -> None:
         rep = run("-w", "1", "-c", "20", "--stages", "2s:1000,2s:3000,1s:0", srv.url)
         srv.stop()
     check_accounting(rep)
-    assert rep["errors"] == {}
+    only_late_sends(rep)
     assert abs(scheduled(rep) - 7500) <= 1  # Λ(5 s) = 7500; the last entry may round either way
     series = rep["series"]
     counts = [p["requests"] for p in series]
@@ -273,7 +277,7 @@ def test_two_workers_split_the_rate_and_add_up() -> None:
         rep = run("-w", "2", "-c", "20", "-R", "4000", "-d", "2s", srv.url)
         counts = srv.stop()
     check_accounting(rep)
-    assert rep["errors"] == {}
+    only_late_sends(rep)
     assert len(rep["workers"]) == 2
     assert [w["started"] + w["not_sent"] for w in rep["workers"]] == [4000, 4000]
     for w in rep["workers"]:
@@ -311,7 +315,7 @@ def test_poisson_arrivals_hit_the_mean_rate() -> None:
         )
         srv.stop()
     check_accounting(rep)
-    assert rep["errors"] == {}
+    only_late_sends(rep)
     assert rep["config"]["arrival"] == "poisson"
     assert scheduled(rep) == want
     assert want != rate * d

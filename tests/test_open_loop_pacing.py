@@ -15,7 +15,7 @@ import pytest
 
 from barfast.ring import Ring
 from conftest import barfast_cmd
-from test_engine import MS, S, check_invariant, drain, make_engine
+from test_engine import MS, S, check_invariant, drain, make_engine, run_timed
 
 US = 1000
 
@@ -32,17 +32,31 @@ def test_adaptive_window_learns_and_sends_on_time(nginx) -> None:
     # 2..50 µs. So the median send leaves within a few µs of its intended time; 50 µs (the issue's
     # p99 target) as the bound for the median leaves room for a loaded machine. Without the window
     # (spin 0) the median is the wake-up lateness itself, 15-40 µs here: see the benchmark.
+    # The mechanism, whatever the load: the window stays in its clamp, the loop takes timed
+    # sleeps, every schedule entry is accounted for and nothing leaves early. How close to its
+    # intended time the median send leaves: test_adaptive_window_sends_on_time (load).
+    c, st, lag = _adaptive_run(nginx)
+    assert st["spin_auto"] is True
+    assert 2 * US <= st["spin_ns"] <= 50 * US, st
+    assert st["timed_sleeps"] > 0, st
+    assert c["started"] + c["not_sent"] == 1500, c
+    assert len(lag) == c["completed"] and (lag >= 0).all()
+
+
+def _adaptive_run(nginx) -> tuple[dict, dict, np.ndarray]:
     ring = Ring.create(1 << 12)
     eng = make_engine(nginx.port, ring, connections=4, rate=1000.0, duration_ns=3 * S // 2)
     eng.run()
     c = eng.counters()
     check_invariant(c)
-    st = eng._pacing_stats()
-    assert st["spin_auto"] is True
-    assert 2 * US <= st["spin_ns"] <= 50 * US, st
+    return c, eng._pacing_stats(), lags(ring)
+
+
+@pytest.mark.load  # lag and sleep counts: a loop that loses its CPU wakes late and sends late
+def test_adaptive_window_sends_on_time(nginx) -> None:
+    c, st, lag = _adaptive_run(nginx)
     assert st["timed_sleeps"] >= 750, st  # about one per send (a response may wake one early)
-    lag = lags(ring)
-    assert len(lag) >= 1450 and (lag >= 0).all()
+    assert len(lag) >= 1450
     assert np.percentile(lag, 50) < 50 * US, np.percentile(lag, [50, 99])
 
 
@@ -63,12 +77,28 @@ def test_coalescing_trades_lag_for_wakeups(nginx) -> None:
     # sends what is due early: ~5 % of the sends, so the bound below is on p10, not p5 (p5 sat on
     # that edge and failed once). A loop that ignored the knob would show a
     # median lag of µs.
+    # Under load a late response can wake the loop inside a window too, so the lag figures are
+    # a load test (below); what holds anyway: the knob takes the loop off timed pacing sleeps
+    # and the spin, and every entry is accounted for, none sent early.
+    c, st, lag = _coalesced_run(nginx)
+    assert st["timed_sleeps"] == 0 and c["spin_ns"] == 0, (st, c)
+    assert c["started"] + c["not_sent"] == 1000, c
+    assert len(lag) == c["completed"] and (lag >= 0).all()
+
+
+def _coalesced_run(nginx) -> tuple[dict, dict, np.ndarray]:
     ring = Ring.create(1 << 12)
     eng = make_engine(nginx.port, ring, connections=4, rate=1000.0, duration_ns=S)
     eng._set_coalesce_ns(500 * US)
     eng.run()
-    check_invariant(eng.counters())
-    lag = lags(ring)
+    c = eng.counters()
+    check_invariant(c)
+    return c, eng._pacing_stats(), lags(ring)
+
+
+@pytest.mark.load  # lag percentiles: responses that come late (a busy server) wake the loop early
+def test_coalescing_sends_about_a_window_late(nginx) -> None:
+    _c, _st, lag = _coalesced_run(nginx)
     assert len(lag) >= 950
     assert 450 * US <= np.percentile(lag, 50) < 2 * MS, np.percentile(lag, [10, 50, 90])
     assert np.percentile(lag, 10) >= 400 * US, np.percentile(lag, [5, 10, 50])
@@ -81,7 +111,8 @@ def _spin_time(nginx, factor: int) -> int:
     eng.run()
     c = eng.counters()
     check_invariant(c)
-    assert c["completed"] >= 15000, c
+    # every entry of the 20,000 accounted for (how many completed depends on the machine's load)
+    assert c["started"] + c["not_sent"] == 20000 and c["completed"] > 0, c
     return c["spin_ns"]
 
 
@@ -101,11 +132,11 @@ def test_run_queue_wait_is_counted(nginx) -> None:
     # Every engine reads its thread's run-queue wait (schedstat) at each 10 ms scan: the counter
     # exists, and cannot exceed the run's length.
     eng = make_engine(nginx.port, None, connections=4, duration_ns=S // 5)
-    eng.run()
+    took_ns = int(run_timed(eng) * S)  # the run's own length: a busy machine stretches it
     c = eng.counters()
     if not os.path.exists("/proc/thread-self/schedstat"):
         pytest.skip("this kernel has no schedstat (CONFIG_SCHED_INFO)")
-    assert 0 <= c["runq_wait_ns"] <= S // 5 + 50 * MS
+    assert 0 <= c["runq_wait_ns"] <= took_ns, (c["runq_wait_ns"], took_ns)
 
 
 def _two_workers_on_one_cpu(url: str) -> dict:
@@ -163,13 +194,9 @@ def _uncorrected(ring: Ring) -> np.ndarray:
     return ok["done_ns"].astype(np.int64) - ok["send_ns"].astype(np.int64)
 
 
-@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
-def test_deferred_sleeps_time_responses_by_the_kernels_stamps(family: int) -> None:
-    # The built-in target answers each request 2 ms after it arrives; at 200 req/s the next send is
-    # 5 ms after this one. A deferred pacing sleep is not woken by the response, so the loop reads
-    # it only when it wakes for the next send, ~3 ms after it arrived. The kernel's receive stamp
-    # must still put its completion at ~2 ms after the send: timed by the read instead, the
-    # median would be ~5 ms. IPv6 sockets carry the same stamps.
+def _deferred_run(family: int) -> tuple[dict, dict, np.ndarray, dict]:
+    """200 req/s for 2 s against the built-in target answering 2 ms after each request: the
+    engine's counters, pacing stats, uncorrected latencies, and the server's own counters."""
     from serve_helpers import running
 
     host = "127.0.0.1" if family == socket.AF_INET else "::1"
@@ -188,21 +215,67 @@ def test_deferred_sleeps_time_responses_by_the_kernels_stamps(family: int) -> No
         check_invariant(c)
         st = eng._pacing_stats()
         lat = _uncorrected(ring)
+        k = srv.counters()
     finally:
         ctx.__exit__(None, None, None)
+    return c, st, lat, k
+
+
+FAMILIES = pytest.mark.parametrize(
+    "family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"]
+)
+
+
+@FAMILIES
+def test_deferred_sleeps_time_responses_by_the_kernels_stamps(family: int) -> None:
+    # The built-in target answers each request 2 ms after it arrives; at 200 req/s the next send is
+    # 5 ms after this one. A deferred pacing sleep is not woken by the response, so the loop reads
+    # it only when it wakes for the next send, ~3 ms after it arrived. The kernel's receive stamp
+    # must still put its completion at ~2 ms after the send: timed by the read instead, the
+    # median would be ~5 ms. IPv6 sockets carry the same stamps.
+    c, st, lat, k = _deferred_run(family)
+    assert c["started"] + c["not_sent"] == 400 and c["errors"] == c["err_not_sent"], c
+    assert len(lat) == c["completed"] > 100, c
+    assert st["deferred_sleeps"] > 0 and st["rx_stamped"] > 0, st
+    assert st["defer_off"] is False and st["rx_unstamped"] <= 5, st
+    assert st["rx_stamp_bad"] <= 2, st  # only a wall-clock step makes a stamp impossible
+    # Never before the server's 2 ms. A stamped completion is 2 ms plus the server's own lateness
+    # (its timer self-check: by Markov, the median lateness is at most twice the mean) plus the
+    # loopback; 1 ms of room for that stays far below the ~5 ms a read-timed median would show
+    # on a machine that keeps the server on time, and grows with the server's lateness on a
+    # busy one. The tight figures: test_deferred_sleeps_figures (load).
+    late_mean = k["late_ns_sum"] / max(1, k["delayed"])
+    p50 = np.percentile(lat, 50)
+    assert 2 * MS <= p50 < 2 * MS + 2 * late_mean + 1 * MS, (p50, late_mean)
+
+
+@pytest.mark.load  # counts and percentiles: how many reads are deferred depends on the CPU
+@FAMILIES
+def test_deferred_sleeps_figures(family: int) -> None:
+    c, st, lat, _k = _deferred_run(family)
     assert c["completed"] >= 380 and c["errors"] == 0, c
     # Most responses arrive while the loop sleeps and are read late; some arrive while it spins
     # toward a send and are read at once (more of them when other tasks share the CPU: 241-309 of
     # ~400 were stamped, quiet and with a hog on each CPU). Timed by the read, the stamped ones
     # (>= 150, over a third) would sit near 5 ms and pull p90 there.
     assert st["deferred_sleeps"] >= 300 and st["rx_stamped"] >= 150, st
-    assert st["defer_off"] is False and st["rx_unstamped"] <= 5, st
-    assert st["rx_stamp_bad"] <= 2, st  # only a wall-clock step makes a stamp impossible
     p50, p90 = np.percentile(lat, [50, 90])
     assert 2 * MS <= p50 < 2 * MS + 400 * US, (p50, p90)
     assert p90 < 3 * MS, (p50, p90)
 
 
+def test_deferred_sleeps_follow_the_defer_reads_knob(nginx) -> None:
+    # Deferred sleeps need the knob (on by default); off, the loop never takes one.
+    for defer in (True, False):
+        eng = make_engine(nginx.port, None, connections=4, rate=1000.0, duration_ns=S // 2)
+        eng._set_defer_reads(defer)
+        eng.run()
+        check_invariant(eng.counters())
+        st = eng._pacing_stats()
+        assert (st["deferred_sleeps"] > 0) == defer, (defer, st)
+
+
+@pytest.mark.load  # two runs' medians against nginx: each moves with the machine's load
 def test_deferral_agrees_with_prompt_reads(nginx) -> None:
     # The same open loop with and without deferred sleeps against nginx (which answers in tens of
     # µs): the uncorrected medians agree within 100 µs, while a read-timed deferral would add the
@@ -246,7 +319,9 @@ def test_deferred_open_loop_counts_closes_and_truncations() -> None:
         k = settled(srv, "responses", c["completed"])
         st = eng._pacing_stats()
     check_invariant(c)
-    assert c["errors"] == 0 and c["completed"] >= 390, c
+    # every entry accounted for; only a send due when no connection was free may go unsent
+    assert c["started"] + c["not_sent"] == 400 and c["errors"] == c["err_not_sent"], c
+    assert c["completed"] > 100, c
     assert k["responses"] == c["completed"], (k, c)
     assert c["reconnects"] >= c["completed"] // 3 - 4, c
     assert 0 < eng.status_counts().get(500, 0) < c["completed"] // 4
@@ -269,15 +344,17 @@ def test_deferred_open_loop_counts_closes_and_truncations() -> None:
         eng.run()
         c = eng.counters()
     check_invariant(c)
-    assert c["completed"] >= 80 and c["err_closed"] >= 80, c
-    assert c["completed"] + c["errors"] + c["in_flight"] == c["started"], c
+    # Each connection completes one request, then fails one as closed: at the end at most one
+    # connection per slot has its first answered and its second still in flight.
+    assert c["started"] + c["not_sent"] == 200, c
+    assert c["err_closed"] > 10 and 0 <= c["completed"] - c["err_closed"] <= 4, c
+    assert c["errors"] == c["err_closed"] + c["err_not_sent"], c
+    assert c["completed"] + c["errors"] + c["in_flight"] == c["started"] + c["not_sent"], c
 
 
-def test_closed_loop_naps_time_responses_by_the_kernels_stamps() -> None:
-    # The closed-loop nap (benchmark knob, off by default): after an empty poll the loop sleeps
-    # 1.5 ms on a timer instead of on the sockets, so a response that the built-in target sends
-    # 2 ms after each request is read up to ~1.5 ms late. Its receive stamp must still put the
-    # completion at ~2 ms after the send; timed by the read, the median would be ~2.75 ms.
+def _napping_run() -> tuple[dict, dict, np.ndarray]:
+    """A closed loop with naps forced on (1.5 ms) against the built-in target answering 2 ms
+    after each request: counters, pacing stats, and the samples."""
     from serve_helpers import running
 
     with running("127.0.0.1", delay_ns=2 * MS) as srv:
@@ -288,11 +365,42 @@ def test_closed_loop_naps_time_responses_by_the_kernels_stamps() -> None:
         c = eng.counters()
         check_invariant(c)
         st = eng._pacing_stats()
-        lat = _uncorrected(ring)
-    # each request takes 2 ms plus the pick-up delay (the nap): ~1/(2.75 ms) per connection
+        s = drain(ring)
+    return c, st, s[s["error"] == 0]
+
+
+def test_closed_loop_naps_time_responses_by_the_kernels_stamps() -> None:
+    # The closed-loop nap (benchmark knob, off by default): after an empty poll the loop sleeps
+    # 1.5 ms on a timer instead of on the sockets, so a response that the built-in target sends
+    # 2 ms after each request is read up to ~1.5 ms late. Its receive stamp must still put the
+    # completion when it arrived. A closed loop sends a connection's next request right after it
+    # reads the response, so on each connection the gap from one completion to the next send is
+    # the pick-up delay when completions are stamped (~0.75 ms: uniform over a nap; longer when
+    # the loop waits for its CPU) and a few µs when they are timed by the read.
+    c, st, ok = _napping_run()
+    # each request takes at least the server's 2 ms: at most 500 a second per connection
+    assert 100 < c["completed"] <= 1000 and c["errors"] == 0, c
+    assert st["closed_naps"] > 0 and st["rx_stamped"] > 0, st
+    assert st["defer_off"] is False and st["rx_stamp_bad"] <= 2, st
+    lat = ok["done_ns"].astype(np.int64) - ok["send_ns"].astype(np.int64)
+    assert np.percentile(lat, 50) >= 2 * MS, np.percentile(lat, [0, 50])
+    gaps = []
+    for conn in np.unique(ok["conn_id"]):
+        mine = np.sort(ok[ok["conn_id"] == conn], order="send_ns")
+        gaps.append(mine["send_ns"][1:].astype(np.int64) - mine["done_ns"][:-1].astype(np.int64))
+    gap = np.concatenate(gaps)
+    assert (gap >= 0).all(), gap.min()  # a completion precedes the read it came from
+    assert np.percentile(gap, 50) > 100 * US, np.percentile(gap, [10, 50, 90])
+
+
+@pytest.mark.load  # counts and percentiles: naps and the server's timer both run late when busy
+def test_closed_loop_naps_figures() -> None:
+    c, st, ok = _napping_run()
+    lat = ok["done_ns"].astype(np.int64) - ok["send_ns"].astype(np.int64)
+    # each request takes 2 ms plus the pick-up delay (the nap): ~1/(2.75 ms) per connection;
+    # timed by the read, the median would be ~2.75 ms
     assert 500 <= c["completed"] <= 1000 and c["errors"] == 0, c
     assert st["closed_naps"] >= 300 and st["rx_stamped"] >= 300, st
-    assert st["defer_off"] is False and st["rx_stamp_bad"] <= 2, st
     p50, p90 = np.percentile(lat, [50, 90])
     assert 2 * MS <= p50 < 2 * MS + 300 * US, (p50, p90)
     assert p90 < 2 * MS + 600 * US, (p50, p90)

@@ -121,9 +121,10 @@ def test_dropping_producer_gaps_equal_dropped_c_consumer(pinned_consumer):
     trailing = n - 1 - res["last_seq"]  # records dropped after the last one published
     assert res["received"] + res["gaps"] + trailing == n
     assert ring.dropped == res["gaps"] + trailing
-    # Both paths were exercised. With a CPU hog on each of CI's 2 CPUs the consumer saw only 1.7 %
-    # of the 10 M, so the bound is 0.1 %: ten thousand records published and checked.
-    assert res["received"] > n // 1000 and ring.dropped > 0
+    # Both paths were exercised: drops, and deliveries beyond the full ring the first drop left
+    # (more than its 1024 records means the consumer took records published while it ran). How
+    # many it takes depends on its CPU: 1.7 % of the 10 M with a CPU hog on each of CI's 2 CPUs.
+    assert res["received"] > ring.capacity and ring.dropped > 0
 
 
 def test_dropping_producer_gaps_equal_dropped_numpy_consumer(pinned_consumer):
@@ -155,4 +156,6 @@ def test_dropping_producer_gaps_equal_dropped_numpy_consumer(pinned_consumer):
     trailing = n - 1 - last
     assert received + gaps + trailing == n
     assert ring.dropped == gaps + trailing
-    assert received > n // 20 and ring.dropped > 0  # both paths were exercised
+    # both paths were exercised (more than the full ring the first drop left: records published
+    # while the consumer ran; how many depends on the CPU it got)
+    assert received > ring.capacity and ring.dropped > 0

@@ -72,11 +72,15 @@ def _main(
 def run(
     url: Annotated[
         str | None,
-        typer.Argument(help="http://HOST[:PORT]/PATH; omit to test the embedded target"),
+        typer.Argument(
+            help="http://HOST[:PORT]/PATH, or a scenario file (.yaml, .yml, .py; "
+            "docs/scenarios.md); omit to test the embedded target"
+        ),
     ] = None,
     connections: Annotated[
-        int, typer.Option("-c", "--connections", help="Open connections (total).")
-    ] = 50,
+        int | None,
+        typer.Option("-c", "--connections", help="Open connections (total; default 50)."),
+    ] = None,
     duration: Annotated[
         str | None,
         typer.Option(
@@ -89,7 +93,9 @@ def run(
         int | None,
         typer.Option("-n", "--requests", help="Stop after N requests (with -d: whichever first)."),
     ] = None,
-    method: Annotated[str, typer.Option("-m", "--method", help="HTTP method.")] = "GET",
+    method: Annotated[
+        str | None, typer.Option("-m", "--method", help="HTTP method (default GET).")
+    ] = None,
     header: Annotated[
         list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
     ] = None,
@@ -111,15 +117,15 @@ def run(
         str | None, typer.Option("--stages", help="Open loop ramps: 30s:1000,1m:5000,30s:0.")
     ] = None,
     arrival: Annotated[
-        str, typer.Option("--arrival", help="Open-loop arrivals: constant or poisson.")
-    ] = "constant",
+        str | None, typer.Option("--arrival", help="Open-loop arrivals: constant or poisson.")
+    ] = None,
     max_connections: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--max-connections",
             help="Open loop: grow up to this many connections when all are busy.",
         ),
-    ] = 0,
+    ] = None,
     naps: Annotated[
         bool,
         typer.Option(

@@ -12,7 +12,7 @@ import math
 import os
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -183,6 +183,46 @@ def parse_rate(text: str | float, what: str = "rate", allow_zero: bool = False) 
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """One request of a scenario's mix, serialised: what the engine sends, its weight and check."""
+
+    name: str
+    weight: float
+    request: bytes
+    head: bool = False
+    status: tuple[tuple[int, int], ...] = ()  # inclusive ranges a response must be in (): none
+    checks: tuple[str, ...] = ()  # the checks' names, for the report
+
+    def to_engine(self) -> tuple[bytes, bool, float, list[tuple[int, int]]]:
+        return (self.request, self.head, self.weight, list(self.status))
+
+
+def serialize_request(
+    method: str,
+    path: str,
+    host_header: str,
+    headers: list[tuple[str, str]] | tuple[tuple[str, str], ...],
+    body: bytes,
+) -> bytes:
+    """One request, serialised once (RFC 9112 section 3): the engine sends these bytes verbatim.
+    Host and User-Agent are added unless given; Content-Length from the body (0 for an empty
+    POST/PUT/PATCH)."""
+    lines = [f"{method} {path} HTTP/1.1"]
+    names = {n.lower() for n, _ in headers}
+    if "host" not in names:
+        lines.append(f"Host: {host_header}")
+    if "user-agent" not in names:
+        lines.append(f"User-Agent: {USER_AGENT}")
+    for n, v in headers:
+        lines.append(f"{n}: {v}")
+    if body and "content-length" not in names:
+        lines.append(f"Content-Length: {len(body)}")
+    elif not body and method in ("POST", "PUT", "PATCH") and "content-length" not in names:
+        lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs, validated. The coordinator splits it into per-worker plans."""
 
@@ -204,6 +244,8 @@ class RunConfig:
     naps: bool = True  # closed loop: timer naps while they cost nothing (engine/fragments/nap.pxi)
     workers: int = 1
     seed: int = 0
+    endpoints: tuple[Endpoint, ...] = ()  # a scenario's mix; (): the one request above
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def open_loop(self) -> bool:
@@ -214,26 +256,9 @@ class RunConfig:
         return self.method == "HEAD"
 
     def request_bytes(self) -> bytes:
-        """The request, serialised once (RFC 9112 section 3): the engine sends these bytes verbatim."""
+        """The request, serialised once: the engine sends these bytes verbatim."""
         t = self.target
-        lines = [f"{self.method} {t.path} HTTP/1.1"]
-        names = {n.lower() for n, _ in self.headers}
-        if "host" not in names:
-            lines.append(f"Host: {t.host_header}")
-        if "user-agent" not in names:
-            lines.append(f"User-Agent: {USER_AGENT}")
-        for n, v in self.headers:
-            lines.append(f"{n}: {v}")
-        if self.body and "content-length" not in names:
-            lines.append(f"Content-Length: {len(self.body)}")
-        elif (
-            not self.body
-            and self.method in ("POST", "PUT", "PATCH")
-            and "content-length" not in names
-        ):
-            lines.append("Content-Length: 0")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return head + self.body
+        return serialize_request(self.method, t.path, t.host_header, self.headers, self.body)
 
 
 def build_run_config(

@@ -72,10 +72,10 @@ PLACEHOLDER_URL = "http://127.0.0.1:9/"  # checks options before an embedded tar
 def run_command(
     url: str | None = None,
     *,
-    connections: int = 50,
+    connections: int | None = None,
     duration: str | None = None,
     requests: int | None = None,
-    method: str = "GET",
+    method: str | None = None,
     headers: list[str] | None = None,
     body: str | None = None,
     body_file: str | None = None,
@@ -83,8 +83,8 @@ def run_command(
     connect_timeout: str | None = None,
     rate: float | None = None,
     stages: str | None = None,
-    arrival: str = "constant",
-    max_connections: int = 0,
+    arrival: str | None = None,
+    max_connections: int | None = None,
     naps: bool = True,
     workers: int | None = None,
     latency: bool = False,
@@ -102,6 +102,36 @@ def run_command(
     from barfast.config import DEFAULT_DURATION_NS, DEFAULT_EMBEDDED_DURATION_NS
     from barfast.serve.embedded import embedded_target
 
+    scenario = None
+    if url is not None and "://" not in url and url.lower().endswith((".yaml", ".yml", ".py")):
+        from barfast.scenario.compile import load_options
+        from barfast.scenario.load import load_scenario
+
+        if method is not None or headers or body is not None or body_file is not None:
+            raise UsageError(
+                "-m/-H/--body/--body-file describe a URL's request; a scenario sets its own"
+            )
+        scenario = load_scenario(url)
+        load = load_options(
+            scenario,
+            dict(
+                connections=connections,
+                max_connections=max_connections,
+                duration=duration,
+                requests=requests,
+                rate=rate,
+                stages=stages,
+                arrival=arrival,
+                timeout=timeout,
+                connect_timeout=connect_timeout,
+            ),
+        )
+        connections, max_connections = load.get("connections"), load.get("max_connections")
+        duration, requests, rate = load.get("duration"), load.get("requests"), load.get("rate")
+        stages, arrival = load.get("stages"), load.get("arrival")
+        timeout, connect_timeout = load.get("timeout"), load.get("connect_timeout")
+        if workers is None and "workers" in scenario.load:
+            workers = int(scenario.load["workers"])
     _decide_workers(workers, expect_workers)  # validate -w early
     check_output_path(output)  # fail before the run, not after it
     if expect_workers and not bind:
@@ -128,19 +158,19 @@ def run_command(
                 "and see its plan (use --curve-secret and --curve-clients)"
             )
     options: dict[str, Any] = dict(
-        method=method,
+        method=method or "GET",
         headers=headers or [],
         body=body,
         body_file=body_file,
-        connections=connections,
-        max_connections=max_connections,
+        connections=50 if connections is None else connections,
+        max_connections=max_connections or 0,
         duration=duration,
         requests=requests,
         timeout=timeout,
         connect_timeout=connect_timeout,
         rate=rate,
         stages=stages,
-        arrival=arrival,
+        arrival=arrival or "constant",
         naps=naps,
         default_duration_ns=DEFAULT_EMBEDDED_DURATION_NS if url is None else DEFAULT_DURATION_NS,
     )
@@ -153,6 +183,7 @@ def run_command(
         curve_clients=curve_clients,
         fail_on_worker_loss=fail_on_worker_loss,
         quiet=quiet,
+        scenario=scenario,
     )
     out = dict(latency=latency, output=output, json_out=json_out)
     if url is None:
@@ -174,7 +205,14 @@ def _run(
     expect_workers = int(run["expect_workers"])
     n_local = _decide_workers(run["workers"], expect_workers)
     n_total = n_local + expect_workers
-    cfg = build_run_config(url, workers=n_total, **options)
+    if run.get("scenario") is not None:
+        from barfast.scenario.compile import compile_run
+
+        drop = ("method", "headers", "body", "body_file")
+        options = {k: v for k, v in options.items() if k not in drop}
+        cfg = compile_run(run["scenario"], workers=n_total, **options)
+    else:
+        cfg = build_run_config(url, workers=n_total, **options)
     usable = effective_workers(cfg, n_total)
     if usable < n_total:
         if expect_workers > usable:

@@ -75,6 +75,7 @@ def default_engine(ring: Any, plan: WorkerPlan, start_ns: int) -> Any:
         arrival=plan.arrival_code,
         seed=plan.seed,
         start_ns=start_ns,
+        endpoints=[(r, h, w, list(st)) for r, h, w, st in plan.endpoints] or None,
     )
     if not plan.naps:
         eng._set_closed_nap_ns(0)  # block on the sockets, as wrk does
@@ -304,6 +305,8 @@ class EngineRunner:
     def _emit(self, engine: Any, ring: Any, interval: int, final: bool) -> Snapshot:
         counters = {k: int(v) for k, v in engine.counters().items()}
         status = {int(k): int(v) for k, v in engine.status_counts().items()}
+        # exact per-endpoint counters (cumulative, like `counters`); a scenario's mix only
+        endpoints = engine.endpoint_counts() if self.plan.endpoints else None
         part = self.aggregator.take_interval(wire=True)  # binary stored histoblobs (histoblob.py)
         tally = self.aggregator.tally()
         ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -317,6 +320,7 @@ class EngineRunner:
             "elapsed_ns": max(0, now - self._t0),
             "counters": counters,
             "status": status,
+            **({"endpoints": endpoints} if endpoints is not None else {}),
             "errors": error_labels(counters),
             "hist": part["hist"],
             "samples": part["samples"],

@@ -45,6 +45,8 @@ class WorkerPlan:
     seed: int = 0
     worker_index: int = 0
     workers: int = 1  # how many workers share the run
+    # a scenario's mix: (request, head, weight, status ranges) per endpoint; (): `request` alone
+    endpoints: tuple[tuple[bytes, bool, float, tuple[tuple[int, int], ...]], ...] = ()
 
     @property
     def open_loop(self) -> bool:
@@ -59,6 +61,10 @@ class WorkerPlan:
         """msgpack-safe: only ints, floats, str, bytes, bools and lists."""
         d = asdict(self)
         d["stages"] = [[int(dur), float(rate)] for dur, rate in self.stages]
+        d["endpoints"] = [
+            [req, bool(head), float(w), [[int(lo), int(hi)] for lo, hi in ranges]]
+            for req, head, w, ranges in self.endpoints
+        ]
         return d
 
     @classmethod
@@ -67,6 +73,15 @@ class WorkerPlan:
         d["stages"] = tuple((int(dur), float(rate)) for dur, rate in d.get("stages", ()))
         req = d["request"]
         d["request"] = req.encode("latin-1") if isinstance(req, str) else bytes(req)
+        d["endpoints"] = tuple(
+            (
+                r.encode("latin-1") if isinstance(r, str) else bytes(r),
+                bool(head),
+                float(w),
+                tuple((int(lo), int(hi)) for lo, hi in ranges),
+            )
+            for r, head, w, ranges in d.get("endpoints", ())
+        )
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -115,6 +130,7 @@ def split_plan(cfg: RunConfig, n: int) -> list[WorkerPlan]:
                 seed=cfg.seed + i,
                 worker_index=i,
                 workers=n,
+                endpoints=tuple((e.request, e.head, e.weight, e.status) for e in cfg.endpoints),
             )
         )
     return plans

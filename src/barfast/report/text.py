@@ -163,6 +163,7 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
         out.append("Errors: " + ", ".join(parts))
     else:
         out.append("Errors: none")
+    out += _endpoints(report)
     samples = report.get("samples", {})
     line = f"Samples dropped by ring: {samples.get('dropped_by_ring', 0)}"
     if samples.get("failures_without_sample"):
@@ -192,6 +193,34 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
     for wmsg in gen.get("warnings", []):
         out.append(f"Warning: {wmsg}")
     return "\n".join(out) + "\n"
+
+
+def _endpoints(report: dict[str, Any]) -> list[str]:
+    """One row per endpoint of a scenario's mix, then the checks over all of them."""
+    eps = report.get("endpoints") or {}
+    if not eps:
+        return []
+    total = sum(e["requests"]["completed"] for e in eps.values()) or 1
+    width = max(8, *(len(n) for n in eps))
+    out = [
+        f"  {'endpoint':<{width}} {'weight':>7} {'share':>7} {'requests':>10} {'req/s':>10}"
+        f" {'errors':>7} {'checks failed':>14}"
+    ]
+    for name, e in eps.items():
+        r = e["requests"]
+        checks = e.get("checks")
+        failed = f"{checks['failed']}" if checks else "-"
+        out.append(
+            f"  {name:<{width}} {e['weight']:>7g} {100 * r['completed'] / total:>6.1f}%"
+            f" {r['completed']:>10} {e['rps']:>10.1f} {r['errors']:>7} {failed:>14}"
+        )
+    c = report.get("checks") or {}
+    if c.get("passed", 0) + c.get("failed", 0):
+        n = c["passed"] + c["failed"]
+        out.append(
+            f"Checks: {c['passed']} passed, {c['failed']} failed ({100 * c['passed'] / n:.2f}% passed)"
+        )
+    return out
 
 
 def _workers(rows: list[dict[str, Any]]) -> list[str]:

@@ -70,6 +70,7 @@ class WorkerState:
     snapshots: int = 0
     rejected: int = 0
     clamped: dict[str, int] = field(default_factory=dict)
+    endpoints: list[dict[str, int]] | None = None
 
 
 class Merger:
@@ -149,6 +150,8 @@ class Merger:
             w.cpu = p.cpu
             w.ring = p.ring
             w.sys_errno = p.sys_errno
+            if p.endpoints is not None:
+                w.endpoints = p.endpoints
         if p.sec > self._newest_second:
             self._newest_second = p.sec
             self._close_old_seconds()
@@ -196,6 +199,17 @@ class Merger:
 
     def series(self) -> list[dict[str, Any]]:
         return [p for s in sorted(self.seconds) if (p := self.series_point(s)) is not None]
+
+    def endpoint_totals(self) -> list[dict[str, int]]:
+        """Every worker's latest per-endpoint counters, summed per endpoint (table order)."""
+        out: list[dict[str, int]] = []
+        for w in self.workers.values():
+            for i, e in enumerate(w.endpoints or ()):
+                if i == len(out):
+                    out.append({})
+                for k, v in e.items():
+                    out[i][k] = out[i].get(k, 0) + v
+        return out
 
     @property
     def lost_workers(self) -> list[int]:

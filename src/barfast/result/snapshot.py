@@ -16,6 +16,7 @@ import numpy as np
 
 from barfast.engine.histoblob import HistoblobDecoder, HistoblobError, SparseCounts
 
+MAX_ENDPOINTS = 4096  # the engine's endpoint table bound
 MAX_SECOND = 10**8  # ~3 years of seconds: a larger interval index is a broken or hostile peer
 
 
@@ -92,6 +93,7 @@ class Parsed:
     cpu: dict[str, float]
     ring: dict[str, int]
     sys_errno: dict[str, dict[int, int]]
+    endpoints: list[dict[str, int]] | None = None  # cumulative per-endpoint counters
 
 
 def parse(snap: Any, views: Iterable[str], decoder: HistoblobDecoder) -> Parsed:
@@ -129,8 +131,19 @@ def parse(snap: Any, views: Iterable[str], decoder: HistoblobDecoder) -> Parsed:
         errors=_str_int_map(g("errors"), "errors"),
         cpu={str(k): _num(v, "cpu") for k, v in _map(g("cpu"), "cpu").items()},
         ring=_str_int_map(g("ring"), "ring"),
+        endpoints=_endpoints(g("endpoints")),
         sys_errno={
             str(k): _int_int_map(v, "sys_errno")
             for k, v in _map(g("sys_errno"), "sys_errno").items()
         },
     )
+
+
+def _endpoints(v: Any) -> list[dict[str, int]] | None:
+    if v is None:
+        return None
+    if not isinstance(v, (list, tuple)):
+        raise BadSnapshot(f"endpoints is a {type(v).__name__}, not a list")
+    if len(v) > MAX_ENDPOINTS:
+        raise BadSnapshot(f"endpoints has {len(v)} entries (at most {MAX_ENDPOINTS})")
+    return [_str_int_map(e, f"endpoints.{i}") for i, e in enumerate(v)]

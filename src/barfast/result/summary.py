@@ -104,6 +104,8 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
     }
     rep["workers"] = [worker_row(w) for w in sorted(m.workers.values(), key=lambda w: w.worker)]
     rep["workers_lost"] = m.lost_workers
+    if config_info.get("endpoints"):
+        rep["endpoints"], rep["checks"] = _endpoints(m, config_info["endpoints"], duration_s)
     rep["generator"] = {
         "cpu_user_s": round(cpu_user, 6),
         "cpu_sys_s": round(cpu_sys, 6),
@@ -115,6 +117,31 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
         "warnings": _warnings(m, rep, open_loop, dropped, clamped),
     }
     return rep
+
+
+def _endpoints(
+    m: Merger, specs: list[dict[str, Any]], duration_s: float
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Per endpoint (exact engine counters, all workers): its requests, rate and check results;
+    and the checks over all endpoints. A failed check is not an error: the response is counted
+    completed and the failure apart."""
+    totals = m.endpoint_totals()
+    out: dict[str, Any] = {}
+    passed = failed = 0
+    for i, spec in enumerate(specs):
+        t = totals[i] if i < len(totals) else {}
+        done, bad = int(t.get("completed", 0)), int(t.get("check_failed", 0))
+        row: dict[str, Any] = {
+            "weight": spec["weight"],
+            "requests": {k: int(t.get(k, 0)) for k in ("started", "completed", "errors")},
+            "rps": round(done / duration_s, 3) if duration_s > 0 else 0.0,
+        }
+        if spec.get("checks"):
+            row["checks"] = {"names": spec["checks"], "passed": done - bad, "failed": bad}
+            passed += done - bad
+            failed += bad
+        out[spec["name"]] = row
+    return out, {"passed": passed, "failed": failed}
 
 
 def worker_row(w: WorkerState) -> dict[str, Any]:
@@ -259,4 +286,15 @@ def config_info(cfg: RunConfig, workers: int | None = None) -> dict[str, Any]:
             "connect_s": cfg.connect_timeout_ns / NS_PER_S,
         },
         "target": {"addr": cfg.target.addr, "port": cfg.target.port},
+        **(
+            {
+                "endpoints": [
+                    {"name": e.name, "weight": e.weight, "checks": list(e.checks)}
+                    for e in cfg.endpoints
+                ]
+            }
+            if cfg.endpoints
+            else {}
+        ),
+        **({"tags": dict(cfg.tags)} if cfg.tags else {}),
     }

@@ -1,0 +1,323 @@
+"""Scenario files: YAML (validated against schema.json, every error at FILE:LINE:COL) or Python.
+
+YAML is composed into nodes first, so every value keeps where it was written; the plain data is
+checked with jsonschema against the packaged schema, and the first error is reported at the node it
+concerns, with a "did you mean" for a misspelt key. A Python file runs once (loops and computed data
+are Python) and must leave a `scenario` (a barfast.Scenario) at module level.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import runpy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from barfast.scenario.model import (
+    METHOD_KEYS,
+    Check,
+    Request,
+    Scenario,
+    ScenarioError,
+)
+
+Path_ = tuple[Any, ...]
+_TEMPLATE = "{{"
+
+
+def _schema() -> dict[str, Any]:
+    text = resources.files("barfast.scenario").joinpath("schema.json").read_text()
+    full = json.loads(text)
+    return {"$defs": full["$defs"], "$ref": "#/$defs/scenario"}
+
+
+class _Doc:
+    """Plain data of a YAML document plus the mark of every value and every mapping key."""
+
+    def __init__(self, name: str, text: str):
+        self.name = name
+        self.marks: dict[Path_, Any] = {}
+        self.key_marks: dict[Path_, Any] = {}
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            raise self.error(mark, str(exc.problem or exc.context or "bad YAML")) from None
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"{name}: bad YAML: {exc}") from None
+        if node is None:
+            raise ScenarioError(f"{name}:1:1: the file is empty")
+        self.data = self._plain(node, ())
+
+    def error(self, mark: Any, msg: str) -> ScenarioError:
+        if mark is None:
+            return ScenarioError(f"{self.name}: {msg}")
+        return ScenarioError(f"{self.name}:{mark.line + 1}:{mark.column + 1}: {msg}")
+
+    def at(self, path: Path_, msg: str, key: bool = False) -> ScenarioError:
+        marks = self.key_marks if key else self.marks
+        p = tuple(path)
+        while p and p not in marks:
+            p = p[:-1]
+        return self.error(marks.get(p) or self.marks.get(()), msg)
+
+    def _plain(self, node: yaml.Node, path: Path_) -> Any:
+        self.marks[path] = node.start_mark
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for k, v in node.value:
+                key = _scalar(k)
+                if key in out:
+                    raise self.error(k.start_mark, f"duplicate key {key!r}")
+                self.key_marks[path + (key,)] = k.start_mark
+                out[key] = self._plain(v, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._plain(v, path + (i,)) for i, v in enumerate(node.value)]
+        return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise ScenarioError("a mapping key must be a plain value")
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _where(path: Path_) -> str:
+    names = [p for p in path if isinstance(p, str)]
+    return names[-1] if names else "scenario"
+
+
+def _message(doc: _Doc, err: Any) -> ScenarioError:
+    path = tuple(err.absolute_path)
+    v, what = err.validator, _where(path)
+    if v == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in allowed]
+        key = extra[0]
+        near = difflib.get_close_matches(str(key), allowed, n=1)
+        hint = (
+            f" (did you mean {near[0]!r}?)" if near else f" (expected one of: {', '.join(allowed)})"
+        )
+        ctx = {"": "scenario", "load": "load", "defaults": "defaults"}.get(
+            _where(path), _where(path)
+        )
+        if path and isinstance(path[-1], int):
+            ctx = "request" if "requests" in path and len(path) == 2 else "check"
+        return doc.at(path + (key,), f"unknown key {key!r} in {ctx}{hint}", key=True)
+    if v in ("minimum", "exclusiveMinimum"):
+        op = ">" if v == "exclusiveMinimum" else ">="
+        return doc.at(path, f"{what} must be {op} {err.validator_value}")
+    if v == "type":
+        t = err.validator_value
+        t = " or ".join(t) if isinstance(t, list) else t
+        return doc.at(path, f"{what} must be a {t}, not {type(err.instance).__name__}")
+    if v == "pattern":
+        if what == "path":
+            return doc.at(path, "path must start with '/'")
+        if what in ("target", "url"):
+            return doc.at(path, f"{what} must be a URL such as http://127.0.0.1:8080")
+        if what == "method":
+            return doc.at(path, f"bad method {err.instance!r}")
+        return doc.at(path, f"bad {what} {err.instance!r}")
+    if v == "enum":
+        opts = ", ".join(map(str, err.validator_value))
+        return doc.at(path, f"{what} must be one of {opts}")
+    if v == "minItems":
+        return doc.at(path, f"{what} must not be empty")
+    if v == "maxItems":
+        return doc.at(path, f"{what}: at most {err.validator_value}")
+    if v == "oneOf" and what == "status":
+        return doc.at(path, f"bad status {err.instance!r}: expected 200, '2xx' or '200-299'")
+    return doc.at(path, f"{what}: {err.message}")
+
+
+def load_yaml(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {str(p)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{p}: not UTF-8 text") from None
+    doc = _Doc(str(p), text)
+    data = doc.data
+    if isinstance(data, str):
+        return Scenario(requests=(Request(name="GET /"),), target=data)
+    if not isinstance(data, dict):
+        raise doc.at((), "a scenario is a mapping (target, load, requests, ...) or a URL")
+    validator = Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: len(list(e.absolute_path)))
+    if errors:
+        deepest = max(errors, key=lambda e: len(list(e.absolute_path)))
+        raise _message(doc, deepest if deepest.validator != "oneOf" else errors[0])
+    return _build(doc, data, p.parent)
+
+
+def _build(doc: _Doc, data: dict[str, Any], base: Path) -> Scenario:
+    if "data" in data:
+        raise doc.at(("data",), "data feeders are not supported by this barfast yet", key=True)
+    defaults = data.get("defaults", {})
+    load = dict(data.get("load", {}))
+    if "timeout" in defaults and "timeout" not in load:
+        load["timeout"] = defaults["timeout"]
+    raw = data.get("requests") or [{"path": "/"}]
+    reqs = [_request(doc, r, i, base) for i, r in enumerate(raw)]
+    seen: dict[str, int] = {}
+    for i, r in enumerate(reqs):
+        if r.name in seen:
+            first = doc.marks.get(("requests", seen[r.name]))
+            line = f" (first at line {first.line + 1})" if first else ""
+            raise doc.at(("requests", i), f"duplicate request name {r.name!r}{line}")
+        seen[r.name] = i
+    if "target" not in data and any(r.url is None for r in reqs):
+        raise doc.at((), "no target: give `target` or a `url` on every request")
+    tags = {str(k): str(v) for k, v in data.get("tags", {}).items()}
+    try:
+        return Scenario(
+            requests=tuple(reqs),
+            target=data.get("target"),
+            load=load,
+            headers={str(k): str(v) for k, v in defaults.get("headers", {}).items()},
+            tags=tags,
+            tag_header=data.get("tag_header"),
+            seed=int(data.get("seed", 0)),
+        )
+    except ScenarioError as exc:
+        raise doc.at((), str(exc)) from None
+
+
+def _request(doc: _Doc, r: dict[str, Any], i: int, base: Path) -> Request:
+    at: Path_ = ("requests", i)
+    method, path = r.get("method"), r.get("path")
+    short = [k for k in METHOD_KEYS if k in r]
+    if len(short) > 1 or (short and ("path" in r or "url" in r)):
+        raise doc.at(at + (short[-1],), "give one of path, url or get:/post:/... PATH", key=True)
+    if short:
+        if method is not None:
+            raise doc.at(at + ("method",), f"`{short[0]}:` already sets the method", key=True)
+        method, path = short[0].upper(), r[short[0]]
+        if not str(path).startswith("/"):
+            raise doc.at(at + (short[0],), "path must start with '/'")
+    bodies = [k for k in ("body", "body_file", "json") if k in r]
+    if len(bodies) > 1:
+        raise doc.at(
+            at + (bodies[1],),
+            f"give one of body, body_file or json, not {' and '.join(bodies)}",
+            key=True,
+        )
+    body: bytes = b""
+    headers = {str(k): str(v) for k, v in r.get("headers", {}).items()}
+    if "body" in r:
+        body = r["body"].encode("utf-8")
+    elif "body_file" in r:
+        f = base / r["body_file"]
+        try:
+            body = f.read_bytes()
+        except OSError as exc:
+            raise doc.at(
+                at + ("body_file",), f"cannot read body file {r['body_file']!r}: {exc.strerror}"
+            ) from None
+    elif "json" in r:
+        body = json.dumps(r["json"], separators=(",", ":")).encode("utf-8")
+        headers.setdefault("Content-Type", "application/json")
+    for k in ("path", "url", *METHOD_KEYS, "body"):
+        if isinstance(r.get(k), str) and _TEMPLATE in r[k]:
+            raise doc.at(at + (k,), "templates ({{ ... }}) are not supported by this barfast yet")
+    if "json" in r and _TEMPLATE in body.decode("utf-8", "replace"):
+        raise doc.at(at + ("json",), "templates ({{ ... }}) are not supported by this barfast yet")
+    for hk, hv in headers.items():
+        if _TEMPLATE in hv:
+            raise doc.at(
+                at
+                + (
+                    "headers",
+                    hk,
+                ),
+                "templates ({{ ... }}) are not supported by this barfast yet",
+            )
+    checks = []
+    for j, c in enumerate(r.get("checks", [])):
+        kinds = [k for k in ("status", "header", "body", "json") if k in c]
+        if len(kinds) != 1:
+            raise doc.at(
+                at
+                + (
+                    "checks",
+                    j,
+                ),
+                "a check has exactly one of status, header, body, json",
+            )
+        if kinds[0] != "status":
+            raise doc.at(
+                at
+                + (
+                    "checks",
+                    j,
+                    kinds[0],
+                ),
+                f"{kinds[0]} checks are not supported by this barfast yet",
+                key=True,
+            )
+        try:
+            checks.append(Check.status_in(c["status"], c.get("name", "")))
+        except ScenarioError as exc:
+            raise doc.at(
+                at
+                + (
+                    "checks",
+                    j,
+                    "status",
+                ),
+                str(exc),
+            ) from None
+    url = r.get("url")
+    name = r.get("name") or f"{(method or 'GET').upper()} {path or url or '/'}"
+    try:
+        return Request(
+            name=name,
+            path=path or "/",
+            method=(method or "GET").upper(),
+            weight=r.get("weight", 1),
+            headers=headers,
+            body=body,
+            checks=tuple(checks),
+            url=url,
+        )
+    except ScenarioError as exc:
+        raise doc.at(at, str(exc)) from None
+
+
+def load_python(path: str | Path) -> Scenario:
+    p = Path(path)
+    if not p.is_file():
+        raise ScenarioError(f"cannot read scenario {str(p)!r}: no such file")
+    try:
+        ns = runpy.run_path(str(p))
+    except ScenarioError as exc:
+        raise ScenarioError(f"{p}: {exc}") from None
+    except Exception as exc:  # the user's code: one line, not a traceback
+        raise ScenarioError(f"{p}: {type(exc).__name__}: {exc}") from None
+    sc = ns.get("scenario")
+    if not isinstance(sc, Scenario):
+        raise ScenarioError(f"{p}: no module-level `scenario` (a barfast.Scenario) defined")
+    return sc
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """A .yaml/.yml or .py scenario file -> Scenario (ScenarioError, exit 2, on any fault)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return load_yaml(path)
+    if suffix == ".py":
+        return load_python(path)
+    raise ScenarioError(f"{path}: a scenario file ends in .yaml, .yml or .py")

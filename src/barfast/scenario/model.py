@@ -1,0 +1,125 @@
+"""The scenario model: plain classes a Python file builds and the YAML loader produces.
+
+A Scenario is a weighted mix of Requests against one target, with load settings (the same knobs as
+the `barfast run` flags), default headers, tags and a seed. It is validated here and compiled by
+`compile_run()` into a RunConfig whose endpoints the native engine runs: no Python per request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from barfast.status import UsageError
+
+MAX_ENDPOINTS = 4096  # the engine's table (loop.pxi LOOP_MAX_ENDPOINTS)
+MAX_STATUS_RANGES = 8
+METHOD_KEYS = ("get", "post", "put", "delete", "patch", "head")
+_STATUS_RE = re.compile(r"^(?:([1-5])xx|([1-9][0-9]{2})(?:-([1-9][0-9]{2}))?)$")
+
+
+class ScenarioError(UsageError):
+    """A scenario that cannot run: one line, `FILE:LINE:COL: what` when it came from a file (exit 2)."""
+
+
+def status_ranges(
+    spec: int | str | list[int | str] | tuple[int | str, ...],
+) -> tuple[tuple[int, int], ...]:
+    """200, "2xx", "200-299" or a list of them -> inclusive (lo, hi) ranges."""
+    items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    if not 1 <= len(items) <= MAX_STATUS_RANGES:
+        raise ScenarioError(f"a status check takes 1 to {MAX_STATUS_RANGES} codes or ranges")
+    out = []
+    for it in items:
+        if isinstance(it, bool) or not isinstance(it, (int, str)):
+            raise ScenarioError(f"bad status {it!r}: expected 200, '2xx' or '200-299'")
+        if isinstance(it, int):
+            if not 100 <= it <= 999:
+                raise ScenarioError(f"bad status {it}: expected 100..999")
+            out.append((it, it))
+            continue
+        m = _STATUS_RE.match(it.strip())
+        if not m:
+            raise ScenarioError(f"bad status {it!r}: expected 200, '2xx' or '200-299'")
+        if m.group(1):
+            lo = int(m.group(1)) * 100
+            out.append((lo, lo + 99))
+        else:
+            lo = int(m.group(2))
+            hi = int(m.group(3) or lo)
+            if hi < lo:
+                raise ScenarioError(f"bad status range {it!r}: {hi} is below {lo}")
+            out.append((lo, hi))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A response check. Only `status` runs in the engine so far."""
+
+    status: tuple[tuple[int, int], ...]
+    name: str = ""
+
+    @classmethod
+    def status_in(cls, spec: Any, name: str = "") -> Check:
+        return cls(status_ranges(spec), name or f"status {_status_text(spec)}")
+
+
+def _status_text(spec: Any) -> str:
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    return ",".join(str(i) for i in items)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One endpoint of the mix: `path` (or an absolute `url` on the scenario's target) and what to send."""
+
+    name: str
+    path: str = "/"
+    method: str = "GET"
+    weight: float = 1.0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | str = b""
+    checks: tuple[Check, ...] = ()
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ScenarioError("a request needs a name")
+        if isinstance(self.weight, bool) or not self.weight > 0:
+            raise ScenarioError(f"request {self.name!r}: weight must be > 0")
+        if self.url is None and not self.path.startswith("/"):
+            raise ScenarioError(f"request {self.name!r}: path must start with '/'")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A weighted mix of requests against one target, with its load settings.
+
+    `load` holds the `barfast run` knobs by their flag names (connections, duration, requests,
+    rate, stages, arrival, workers, max_connections, timeout, connect_timeout); flags given on the
+    command line override them.
+    """
+
+    requests: tuple[Request, ...]
+    target: str | None = None
+    load: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # defaults for every request
+    tags: dict[str, str] = field(default_factory=dict)
+    tag_header: str | None = None  # e.g. "X-Load-": each tag is also sent as a header
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requests", tuple(self.requests))
+        if not self.requests:
+            raise ScenarioError("a scenario needs at least one request")
+        if len(self.requests) > MAX_ENDPOINTS:
+            raise ScenarioError(f"a scenario has at most {MAX_ENDPOINTS} requests")
+        seen: set[str] = set()
+        for r in self.requests:
+            if r.name in seen:
+                raise ScenarioError(f"duplicate request name {r.name!r}")
+            seen.add(r.name)
+        if self.target is None and any(r.url is None for r in self.requests):
+            raise ScenarioError("no target: give `target` or an absolute url on every request")
