@@ -128,7 +128,7 @@ def test_unbounded_schedule_is_refused() -> None:
 # ---------------------------------------------------------------- against nginx
 
 
-def _rate_1000_for_2s(nginx) -> np.ndarray:
+def _rate_1000_for_2s(nginx) -> tuple[dict[str, int], np.ndarray]:
     nginx.truncate_log()
     ring = Ring.create(1 << 12)
     eng = make_engine(nginx.port, ring, connections=4, rate=1000.0, duration_ns=2 * S)
@@ -139,17 +139,22 @@ def _rate_1000_for_2s(nginx) -> np.ndarray:
     c = eng.counters()
     check_invariant(c)
     assert c["started"] + c["not_sent"] == 2000  # every schedule entry accounted for
-    assert abs(c["completed"] - 2000) <= 20 and c["errors"] <= 20
+    # only sends due when no connection was free (a loop kept off its CPU) may fail: not_sent
+    assert c["errors"] == c["err_not_sent"], c
     s = drain(ring)
     assert len(s) == c["samples"]
     assert (s["flags"] & FLAG_OPEN_LOOP).all()
-    intended = np.sort(s["intended_ns"].astype(np.int64))
-    assert intended[0] == eng.t0_ns
-    assert (np.diff(intended) == MS).all()  # evenly spaced, ns-exact
+    # Every sample is an entry of the schedule t0 + k ms, none twice; the only entries without
+    # one are those still in flight at the end (which they are depends on the run's timing).
+    intended = np.sort(s["intended_ns"].astype(np.int64)) - eng.t0_ns
+    assert intended[0] == 0
+    assert (intended % MS == 0).all() and (intended < 2 * S).all()
+    assert (np.diff(intended) > 0).all()
+    assert len(intended) == 2000 - c["in_flight"] - c["bulk_failed"], c
     ok = s[s["error"] == 0]
     lag = ok["send_ns"].astype(np.int64) - ok["intended_ns"].astype(np.int64)
     assert (lag >= 0).all()
-    return lag
+    return c, lag
 
 
 def test_rate_1000_for_2s_against_nginx(nginx) -> None:
@@ -158,7 +163,8 @@ def test_rate_1000_for_2s_against_nginx(nginx) -> None:
 
 @pytest.mark.load  # how late sends leave depends on the loop having its CPU
 def test_rate_1000_sends_leave_on_time(nginx) -> None:
-    lag = _rate_1000_for_2s(nginx)
+    c, lag = _rate_1000_for_2s(nginx)
+    assert abs(c["completed"] - 2000) <= 20 and c["errors"] <= 20
     assert np.percentile(lag, 50) < 200_000  # loose: the benchmark measures the real figures
     assert np.percentile(lag, 90) < 2 * MS
 
@@ -173,7 +179,8 @@ def test_request_count_with_a_rate(nginx) -> None:
     c = eng.counters()
     check_invariant(c)
     assert c["started"] == 300 and c["completed"] == 300
-    assert 0.14 < took < 0.5  # 300 entries at 2000/s: the last is due at 149.5 ms
+    # 300 entries at 2000/s: the last is due at 149.5 ms; 5 s (not the 10 s duration): a hang guard
+    assert 0.14 < took < 5.0
 
 
 def test_stages_against_nginx(nginx) -> None:
@@ -187,7 +194,10 @@ def test_stages_against_nginx(nginx) -> None:
     assert c["started"] + c["not_sent"] == len(want) == 600
     s = drain(ring)
     got = np.sort(s["intended_ns"].astype(np.int64)) - eng.t0_ns
-    assert (got == want).all()
+    # every sample at a time of the schedule, none twice; the entries in flight at the end (as
+    # many as the run's timing left there) have none yet
+    assert np.isin(got, want).all() and (np.diff(got) > 0).all()
+    assert len(got) == len(want) - c["in_flight"] - c["bulk_failed"], c
 
 
 # ---------------------------------------------------------------- backlog and growth
@@ -211,7 +221,8 @@ def test_backlog_keeps_intended_time_and_counts_not_sent() -> None:
     c = eng.counters()
     check_invariant(c)
     assert c["started"] + c["not_sent"] == 200
-    assert 20 < c["completed"] < 60  # ~45/s served by one connection
+    # ~45/s served by one connection; never more than 50 (each takes the server's 20 ms)
+    assert 10 <= c["completed"] <= 50, c
     assert c["not_sent"] > 100 and c["err_not_sent"] == c["not_sent"]
     assert c["conns_peak"] == 1
     s = drain(ring)
@@ -221,8 +232,11 @@ def test_backlog_keeps_intended_time_and_counts_not_sent() -> None:
     assert len(intended) == 200 - c["in_flight"]
     sent = s[s["error"] == 0]
     lag = sent["send_ns"].astype(np.int64) - sent["intended_ns"].astype(np.int64)
-    assert lag[-1] > 200 * MS  # waited in the backlog, intended time kept
-    assert (np.diff(lag) > 0).sum() > len(lag) * 0.8  # and the wait grows
+    # Waited in the backlog, intended time kept: entry k is due at 5 k ms but cannot leave
+    # before the k answers ahead of it on the one connection (>= 20 ms each), so each send's
+    # lag is at least 15 ms more than the one before.
+    assert (np.diff(lag) >= 15 * MS).all(), np.diff(lag).min()
+    assert lag[-1] >= 15 * MS * (len(lag) - 1)
     ns = s[s["error"] == ErrorKind.NOT_SENT]
     assert len(ns) == c["not_sent"]
     assert (ns["send_ns"] == 0).all() and (ns["flags"] & FLAG_OPEN_LOOP).all()
@@ -236,6 +250,19 @@ def test_max_connections_grow_when_all_are_busy() -> None:
     c = eng.counters()
     check_invariant(c)
     assert 3 <= c["conns_peak"] <= 8
+    assert c["started"] + c["not_sent"] == 200, c
+    # more than one connection can serve (50 in 1 s at 20 ms each): the pool grew and was used;
+    # how close to all 200 it got depends on the CPU (test_..._keep_up, load)
+    assert c["completed"] > 50, c
+
+
+@pytest.mark.load  # whether the grown pool kept up depends on the loop having its CPU
+def test_max_connections_keep_up_with_the_rate() -> None:
+    with server(slow_handler(0.02)) as port:
+        eng = make_engine(port, None, connections=1, max_connections=8, rate=200.0, duration_ns=S)
+        eng.run()
+    c = eng.counters()
+    check_invariant(c)
     assert c["completed"] >= 170 and c["not_sent"] <= 10
 
 
@@ -245,29 +272,49 @@ def test_stop_counts_only_due_entries_as_not_sent() -> None:
         th = threading.Thread(target=eng.run)
         th.start()
         time.sleep(0.5)
+        before = _core.monotonic_ns()
         eng.stop()
         th.join(2)
+        after = _core.monotonic_ns()
     assert not th.is_alive()
     c = eng.counters()
     check_invariant(c)
-    # ~50 entries were due by the stop; nothing from the rest of the 30 s is counted
-    assert 40 <= c["started"] + c["not_sent"] <= 70
+
+    def due(t: int) -> int:  # entries k x 10 ms after t0 due by t
+        return (t - eng.t0_ns) // (10 * MS) + 1
+
+    # ~50 entries were due by the stop (exactly those due when the loop saw it, between the two
+    # clock readings); nothing from the rest of the 30 s is counted
+    assert due(before) <= c["started"] + c["not_sent"] <= due(after), (c, due(before), due(after))
 
 
 def test_a_large_pool_opens_while_the_schedule_runs(nginx) -> None:
     # The open loop connects only its pool's first batch before t0 and the rest between passes
     # (loop_ramp), so the schedule starts on time: opened in one go, 15,000
     # connections delayed every send by ~0.9 s.
+    s = _large_pool_open_loop(nginx)
+    # how late the sends left (a busy machine: later): test_..._sends_on_time (load)
+    assert (s["send_ns"] >= s["intended_ns"]).all()
+
+
+def _large_pool_open_loop(nginx) -> np.ndarray:
     ring = Ring.create(1 << 12)
     eng = make_engine(nginx.port, ring, connections=3000, rate=2000.0, duration_ns=S)
     eng.run()
     c = eng.counters()
     check_invariant(c)
+    # with thousands of idle connections a due send always finds one, however late the loop
     assert c["started"] == 2000 and c["not_sent"] == 0 and c["errors"] == 0
     assert c["connect_attempts"] == 3000
     s = drain(ring)
     done = eng._pacing_stats()["ramp_done_ns"]
     assert s["send_ns"].min() < done  # load went out before the last connection was opened
+    return s
+
+
+@pytest.mark.load  # send lag: the loop must have its CPU
+def test_a_large_pool_opens_while_the_schedule_runs_sends_on_time(nginx) -> None:
+    s = _large_pool_open_loop(nginx)
     lag = s["send_ns"].astype(np.int64) - s["intended_ns"].astype(np.int64)
     assert np.median(lag) < 1 * MS
 
@@ -284,8 +331,12 @@ def test_a_rate_no_pool_can_serve_ends_promptly_with_every_entry_counted() -> No
     c = eng.counters()
     check_invariant(c)
     assert c["started"] + c["not_sent"] == 1_000_000_000  # entries k/1e9 s, k < 1e9: all counted
-    assert 20 < c["completed"] < 60
-    assert c["err_timeout"] > 5e8 and c["not_sent"] > 1e8
+    # one connection, 20 ms a request: at most 50 (how many depends on the CPU)
+    assert 5 <= c["completed"] <= 50, c
+    # Entries expire at the 10 ms scans once 300 ms old, and the loop scans only before the
+    # deadline: those due in the last 300 ms are always not_sent; how many of the rest a scan
+    # reached before the end depends on a busy machine's delays (~7e8 when on time).
+    assert c["err_timeout"] > 1e8 and c["not_sent"] > 2.9e8, c
     assert c["bulk_failed"] > 9e8  # most without a sample
     assert 0 < c["samples"] < 1e8  # the first of each pass with one
     s = drain(ring)
@@ -306,7 +357,7 @@ def test_refused_target_with_a_count_ends_via_backlog_timeouts() -> None:
     t = time.monotonic()
     eng.run()
     took = time.monotonic() - t
-    assert took < 2.0  # last entry due at ~0.4 s, expires 0.3 s later
+    assert took < 5.0  # last entry due at ~0.4 s, expires 0.3 s later; 5 s: a hang guard
     c = eng.counters()
     check_invariant(c)
     assert c["connects"] == 0 and c["completed"] == 0  # "no load could be generated"

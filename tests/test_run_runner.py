@@ -133,8 +133,11 @@ def test_every_sample_reaches_the_final_snapshot() -> None:
 def test_drops_are_reported() -> None:
     final, snaps, prod = run_with(50_000, 4096, 1024, lossless=False, duration_s=0.2)
     assert prod.dropped > 0
-    assert final["ring"]["seq_gaps"] == prod.dropped
-    assert final["ring"]["dropped"] == prod.dropped  # the ring's own counter agrees
+    # Gaps in seq show only drops that a later published record follows: when the consumer falls
+    # behind (a busy machine), the last batches' drops trail every record and no gap shows them.
+    # The ring's own counter is exact either way, and the report takes the larger of the two.
+    assert 0 < final["ring"]["seq_gaps"] <= prod.dropped
+    assert final["ring"]["dropped"] == prod.dropped
     m = Merger()
     for s in snaps:
         m.add(s)
