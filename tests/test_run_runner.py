@@ -136,7 +136,7 @@ def test_drops_are_reported() -> None:
     # Gaps in seq show only drops that a later published record follows: when the consumer falls
     # behind (a busy machine), the last batches' drops trail every record and no gap shows them.
     # The ring's own counter is exact either way, and the report takes the larger of the two.
-    assert 0 < final["ring"]["seq_gaps"] <= prod.dropped
+    assert final["ring"]["seq_gaps"] <= prod.dropped
     assert final["ring"]["dropped"] == prod.dropped
     m = Merger()
     for s in snaps:
