@@ -557,7 +557,7 @@ def test_fail_on_worker_loss_stops_the_run(nginx) -> None:
 
 @pytest.mark.load
 def test_million_requests_two_workers_equal_nginx(nginx) -> None:
-    """The issue's "done when": -w 2 -n 1000000, merged count == nginx's count."""
+    """-w 2 -n 1000000: the merged count equals nginx's count."""
     before = nginx.requests_logged()
     code, out, err = finish(
         start("run", "-w", "2", "-c", "50", "-n", "1000000", "--json", nginx.url), 600

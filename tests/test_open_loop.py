@@ -215,7 +215,7 @@ def test_stall_corrected_tails_match_the_analytic_values() -> None:
     # ~1 ms here): corrected latency = 500 - x, x uniform on [0, 500). So
     #   P(L > y) = 0.25 (1 - y/500 ms)  ->  p90: 0.25 (1 - y/500) = 0.10 -> y = 300 ms,
     #                                       p99: 0.25 (1 - y/500) = 0.01 -> y = 480 ms.
-    # The issue allows 15 %; hdrh's 3 digits cost 0.1 %, the drain ~1 ms.
+    # The test allows 15 %; hdrh's 3 digits cost 0.1 %, the drain ~1 ms.
     #
     # The uncorrected view: only the requests already sent when a stall begins wait on the server;
     # later ones wait for a connection (send lag) and are sent after it. With c = 10 connections at

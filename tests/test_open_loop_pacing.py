@@ -29,7 +29,7 @@ def lags(ring: Ring) -> np.ndarray:
 def test_adaptive_window_learns_and_sends_on_time(nginx) -> None:
     # 1000 req/s: a 1 ms gap per send, so (almost) every send is preceded by a timed sleep that
     # ends a window before it; the window tracks the p99 of those wake-ups' lateness, clamped to
-    # 2..50 µs. So the median send leaves within a few µs of its intended time; 50 µs (the issue's
+    # 2..50 µs. So the median send leaves within a few µs of its intended time; 50 µs (the pacing
     # p99 target) as the bound for the median leaves room for a loaded machine. Without the window
     # (spin 0) the median is the wake-up lateness itself, 15-40 µs here: see the benchmark.
     # The mechanism, whatever the load: the window stays in its clamp, the loop takes timed

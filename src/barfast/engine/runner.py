@@ -2,9 +2,9 @@
 
 The engine runs in a thread with the GIL released (Engine.run() is nogil for its whole loop); this
 thread drains the ring every DRAIN_INTERVAL_S to DRAIN_INTERVAL_MAX_S (adaptive, below) into an
-Aggregator and emits a snapshot dict every SNAPSHOT_INTERVAL_S plus a final one (interface (6) in the
-brief). Data flows one way: engine -> ring -> aggregator -> snapshot callback; nothing here ever
-talks back to the engine except stop().
+Aggregator and emits a snapshot dict every SNAPSHOT_INTERVAL_S plus a final one. Data flows one
+way: engine -> ring -> aggregator -> snapshot callback; nothing here ever talks back to the engine
+except stop().
 
 Interval numbering: snapshot k (k = 0, 1, ...) is emitted at start + (k+1) s and carries interval k,
 the samples drained during [k s, (k+1) s). The final snapshot carries the interval the run ended in,
@@ -54,7 +54,7 @@ def ring_capacity_for(plan: WorkerPlan, minimum: int = DEFAULT_RING_CAPACITY) ->
 
 
 def default_engine(ring: Any, plan: WorkerPlan, start_ns: int) -> Any:
-    """The native engine for a plan (barfast.engine._core.Engine, interface (3))."""
+    """The native engine for a plan (barfast.engine._core.Engine)."""
     from barfast.engine._core import Engine  # type: ignore[attr-defined]
 
     eng = Engine(
@@ -337,7 +337,7 @@ class EngineRunner:
                 "wall_s": max(0, ru_ns - self._rusage0_ns - max(0, self._t0 - self._ready_ns))
                 / NS_PER_S,
             },
-            # Beyond interface (6), all optional for consumers:
+            # Beyond the snapshot's core fields, all optional for consumers:
             "interval_completed": part["completed"],
             "interval_errors": part["errors"],
             "clamped": part["clamped"],
