@@ -163,7 +163,7 @@ def run_barfast(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
 SCENARIO = """target: {url}
 requests:
   - {{name: home, weight: 70, path: /, checks: [{{status: 2xx}}]}}
-  - {{name: item, weight: 25, get: /items/42?v=7, checks: [{{status: 2xx}}]}}
+  - {{name: item, weight: 25, get: "/items/42?v=7", checks: [{{status: 2xx}}]}}
   - {{name: order, weight: 5, post: /orders, json: {{user: 7, qty: 1}}, checks: [{{status: 2xx}}]}}
 """
 
@@ -418,7 +418,7 @@ def main() -> int:
                     )
                 runs[t].append(r)
                 print(
-                    f"round {i + 1} {t:8s} {r['rps']:>10,.0f} req/s  {r['cpu_us_per_req']:5.2f} CPU us/req"
+                    f"round {i + 1} {t:11s} {r['rps']:>10,.0f} req/s  {r['cpu_us_per_req']:5.2f} CPU us/req"
                     f"  generator CPU {100 * r['gen_cpu_share']:3.0f}%"
                     f"  target CPU {100 * r['target_cpu_share']:3.0f}%"
                     f"{' (saturated)' if r['target_cpu_share'] >= SATURATED else ''}{sys_text}",
@@ -449,12 +449,12 @@ def main() -> int:
         f"on CPU {srv_cpu}, generators on CPU {gen_cpu}; ratios are medians of per-round ratios vs wrk"
     )
     print(
-        f"{'tool':8s} {'req/s':>10s} {'CPU us/req':>11s} {'req/s / wrk':>12s} {'CPU/req / wrk':>14s}"
+        f"{'tool':11s} {'req/s':>10s} {'CPU us/req':>11s} {'req/s / wrk':>12s} {'CPU/req / wrk':>14s}"
         f" {'gen CPU':>8s} {'target CPU':>11s}"
     )
     for t, row in table.items():
         print(
-            f"{t:8s} {row['median_rps']:>10,.0f} {row['median_cpu_us_per_req']:>11.2f} "
+            f"{t:11s} {row['median_rps']:>10,.0f} {row['median_cpu_us_per_req']:>11.2f} "
             f"{row['rps_ratio_vs_wrk']:>12.3f} {row['cpu_per_req_ratio_vs_wrk']:>14.3f}"
             f" {100 * row['median_gen_cpu_share']:>7.0f}% {100 * row['median_target_cpu_share']:>10.0f}%"
             f"{' saturated' if row['median_target_cpu_share'] >= SATURATED else ''}"
