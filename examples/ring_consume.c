@@ -16,7 +16,7 @@ typedef struct {                          /* docs/ring-format.md, "Record" */
     uint16_t endpoint, status;
     uint8_t error, flags;
     uint16_t sys_errno;
-    uint32_t reserved;
+    uint32_t connect_us;
 } bf_sample_t;
 _Static_assert(sizeof(bf_sample_t) == 64, "record is 64 bytes");
 

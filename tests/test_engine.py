@@ -109,7 +109,11 @@ def test_closed_loop_count_matches_nginx_log(nginx) -> None:
     assert (s["conn_id"] < 10).all() and len(set(s["conn_id"].tolist())) == 10
     assert int(((s["flags"] & FLAG_NEW_CONN) != 0).sum()) == 10
     assert not (s["flags"] & FLAG_OPEN_LOOP).any()
-    assert (s["endpoint"] == 0).all() and (s["reserved"] == 0).all()
+    assert (s["endpoint"] == 0).all()
+    new = (s["flags"] & FLAG_NEW_CONN) != 0
+    # connect time: on the first request of each connection only, >= 1 µs, below the run's length
+    assert (s["connect_us"][new] >= 1).all() and (s["connect_us"][new] < 10_000_000).all()
+    assert (s["connect_us"][~new] == 0).all()
 
 
 def test_a_large_pool_carries_load_while_it_opens(nginx) -> None:

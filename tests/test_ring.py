@@ -61,7 +61,7 @@ def test_numpy_formula_equals_native_formula():
     assert a.tobytes() == b.tobytes()
     assert check_synthetic(a) == 0
     a["conn_id"][10] ^= 1
-    a["reserved"][20] ^= 1 << 31
+    a["connect_us"][20] ^= 1 << 31
     assert check_synthetic(a) == 2
 
 

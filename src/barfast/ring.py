@@ -82,7 +82,7 @@ RECORD_DTYPE = np.dtype(
             "error",
             "flags",
             "sys_errno",
-            "reserved",
+            "connect_us",
         ],
         "formats": [
             "<u8",
@@ -521,5 +521,5 @@ def _synthetic(seq: np.ndarray[Any, np.dtype[np.uint64]]) -> np.ndarray[Any, np.
         out["error"] = seq % u(8)
         out["flags"] = (seq >> u(8)) & u(0xFF)
         out["sys_errno"] = (seq >> u(16)) & u(0xFFFF)
-        out["reserved"] = (seq ^ (seq >> u(32))) & _MASK32
+        out["connect_us"] = (seq ^ (seq >> u(32))) & _MASK32
     return out

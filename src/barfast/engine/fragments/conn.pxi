@@ -138,12 +138,22 @@ ctypedef struct conn_t:
     uint64_t send_ns       # just before its first write() (0: not written yet)
     uint64_t first_byte_ns  # first read() that returned bytes of its response (0: none yet)
     uint64_t connect_ns    # when the current connect() began
+    uint32_t connect_us    # how long it took to be established (µs, rounded up, >= 1)
     uint64_t deadline_ns   # CONNECTING: connect deadline; BACKOFF: when to retry
     uint64_t backoff_ns    # current retry delay after failed connects (0 after a success)
     uint32_t bytes_rx      # response bytes read for the current request
     uint32_t bytes_tx      # request bytes written for the current request
     http_resp_t parser
     char rbuf[CONN_RBUF_SIZE]
+
+
+cdef inline uint32_t conn_us_up(uint64_t ns) noexcept nogil:
+    """A connect time in µs for the sample: rounded up (so an established connection is >= 1 and 0
+    keeps meaning "no connect on this sample"), saturating at 2^32-1 (71 minutes)."""
+    cdef uint64_t us = (ns + 999) // 1000
+    if us == 0:
+        return 1
+    return <uint32_t>us if us < 0xFFFFFFFFULL else <uint32_t>0xFFFFFFFFULL
 
 
 cdef inline uint64_t conn_epoll_key(conn_t *c) noexcept nogil:

@@ -18,7 +18,7 @@ cdef extern from "barfast.h" nogil:
         uint8_t error
         uint8_t flags
         uint16_t sys_errno
-        uint32_t reserved
+        uint32_t connect_us
 
     enum:
         BARFAST_DEBUG

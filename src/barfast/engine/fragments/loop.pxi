@@ -227,7 +227,7 @@ cdef inline void cnt_sub(uint64_t *p, uint64_t v) noexcept nogil:
 cdef void loop_publish(engine_t *e, uint64_t intended_ns, uint64_t send_ns, uint64_t first_ns,
                        uint64_t done_ns, uint32_t rx, uint32_t tx, uint32_t conn_id,
                        uint16_t endpoint, uint16_t status, uint8_t err, uint8_t flags,
-                       int sys_errno) noexcept nogil:
+                       int sys_errno, uint32_t connect_us=0) noexcept nogil:
     cdef bf_sample_t *s = NULL
     if e.ring != NULL:
         s = ring_claim(e.ring)
@@ -245,7 +245,7 @@ cdef void loop_publish(engine_t *e, uint64_t intended_ns, uint64_t send_ns, uint
         s.error = err
         s.flags = flags
         s.sys_errno = <uint16_t>sys_errno
-        s.reserved = 0
+        s.connect_us = connect_us
         ring_commit(e.ring)
     elif e.ring != NULL:
         cnt_add(&e.cnt.ring_dropped, 1)
@@ -324,7 +324,8 @@ cdef void loop_finish(engine_t *e, conn_t *c, uint8_t err, int sys_errno, uint16
         cnt_add(&e.cnt.err[err], 1)
         cnt_add(&ep.errors, 1)
     loop_publish(e, intended, c.send_ns, c.first_byte_ns, now, c.bytes_rx, c.bytes_tx, c.id,
-                 c.ep, status, err, c.flags, sys_errno)
+                 c.ep, status, err, c.flags, sys_errno,
+                 c.connect_us if c.flags & BF_FLAG_NEW_CONN else 0)
 
 
 cdef inline bint loop_can_start(engine_t *e, uint64_t now) noexcept nogil:
@@ -723,6 +724,7 @@ cdef void loop_on_event(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
                 loop_connect_failed(e, c, err, now)
                 return
             e.n_connecting -= 1
+            c.connect_us = conn_us_up(now - c.connect_ns)
             c.state = CONN_IDLE
             c.ever_connected = 1
             c.backoff_ns = 0

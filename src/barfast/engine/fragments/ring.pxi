@@ -111,7 +111,7 @@ cdef extern from * nogil:
         s->error = (uint8_t)(seq % 8u);
         s->flags = (uint8_t)(seq >> 8);
         s->sys_errno = (uint16_t)(seq >> 16);
-        s->reserved = (uint32_t)(seq ^ (seq >> 32));
+        s->connect_us = (uint32_t)(seq ^ (seq >> 32));
     }
 
     static inline int ring_check_seq(const bf_sample_t *s, uint64_t seq) {

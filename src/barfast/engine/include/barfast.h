@@ -27,7 +27,8 @@ typedef struct bf_sample_s {
     uint8_t  error;          /* 56: bf_error_t, 0 = none */
     uint8_t  flags;          /* 57: BF_FLAG_* bits */
     uint16_t sys_errno;      /* 58: errno for connect/read/write errors, else 0 */
-    uint32_t reserved;       /* 60: zero; reserved for later layouts */
+    uint32_t connect_us;     /* 60: BF_FLAG_NEW_CONN: its connection's connect() to established, µs
+                              *     (rounded up, >= 1; saturates at 2^32-1); else 0 */
 } bf_sample_t;
 
 _Static_assert(sizeof(bf_sample_t) == 64, "sample record must be 64 bytes");
