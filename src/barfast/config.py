@@ -13,6 +13,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -192,9 +193,13 @@ class Endpoint:
     head: bool = False
     status: tuple[tuple[int, int], ...] = ()  # inclusive ranges a response must be in (): none
     checks: tuple[str, ...] = ()  # the checks' names, for the report
+    # rendered per request by the engine: (static blob, ops) of scenario/template.py; None: static
+    template: tuple[bytes, bytes] | None = None
 
-    def to_engine(self) -> tuple[bytes, bool, float, list[tuple[int, int]]]:
-        return (self.request, self.head, self.weight, list(self.status))
+    def to_engine(
+        self,
+    ) -> tuple[bytes, bool, float, list[tuple[int, int]], tuple[bytes, bytes] | None]:
+        return (self.request, self.head, self.weight, list(self.status), self.template)
 
 
 def serialize_request(
@@ -246,6 +251,7 @@ class RunConfig:
     seed: int = 0
     endpoints: tuple[Endpoint, ...] = ()  # a scenario's mix; (): the one request above
     tags: dict[str, str] = field(default_factory=dict)
+    feeders: tuple[Any, ...] = ()  # scenario/template.FeedData the endpoints' templates read
 
     @property
     def open_loop(self) -> bool:

@@ -15,6 +15,7 @@ include "fragments/ring.pxi"       # lock-free SPSC mmap sample ring, native + P
 include "fragments/hist.pxi"       # sample batches -> hdrh counts at C speed
 include "fragments/http.pxi"       # incremental HTTP/1.1 response parser
 include "fragments/pacing.pxi"     # open-loop schedules (intended send times)
+include "fragments/template.pxi"   # request templates: feeders and generators, rendered per request
 include "fragments/conn.pxi"       # client connection state machine
 include "fragments/nap.pxi"        # closed-loop nap controller (timer naps vs blocking on sockets)
 include "fragments/loop.pxi"       # client epoll loop (nogil) and the Engine class

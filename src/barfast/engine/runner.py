@@ -75,7 +75,10 @@ def default_engine(ring: Any, plan: WorkerPlan, start_ns: int) -> Any:
         arrival=plan.arrival_code,
         seed=plan.seed,
         start_ns=start_ns,
-        endpoints=[(r, h, w, list(st)) for r, h, w, st in plan.endpoints] or None,
+        endpoints=[(r, h, w, list(st), tpl) for r, h, w, st, tpl in plan.endpoints] or None,
+        feeders=list(plan.feeders),
+        seq_start=plan.worker_index,  # {{ seq }}: worker i takes i, i + n, i + 2n, ...
+        seq_step=plan.workers,
     )
     if not plan.naps:
         eng._set_closed_nap_ns(0)  # block on the sockets, as wrk does

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from barfast.config import RunConfig
+from barfast.status import UsageError
 
 ARRIVALS = {"constant": 0, "poisson": 1}
 
@@ -45,8 +46,13 @@ class WorkerPlan:
     seed: int = 0
     worker_index: int = 0
     workers: int = 1  # how many workers share the run
-    # a scenario's mix: (request, head, weight, status ranges) per endpoint; (): `request` alone
-    endpoints: tuple[tuple[bytes, bool, float, tuple[tuple[int, int], ...]], ...] = ()
+    # a scenario's mix: (request, head, weight, status ranges, template or None) per endpoint;
+    # (): `request` alone. A template is (blob, ops) (scenario/template.py).
+    endpoints: tuple[
+        tuple[bytes, bool, float, tuple[tuple[int, int], ...], tuple[bytes, bytes] | None], ...
+    ] = ()
+    # this worker's rows of each feeder: (arena, offsets, nrows, nvars, order), Engine's form
+    feeders: tuple[tuple[bytes, bytes, int, int, int], ...] = ()
 
     @property
     def open_loop(self) -> bool:
@@ -62,9 +68,16 @@ class WorkerPlan:
         d = asdict(self)
         d["stages"] = [[int(dur), float(rate)] for dur, rate in self.stages]
         d["endpoints"] = [
-            [req, bool(head), float(w), [[int(lo), int(hi)] for lo, hi in ranges]]
-            for req, head, w, ranges in self.endpoints
+            [
+                req,
+                bool(head),
+                float(w),
+                [[int(lo), int(hi)] for lo, hi in ranges],
+                None if tpl is None else [tpl[0], tpl[1]],
+            ]
+            for req, head, w, ranges, tpl in self.endpoints
         ]
+        d["feeders"] = [list(f) for f in self.feeders]
         return d
 
     @classmethod
@@ -75,15 +88,24 @@ class WorkerPlan:
         d["request"] = req.encode("latin-1") if isinstance(req, str) else bytes(req)
         d["endpoints"] = tuple(
             (
-                r.encode("latin-1") if isinstance(r, str) else bytes(r),
-                bool(head),
-                float(w),
-                tuple((int(lo), int(hi)) for lo, hi in ranges),
+                _bytes(ep[0]),
+                bool(ep[1]),
+                float(ep[2]),
+                tuple((int(lo), int(hi)) for lo, hi in ep[3]),
+                None if len(ep) < 5 or ep[4] is None else (_bytes(ep[4][0]), _bytes(ep[4][1])),
             )
-            for r, head, w, ranges in d.get("endpoints", ())
+            for ep in d.get("endpoints", ())
+        )
+        d["feeders"] = tuple(
+            (_bytes(a), _bytes(o), int(n), int(v), int(order))
+            for a, o, n, v, order in d.get("feeders", ())
         )
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _bytes(v: Any) -> bytes:
+    return v.encode("latin-1") if isinstance(v, str) else bytes(v)
 
 
 def split_int(total: int, n: int) -> list[int]:
@@ -107,6 +129,7 @@ def split_plan(cfg: RunConfig, n: int) -> list[WorkerPlan]:
     reqs = split_int(cfg.requests, n) if cfg.requests else [0] * n
     maxc = split_int(cfg.max_connections, n) if cfg.max_connections else [0] * n
     request = cfg.request_bytes()
+    feeds = [_feeder_shares(f, n) for f in cfg.feeders]
     plans = []
     for i in range(n):
         share = conns[i] / cfg.connections
@@ -130,7 +153,30 @@ def split_plan(cfg: RunConfig, n: int) -> list[WorkerPlan]:
                 seed=cfg.seed + i,
                 worker_index=i,
                 workers=n,
-                endpoints=tuple((e.request, e.head, e.weight, e.status) for e in cfg.endpoints),
+                endpoints=tuple(
+                    (e.request, e.head, e.weight, e.status, e.template) for e in cfg.endpoints
+                ),
+                feeders=tuple(shares[i] for shares in feeds),
             )
         )
     return plans
+
+
+def _feeder_shares(f: Any, n: int) -> list[tuple[bytes, bytes, int, int, int]]:
+    """One feeder's rows for each of n workers: sequential and unique feeders are cut into
+    disjoint row ranges (split_int), so no row is used by two workers; a random one goes whole."""
+    from barfast.scenario.template import ORDERS
+
+    if f.order == ORDERS["random"]:
+        return [f.pack()] * n
+    sizes = split_int(len(f.rows), n)
+    if min(sizes) == 0:
+        raise UsageError(
+            f"data {f.name!r}: {len(f.rows)} rows for {n} workers; each worker takes its own "
+            "rows, so give at least one per worker (or fewer workers)"
+        )
+    out, lo = [], 0
+    for size in sizes:
+        out.append(f.pack(lo, lo + size))
+        lo += size
+    return out

@@ -9,10 +9,16 @@ connects to one.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from typing import Any
 
 from barfast.config import Endpoint, RunConfig, build_run_config, parse_url, serialize_request
-from barfast.scenario.model import Scenario, ScenarioError
+from barfast.scenario import template
+from barfast.scenario.model import Request, Scenario, ScenarioError
+
+# inside a JSON body, "{{ rand 1 9 }}" (a string that is one numeric generator) becomes a number
+_JSON_NUMBER = re.compile(r'"(\{\{\s*(?:seq|time|time_ms|rand\s+\d+\s+\d+)\s*\}\})"')
 
 LOAD_KEYS = (
     "connections",
@@ -47,6 +53,7 @@ def compile_run(sc: Scenario, **options: Any) -> RunConfig:
         [(f"{sc.tag_header}{k}", str(v)) for k, v in sc.tags.items()] if sc.tag_header else []
     )
     eps = []
+    builder = template.Builder(dict(sc.data))
     for r in sc.requests:
         path = r.path
         if r.url:
@@ -58,7 +65,7 @@ def compile_run(sc: Scenario, **options: Any) -> RunConfig:
                 )
             path = u.path
         headers = list(sc.headers.items()) + list(r.headers.items()) + tag_headers
-        body = r.body.encode("utf-8") if isinstance(r.body, str) else r.body
+        request, tpl = _serialise(r, sc, path, t.host_header, headers, builder)
         ranges: tuple[tuple[int, int], ...] = tuple(x for c in r.checks for x in c.status)
         if len(ranges) > 8:
             raise ScenarioError(f"request {r.name!r}: at most 8 status codes or ranges in all")
@@ -66,10 +73,68 @@ def compile_run(sc: Scenario, **options: Any) -> RunConfig:
             Endpoint(
                 name=r.name,
                 weight=float(r.weight),
-                request=serialize_request(r.method, path, t.host_header, headers, body),
+                request=request,
                 head=r.method == "HEAD",
                 status=ranges,
                 checks=tuple(c.name for c in r.checks),
+                template=tpl,
             )
         )
-    return dataclasses.replace(cfg, endpoints=tuple(eps), seed=sc.seed, tags=dict(sc.tags))
+    return dataclasses.replace(
+        cfg,
+        endpoints=tuple(eps),
+        seed=sc.seed,
+        tags=dict(sc.tags),
+        feeders=builder.feeders(),
+    )
+
+
+def _serialise(
+    r: Request,
+    sc: Scenario,
+    path: str,
+    host: str,
+    headers: list[tuple[str, str]],
+    builder: template.Builder,
+) -> tuple[bytes, tuple[bytes, bytes] | None]:
+    """The request's bytes, and its template when it has placeholders (then the bytes are only a
+    readable form: the engine renders the template)."""
+    slots: list[tuple[template.Slot, str]] = []
+
+    def mark(text: str, escape: str) -> str:
+        if not template.has_placeholder(text):
+            return text
+        if "\0" in text:
+            raise ScenarioError(f"request {r.name!r}: a NUL character in a template")
+        out = []
+        for part in template.parse(text, sc.data):
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                out.append(f"\0{len(slots)}\0")
+                slots.append((part, escape))
+        return "".join(out)
+
+    try:
+        target = mark(path, "target")
+        hdrs = [(n, mark(v, "header")) for n, v in headers]
+        before = len(slots)
+        if r.json is not None:
+            text = _JSON_NUMBER.sub(r"\1", json.dumps(r.json, separators=(",", ":")))
+            if not any(n.lower() == "content-type" for n, _ in hdrs):
+                hdrs.append(("Content-Type", "application/json"))
+            body = mark(text, "json").encode("utf-8")
+        elif isinstance(r.body, str):
+            body = mark(r.body, "raw").encode("utf-8")
+        else:
+            body = r.body
+        body_slots = len(slots) > before
+        if body_slots and not any(n.lower() == "content-length" for n, _ in hdrs):
+            hdrs.append(("Content-Length", "\0c\0"))
+        raw = serialize_request(r.method, target, host, hdrs, body)
+    except ScenarioError as exc:
+        raise ScenarioError(f"request {r.name!r}: {exc}") from None
+    if not slots:
+        return raw, None
+    c = builder.compile(raw, slots, body_slots)
+    return raw, (c.blob, c.ops)

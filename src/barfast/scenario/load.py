@@ -25,9 +25,9 @@ from barfast.scenario.model import (
     Scenario,
     ScenarioError,
 )
+from barfast.scenario.template import Feeder, csv_feeder, has_placeholder, parse
 
 Path_ = tuple[Any, ...]
-_TEMPLATE = "{{"
 
 
 def _schema() -> dict[str, Any]:
@@ -163,14 +163,64 @@ def load_yaml(path: str | Path) -> Scenario:
     return _build(doc, data, p.parent)
 
 
+def _feeders(doc: _Doc, data: dict[str, Any], base: Path) -> dict[str, Feeder]:
+    out = {}
+    for name, spec in data.get("data", {}).items():
+        at: Path_ = ("data", name, "csv")
+        try:
+            out[name] = csv_feeder(
+                base / spec["csv"], spec.get("order", "sequential"), shown=spec["csv"]
+            )
+        except ScenarioError as exc:
+            raise doc.at(at, f"data {name!r}: {exc}") from None
+    return out
+
+
+def _check_templates(doc: _Doc, r: dict[str, Any], at: Path_, feeds: dict[str, Feeder]) -> None:
+    """Every placeholder of a request parses and names data that exists (errors at its value)."""
+    fields: list[tuple[Path_, Any]] = [
+        (at + (k,), r[k]) for k in ("path", "url", *METHOD_KEYS, "body") if k in r
+    ]
+    fields += [(at + ("headers", k), v) for k, v in r.get("headers", {}).items()]
+    if "json" in r:
+        fields += list(_json_strings(r["json"], at + ("json",)))
+    for where, v in fields:
+        if isinstance(v, str) and has_placeholder(v):
+            try:
+                parse(v, feeds)
+            except ScenarioError as exc:
+                raise doc.at(where, str(exc)) from None
+    if "url" in r and isinstance(r["url"], str) and has_placeholder(r["url"].split("/", 3)[2]):
+        raise doc.at(at + ("url",), "placeholders go in the path and query, not the host")
+
+
+def _json_strings(v: Any, at: Path_) -> Any:
+    if isinstance(v, str):
+        yield at, v
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            yield at + (k,), str(k)
+            yield from _json_strings(x, at + (k,))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            yield from _json_strings(x, at + (i,))
+
+
 def _build(doc: _Doc, data: dict[str, Any], base: Path) -> Scenario:
-    if "data" in data:
-        raise doc.at(("data",), "data feeders are not supported by this barfast yet", key=True)
+    feeds = _feeders(doc, data, base)
     defaults = data.get("defaults", {})
     load = dict(data.get("load", {}))
     if "timeout" in defaults and "timeout" not in load:
         load["timeout"] = defaults["timeout"]
     raw = data.get("requests") or [{"path": "/"}]
+    for i, r in enumerate(raw):
+        _check_templates(doc, r, ("requests", i), feeds)
+    for k, v in defaults.get("headers", {}).items():
+        if isinstance(v, str) and has_placeholder(v):
+            try:
+                parse(v, feeds)
+            except ScenarioError as exc:
+                raise doc.at(("defaults", "headers", k), str(exc)) from None
     reqs = [_request(doc, r, i, base) for i, r in enumerate(raw)]
     seen: dict[str, int] = {}
     for i, r in enumerate(reqs):
@@ -191,6 +241,7 @@ def _build(doc: _Doc, data: dict[str, Any], base: Path) -> Scenario:
             tags=tags,
             tag_header=data.get("tag_header"),
             seed=int(data.get("seed", 0)),
+            data=feeds,
         )
     except ScenarioError as exc:
         raise doc.at((), str(exc)) from None
@@ -215,10 +266,10 @@ def _request(doc: _Doc, r: dict[str, Any], i: int, base: Path) -> Request:
             f"give one of body, body_file or json, not {' and '.join(bodies)}",
             key=True,
         )
-    body: bytes = b""
+    body: bytes | str = b""
     headers = {str(k): str(v) for k, v in r.get("headers", {}).items()}
     if "body" in r:
-        body = r["body"].encode("utf-8")
+        body = r["body"]
     elif "body_file" in r:
         f = base / r["body_file"]
         try:
@@ -227,24 +278,6 @@ def _request(doc: _Doc, r: dict[str, Any], i: int, base: Path) -> Request:
             raise doc.at(
                 at + ("body_file",), f"cannot read body file {r['body_file']!r}: {exc.strerror}"
             ) from None
-    elif "json" in r:
-        body = json.dumps(r["json"], separators=(",", ":")).encode("utf-8")
-        headers.setdefault("Content-Type", "application/json")
-    for k in ("path", "url", *METHOD_KEYS, "body"):
-        if isinstance(r.get(k), str) and _TEMPLATE in r[k]:
-            raise doc.at(at + (k,), "templates ({{ ... }}) are not supported by this barfast yet")
-    if "json" in r and _TEMPLATE in body.decode("utf-8", "replace"):
-        raise doc.at(at + ("json",), "templates ({{ ... }}) are not supported by this barfast yet")
-    for hk, hv in headers.items():
-        if _TEMPLATE in hv:
-            raise doc.at(
-                at
-                + (
-                    "headers",
-                    hk,
-                ),
-                "templates ({{ ... }}) are not supported by this barfast yet",
-            )
     checks = []
     for j, c in enumerate(r.get("checks", [])):
         kinds = [k for k in ("status", "header", "body", "json") if k in c]
@@ -292,6 +325,7 @@ def _request(doc: _Doc, r: dict[str, Any], i: int, base: Path) -> Request:
             body=body,
             checks=tuple(checks),
             url=url,
+            json=r.get("json"),
         )
     except ScenarioError as exc:
         raise doc.at(at, str(exc)) from None

@@ -83,6 +83,7 @@ class Request:
     body: bytes | str = b""
     checks: tuple[Check, ...] = ()
     url: str | None = None
+    json: Any = None  # a JSON body (serialised compactly; Content-Type: application/json)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -91,6 +92,8 @@ class Request:
             raise ScenarioError(f"request {self.name!r}: weight must be > 0")
         if self.url is None and not self.path.startswith("/"):
             raise ScenarioError(f"request {self.name!r}: path must start with '/'")
+        if self.json is not None and self.body:
+            raise ScenarioError(f"request {self.name!r}: give body or json, not both")
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class Scenario:
     tags: dict[str, str] = field(default_factory=dict)
     tag_header: str | None = None  # e.g. "X-Load-": each tag is also sent as a header
     seed: int = 0
+    data: dict[str, Any] = field(default_factory=dict)  # feeder name -> template.Feeder
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "requests", tuple(self.requests))

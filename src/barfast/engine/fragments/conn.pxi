@@ -129,8 +129,9 @@ ctypedef struct conn_t:
     bint ever_connected    # a connection on this slot was established before (-> reconnects)
     uint8_t flags          # BF_FLAG_* of the current request
     uint16_t ep            # endpoint of the current request (index into engine_t.eps)
-    const char *req        # its serialised request (the endpoint's bytes) and their length
+    const char *req        # its serialised request (the endpoint's bytes, or wbuf) and their length
     size_t req_len
+    char *wbuf             # a templated request is rendered here (NULL: the run has no template)
     uint32_t reqs_on_conn  # requests sent on the current connection (0 -> BF_FLAG_NEW_CONN)
     size_t wpos            # bytes of the request written so far
     size_t rlen            # unconsumed bytes at the start of rbuf

@@ -107,6 +107,7 @@ cdef enum:
 ctypedef struct loop_ep_t:
     const char *req
     size_t req_len
+    tpl_t *tpl               # NULL: req is sent as it is; else rendered per request (template.pxi)
     bint head
     uint32_t alias
     uint64_t keep            # in [0, 2^32]; 2^32: always keep
@@ -164,6 +165,11 @@ ctypedef struct engine_t:
     uint32_t neps
     size_t max_req_len       # the longest endpoint request
     uint64_t pick_rng        # xorshift64* state of the endpoint pick (seeded from `seed`)
+    tpl_ctx_t tctx           # feeders, generator state and seq of templated requests
+    char *wbufs              # max_conns write buffers of wcap bytes (NULL: no template)
+    size_t wcap
+    bint data_stopped        # a unique feeder ran out: no request begins after the one that took
+                             # its last row
     bint open_loop
     bint stopping            # set when the loop decided to end: no new requests begin
     bint no_pwait2           # epoll_pwait2 returned ENOSYS once: use epoll_wait
@@ -275,8 +281,12 @@ cdef inline void loop_begin(engine_t *e, conn_t *c, uint64_t intended_ns, uint8_
     cdef uint32_t i = loop_pick(e)
     cdef loop_ep_t *ep = &e.eps[i]
     c.ep = <uint16_t>i
-    c.req = ep.req
-    c.req_len = ep.req_len
+    if ep.tpl == NULL:
+        c.req = ep.req
+        c.req_len = ep.req_len
+    else:
+        c.req = c.wbuf
+        c.req_len = tpl_render(&e.tctx, ep.tpl, c.wbuf)
     cnt_add(&ep.started, 1)
     c.has_req = 1
     c.intended_ns = intended_ns
@@ -289,6 +299,12 @@ cdef inline void loop_begin(engine_t *e, conn_t *c, uint64_t intended_ns, uint8_
     http_resp_init(&c.parser, ep.head)
     cnt_add(&e.cnt.started, 1)
     cnt_add(&e.cnt.in_flight, 1)
+    if e.tctx.data_out and not e.data_stopped:
+        # The unique rows are used up: this request is the run's last. Closed loop: `requests`
+        # bounds it now; open loop: the schedule ends here (entries not taken were never started).
+        e.data_stopped = 1
+        e.requests = e.cnt.started
+        e.pacing.next_ns = PACING_END
 
 
 cdef void loop_finish(engine_t *e, conn_t *c, uint8_t err, int sys_errno, uint16_t status,
@@ -370,14 +386,16 @@ cdef void loop_connect_failed(engine_t *e, conn_t *c, int err, uint64_t now) noe
     """A connect failed (refused, unreachable, timed out, socket() failed): the request it was for
     fails (closed loop: the slot's; open loop: the oldest due one, if any), then the slot retries
     after a backoff (10 ms doubling to 1 s) so that a refused target does not spin."""
+    cdef uint64_t t
     loop_close(e, c)
     cnt_add(&e.cnt.connect_failures, 1)
     if not c.has_req and e.pacing.next_ns <= now:
         # Open loop: the failure takes the oldest due request (keeping its intended time). With
         # none due it fails no request (it still shows in connect_failures), so `requests`
         # bounds started requests exactly in both modes.
-        loop_begin(e, c, e.pacing.next_ns, BF_FLAG_OPEN_LOOP)
+        t = e.pacing.next_ns
         pacing_advance(&e.pacing)
+        loop_begin(e, c, t, BF_FLAG_OPEN_LOOP)   # after the advance: it may end the schedule
     if c.has_req:
         loop_finish(e, c, BF_ERR_CONNECT, err, 0, now)
     c.backoff_ns = LOOP_BACKOFF_MIN_NS if c.backoff_ns == 0 else c.backoff_ns * 2
@@ -1109,6 +1127,7 @@ cdef class Engine:
     cdef object _ring
     cdef bytes _request
     cdef list _requests       # the endpoints' request bytes (their buffers are read nogil)
+    cdef list _data           # template blobs and ops, feeder arenas and offsets (read nogil)
     cdef bint _ran
 
     def __cinit__(self):
@@ -1118,7 +1137,8 @@ cdef class Engine:
                  int connections, int max_connections=0, uint64_t requests=0,
                  uint64_t duration_ns=0, uint64_t timeout_ns, uint64_t connect_timeout_ns,
                  double rate=0.0, stages=(), int arrival=0, uint64_t seed=0,
-                 uint64_t start_ns=0, endpoints=None):
+                 uint64_t start_ns=0, endpoints=None, feeders=(), uint64_t seq_start=0,
+                 uint64_t seq_step=1):
         cdef engine_t *e
         cdef int rc
         cdef bytes a
@@ -1176,9 +1196,16 @@ cdef class Engine:
             raise MemoryError()
         e.neps = n
         self._requests = []
+        self._data = []
+        self._setup_feeders(list(feeders))
+        e.tctx.rng = (seed ^ 0x9E3779B97F4A7C15ULL) or 1
+        e.tctx.seq_next = seq_start
+        e.tctx.seq_step = seq_step
         weights = []
         for i in range(n):
-            req, ep_head, weight, ranges = endpoints[i]
+            req, ep_head, weight, ranges = endpoints[i][:4]
+            if len(endpoints[i]) > 4 and endpoints[i][4] is not None:
+                self._setup_template(i, endpoints[i][4])
             if not isinstance(req, bytes) or not req:
                 raise ValueError(f"endpoint {i}: the request must be non-empty bytes")
             if not weight > 0:
@@ -1237,6 +1264,12 @@ cdef class Engine:
         for i in range(e.max_conns):
             e.conns[i].fd = -1
             e.conns[i].id = i
+        if e.wcap:
+            e.wbufs = <char *>malloc(e.max_conns * e.wcap)
+            if e.wbufs == NULL:
+                raise MemoryError()
+            for i in range(e.max_conns):
+                e.conns[i].wbuf = e.wbufs + <size_t>i * e.wcap
         e.epfd = epoll_create1(EPOLL_CLOEXEC)
         if e.epfd < 0:
             errors_raise(errno, "epoll_create1")
@@ -1261,12 +1294,91 @@ cdef class Engine:
         if e.idle_epfd >= 0:
             close(e.idle_epfd)
         pacing_free(&e.pacing)
+        if e.eps != NULL:
+            for i in range(e.neps):
+                free(e.eps[i].tpl)
+        if e.tctx.feeds != NULL:
+            for i in range(e.tctx.nfeeds):
+                free(e.tctx.feeds[i].var_max)
+            free(e.tctx.feeds)
+        free(e.wbufs)
         free(e.eps)
         free(e.conns)
         free(e.free_stack)
         free(e.events)
         free(e)
         self.e = NULL
+
+    cdef _setup_feeders(self, list feeders):
+        """Feeders: (arena bytes, offsets (uint32, native order, nrows * nvars + 1), nrows, nvars,
+        order) each; the engine reads them in place (kept alive by self._data)."""
+        cdef engine_t *e = self.e
+        cdef feed_t *f
+        cdef const uint32_t *off
+        cdef uint32_t i, v, r, j
+        cdef size_t m
+        if len(feeders) > TPL_MAX_FEEDS:
+            raise ValueError(f"at most {TPL_MAX_FEEDS} feeders")
+        if not feeders:
+            return
+        e.tctx.feeds = <feed_t *>calloc(len(feeders), sizeof(feed_t))
+        if e.tctx.feeds == NULL:
+            raise MemoryError()
+        e.tctx.nfeeds = len(feeders)
+        for i in range(e.tctx.nfeeds):
+            arena, offsets, nrows, nvars, order = feeders[i]
+            if not isinstance(arena, bytes) or not isinstance(offsets, bytes):
+                raise ValueError(f"feeder {i}: arena and offsets are bytes")
+            if nrows < 1 or nvars < 1 or order not in (FEED_SEQUENTIAL, FEED_RANDOM, FEED_UNIQUE):
+                raise ValueError(f"feeder {i}: bad shape ({nrows} rows, {nvars} values, order {order})")
+            if len(offsets) != 4 * (nrows * nvars + 1):
+                raise ValueError(f"feeder {i}: {len(offsets)} offset bytes for {nrows} x {nvars}")
+            self._data += [arena, offsets]
+            f = &e.tctx.feeds[i]
+            f.arena = <const char *>arena
+            f.off = off = <const uint32_t *><const char *>offsets
+            f.nrows = nrows
+            f.nvars = nvars
+            f.order = order
+            f.var_max = <uint32_t *>calloc(nvars, sizeof(uint32_t))
+            if f.var_max == NULL:
+                raise MemoryError()
+            if off[0] != 0 or off[nrows * nvars] > len(arena):
+                raise ValueError(f"feeder {i}: offsets outside the arena")
+            for r in range(nrows):
+                for v in range(nvars):
+                    j = r * nvars + v
+                    if off[j + 1] < off[j]:
+                        raise ValueError(f"feeder {i}: offsets must not decrease")
+                    m = off[j + 1] - off[j]
+                    if m > f.var_max[v]:
+                        f.var_max[v] = <uint32_t>m
+
+    cdef _setup_template(self, uint32_t i, tpl):
+        """Endpoint i renders its request per request: tpl = (blob bytes, ops bytes: uint32
+        quadruples kind, a, b, 0 in native order)."""
+        cdef engine_t *e = self.e
+        cdef tpl_t *t
+        cdef int bad
+        blob, ops = tpl
+        if not isinstance(blob, bytes) or not isinstance(ops, bytes) or not ops or len(ops) % 16:
+            raise ValueError(f"endpoint {i}: a template is (blob bytes, ops bytes of 16-byte ops)")
+        t = <tpl_t *>calloc(1, sizeof(tpl_t))
+        if t == NULL:
+            raise MemoryError()
+        e.eps[i].tpl = t
+        self._data += [blob, ops]
+        t.blob = <const char *>blob
+        t.blob_len = len(blob)
+        t.ops = <const tpl_op_t *><const char *>ops
+        t.nops = len(ops) // 16
+        bad = tpl_setup(t, &e.tctx)
+        if bad:
+            raise ValueError(f"endpoint {i}: bad template op {bad - 1}")
+        if t.cap > e.wcap:
+            e.wcap = t.cap
+        if t.cap > e.max_req_len:
+            e.max_req_len = t.cap
 
     def run(self) -> None:
         """Run to the deadline, the request count, or stop(); the GIL is released throughout."""
@@ -1417,6 +1529,8 @@ cdef class Engine:
             "spin_ns": bf_load_relaxed_u64(&k.spin_ns),
             "runq_wait_ns": bf_load_relaxed_u64(&k.runq_wait_ns),
             "check_failed": bf_load_relaxed_u64(&k.check_failed),
+            # 0, or 1 + the unique feeder whose rows ran out (the run's last request took its last)
+            "data_out": self.e.tctx.data_out,
             # closed loop: time naps were on (nap.pxi); exact once run() returned
             "nap_on_ns": nap_on_ns(&self.e.nap, clock_now_ns()),
         }
