@@ -13,8 +13,8 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from barfast.status import NoLoadError, UsageError

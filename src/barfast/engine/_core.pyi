@@ -234,7 +234,10 @@ class Engine:
         arrival: int = 0,
         seed: int = 0,
         start_ns: int = 0,
-        endpoints: list[tuple[bytes, bool, float, list[tuple[int, int]]]] | None = None,
+        endpoints: list[tuple[Any, ...]] | None = None,
+        feeders: list[tuple[bytes, bytes, int, int, int]] | tuple[()] = (),
+        seq_start: int = 0,
+        seq_step: int = 1,
     ) -> None:
         """addr: numeric IPv4/IPv6 address; family: socket.AF_INET/AF_INET6; request: the whole
         serialised request, sent verbatim; head: the request is HEAD (responses have no body).
@@ -246,7 +249,12 @@ class Engine:
         endpoints: [(request, head, weight, status_ranges), ...] (at most 4096): each request
         picks one by weight (alias table, a PRNG seeded from `seed`); a completed response whose
         status is outside its endpoint's non-empty ranges is flagged FLAG_CHECK_FAIL and counted
-        in `check_failed`. None: one endpoint, (request, head, 1, no check)."""
+        in `check_failed`. None: one endpoint, (request, head, 1, no check). A fifth element
+        (blob, ops) makes the endpoint a template rendered per request (template.pxi; ops are
+        16-byte (kind, a, b, 0) records compiled by scenario/template.py).
+        feeders: (arena, offsets, nrows, nvars, order) each, read in place by templates; a unique
+        feeder that runs out ends the run after the request that took its last row (counters()
+        "data_out" = 1 + its index). seq_start/seq_step: the {{ seq }} values, start + k * step."""
 
     def endpoint_counts(self) -> list[dict[str, int]]:
         """Per endpoint, in table order: started, completed, errors, check_failed (exact)."""
