@@ -100,6 +100,9 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
     head = f"Running {dur:.2f}s test @ {cfg.get('url', '?')}"
     if report.get("interrupted"):
         head += "  (interrupted: partial report)"
+    if report.get("data_exhausted"):
+        names = ", ".join(report["data_exhausted"])
+        head += f"  (stopped: unique rows of {names} used up)"
     out.append(head)
     mode = "closed loop" if cfg.get("naps", True) else "closed loop, naps off"
     if open_loop:

@@ -66,6 +66,8 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
         "schema": SCHEMA,
         "config": dict(config_info),
         "interrupted": any(w.interrupted for w in m.workers.values()),
+        # unique feeders whose rows ran out (the run stopped there, by design, not by failure)
+        **_data_exhausted(m, config_info),
         "duration_s": round(duration_s, 6),
         "requests": {k: int(tot.get(k, 0)) for k in COUNTER_KEYS},
         "status": dict(sorted(status.items())),
@@ -297,4 +299,29 @@ def config_info(cfg: RunConfig, workers: int | None = None) -> dict[str, Any]:
             else {}
         ),
         **({"tags": dict(cfg.tags)} if cfg.tags else {}),
+        **(
+            {
+                "data": [
+                    {"name": f.name, "order": _ORDER_NAMES[f.order], "rows": len(f.rows)}
+                    for f in cfg.feeders
+                ]
+            }
+            if cfg.feeders
+            else {}
+        ),
     }
+
+
+_ORDER_NAMES = ("sequential", "random", "unique")
+
+
+def _data_exhausted(m: Any, config_info: dict[str, Any]) -> dict[str, Any]:
+    feeds = config_info.get("data", [])
+    out = sorted(
+        {
+            feeds[i - 1]["name"] if 0 < i <= len(feeds) else f"#{i - 1}"
+            for i in (int(w.counters.get("data_out", 0)) for w in m.workers.values())
+            if i
+        }
+    )
+    return {"data_exhausted": out} if out else {}

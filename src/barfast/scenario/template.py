@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import json
 import re
 import struct
@@ -89,12 +90,13 @@ def csv_feeder(path: str | Path, order: str = "sequential", shown: str | None = 
     p = Path(path)
     name = shown or str(p)
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        with open(p, encoding="utf-8-sig", newline="") as fh:  # newline="": quoted line breaks
+            text = fh.read()
     except OSError as exc:
         raise ScenarioError(f"cannot read data file {name!r}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ScenarioError(f"{name}: not UTF-8 text") from None
-    reader = csv.reader(text.splitlines())
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
@@ -106,15 +108,16 @@ def csv_feeder(path: str | Path, order: str = "sequential", shown: str | None = 
         raise ScenarioError(f"{name}:1: column names must be non-empty and distinct")
     rows, lines = [], []
     try:
+        start = reader.line_num + 1  # a quoted value may span lines: a row is where it starts
         for row in reader:
-            if not row:
-                continue  # a blank line
-            if len(row) != len(columns):
-                raise ScenarioError(
-                    f"{name}:{reader.line_num}: {len(row)} fields, the header has {len(columns)}"
-                )
-            rows.append(tuple(row))
-            lines.append(reader.line_num)
+            if row:  # not a blank line
+                if len(row) != len(columns):
+                    raise ScenarioError(
+                        f"{name}:{start}: {len(row)} fields, the header has {len(columns)}"
+                    )
+                rows.append(tuple(row))
+                lines.append(start)
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise ScenarioError(f"{name}:{reader.line_num}: {exc}") from None
     return Feeder(columns, tuple(rows), order, name, tuple(lines))
