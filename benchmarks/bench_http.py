@@ -160,20 +160,36 @@ def run_barfast(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
     return _barfast_report(cmd, dur)
 
 
+SCENARIO_ROWS = 10_000
+# The scenario of the mix rows: three weighted endpoints (70/25/5), one path templated from a
+# 10,000-row CSV, one POST whose JSON body is templated, a status check on every request. k6 and
+# Locust run the same mix (K6_SCENARIO, LOCUST_SCENARIO): the same weights, rows and checks.
 SCENARIO = """target: {url}
+data:
+  items: {{csv: items.csv}}
 requests:
   - {{name: home, weight: 70, path: /, checks: [{{status: 2xx}}]}}
-  - {{name: item, weight: 25, get: "/items/42?v=7", checks: [{{status: 2xx}}]}}
-  - {{name: order, weight: 5, post: /orders, json: {{user: 7, qty: 1}}, checks: [{{status: 2xx}}]}}
+  - {{name: item, weight: 25, get: "/items/{{{{ items.id }}}}?v=7", checks: [{{status: 2xx}}]}}
+  - name: order
+    weight: 5
+    post: /orders
+    json: {{user: "{{{{ items.id }}}}", qty: 1}}
+    checks: [{{status: 2xx}}]
 """
 
 
+def write_rows(d: Path) -> Path:
+    path = d / "items.csv"
+    path.write_text("id\n" + "".join(f"{100_000 + i}\n" for i in range(SCENARIO_ROWS)))
+    return path
+
+
 def run_scenario(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
-    """`barfast run scenario.yaml -w 1`: three weighted endpoints (70/25/5, one a POST with a JSON
-    body), a status check on every request: what a mix costs against the single URL."""
+    """`barfast run scenario.yaml -w 1`: the mix above, rendered by the engine per request."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "mix.yaml"
         path.write_text(SCENARIO.format(url=url))
+        write_rows(Path(d))
         cmd = ["taskset", "-c", cpu, sys.executable, "-m", "barfast", "run", str(path), "-w", "1"]
         cmd += ["-c", str(conns), "-d", f"{dur:g}s", "--json", "--quiet"]
         return _barfast_report(cmd, dur)
@@ -226,6 +242,51 @@ K6_SCRIPT = """import http from 'k6/http';
 export default function () { http.get(__ENV.URL, { headers: { 'User-Agent': __ENV.UA } }); }
 """
 
+K6_SCENARIO = """import http from 'k6/http';
+import { check } from 'k6';
+import { SharedArray } from 'k6/data';
+const ids = new SharedArray('items', () => open(__ENV.ROWS).split('\\n').slice(1).filter(Boolean));
+const base = __ENV.URL.replace(/\\/$/, '');
+const params = { headers: { 'User-Agent': __ENV.UA } };
+const post = { headers: { 'User-Agent': __ENV.UA, 'Content-Type': 'application/json' } };
+const ok = { '2xx': (r) => r.status >= 200 && r.status < 300 };
+export default function () {
+  const id = ids[(__VU * 7919 + __ITER) % ids.length];
+  const r = Math.random();
+  let res;
+  if (r < 0.70) res = http.get(base + '/', params);
+  else if (r < 0.95) res = http.get(base + '/items/' + id + '?v=7', params);
+  else res = http.post(base + '/orders', JSON.stringify({ user: id, qty: 1 }), post);
+  check(res, ok);
+}
+"""
+
+LOCUST_SCENARIO = """import itertools, json, os
+from locust import constant, task
+from locust.contrib.fasthttp import FastHttpUser
+
+with open(os.environ["ROWS"]) as f:
+    IDS = [line.strip() for line in f.read().splitlines()[1:] if line.strip()]
+ROWS = itertools.cycle(IDS)
+
+
+class User(FastHttpUser):
+    wait_time = constant(0)
+
+    @task(70)
+    def home(self):
+        self.client.get("/")
+
+    @task(25)
+    def item(self):
+        self.client.get(f"/items/{next(ROWS)}?v=7", name="item")
+
+    @task(5)
+    def order(self):
+        body = json.dumps({"user": next(ROWS), "qty": 1})
+        self.client.post("/orders", data=body, headers={"Content-Type": "application/json"})
+"""
+
 LOCUST_SCRIPT = """from locust import constant, task
 from locust.contrib.fasthttp import FastHttpUser
 
@@ -239,11 +300,12 @@ class User(FastHttpUser):
 """
 
 
-def run_k6(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+def run_k6(url: str, conns: int, dur: float, cpu: str, script_text: str = "") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
         script, summary = Path(d) / "get.js", Path(d) / "summary.json"
-        script.write_text(K6_SCRIPT)
-        env = dict(os.environ, URL=url, UA=USER_AGENT, K6_NO_USAGE_REPORT="true")
+        script.write_text(script_text or K6_SCRIPT)
+        rows = write_rows(Path(d))
+        env = dict(os.environ, URL=url, UA=USER_AGENT, K6_NO_USAGE_REPORT="true", ROWS=str(rows))
         cmd = ["taskset", "-c", cpu, "k6", "run", "--quiet", "--no-color", "--vus", str(conns)]
         cmd += ["--duration", f"{dur:g}s", "--summary-export", str(summary), str(script)]
         _, cpu_s = timed(cmd, dur + 60, env=env)
@@ -252,25 +314,41 @@ def run_k6(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
     failed = metrics.get("http_req_failed", {}).get("passes", 0)  # passes = requests that failed
     if failed:
         raise RuntimeError(f"k6 saw {failed} failed requests")
+    if metrics.get("checks", {}).get("fails", 0):
+        raise RuntimeError(f"k6 saw {metrics['checks']['fails']} failed checks")
     return {"requests": n, "rps": float(metrics["http_reqs"]["rate"]), "cpu_s": cpu_s}
 
 
-def run_locust(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+def run_k6_scenario(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    """k6 running the mix of run_scenario (K6_SCENARIO)."""
+    return run_k6(url, conns, dur, cpu, K6_SCENARIO)
+
+
+def run_locust(
+    url: str, conns: int, dur: float, cpu: str, script_text: str = ""
+) -> dict[str, float]:
     """Locust's final summary table (its --csv files are written periodically and can miss the
-    last seconds): the Aggregated row's request and failure counts and req/s."""
+    last seconds): the Aggregated row's request and failure counts and req/s. Non-2xx responses
+    are Locust failures, so "no failures" is the status check."""
     with tempfile.TemporaryDirectory() as d:
         script = Path(d) / "locustfile.py"
-        script.write_text(LOCUST_SCRIPT)
+        script.write_text(script_text or LOCUST_SCRIPT)
+        env = dict(os.environ, ROWS=str(write_rows(Path(d))))
         cmd = ["taskset", "-c", cpu, "locust", "-f", str(script), "--headless", "--host"]
         cmd += [url.rstrip("/"), "-u", str(conns), "-r", str(conns), "-t", f"{dur:g}s"]
         cmd += ["--only-summary", "--loglevel", "ERROR"]
-        out, cpu_s = timed(cmd, dur + 60, stderr=True)
+        out, cpu_s = timed(cmd, dur + 60, stderr=True, env=env)
     m = re.search(r"^\s+Aggregated\s+(\d+)\s+(\d+)\(.*\|\s+([\d.]+)\s+[\d.]+\s*$", out, re.M)
     if not m:
         raise RuntimeError(f"cannot read Locust's summary: {out[-300:]}")
     if int(m.group(2)):
         raise RuntimeError(f"Locust saw {m.group(2)} failures")
     return {"requests": int(m.group(1)), "rps": float(m.group(3)), "cpu_s": cpu_s}
+
+
+def run_locust_scenario(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    """Locust (FastHttpUser) running the mix of run_scenario (LOCUST_SCENARIO)."""
+    return run_locust(url, conns, dur, cpu, LOCUST_SCENARIO)
 
 
 def run_hey(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
@@ -291,7 +369,9 @@ TOOLS = {
     "bf-1proc": run_single_engine,
     "bf-scenario": run_scenario,
     "k6": run_k6,
+    "k6-scenario": run_k6_scenario,
     "locust": run_locust,
+    "locust-scenario": run_locust_scenario,
     "hey": run_hey,
     "ab": run_ab,
     "h2load": run_h2load,
@@ -299,7 +379,9 @@ TOOLS = {
 BINARIES = {
     "wrk": "wrk",
     "k6": "k6",
+    "k6-scenario": "k6",
     "locust": "locust",
+    "locust-scenario": "locust",
     "hey": "hey",
     "ab": "ab",
     "h2load": "h2load",
@@ -311,6 +393,8 @@ TARGETS = (
     ("barfast", "k6", "rps", ">=", 12.0),
     ("barfast", "locust", "rps", ">=", 20.0),
     ("bf-scenario", "barfast", "cpu", "<=", 1.15),
+    ("bf-scenario", "k6-scenario", "rps", ">=", 12.0),
+    ("bf-scenario", "locust-scenario", "rps", ">=", 20.0),
 )
 SATURATED = 0.95  # a target this busy sets the rate: the row measures the target
 
@@ -418,7 +502,7 @@ def main() -> int:
                     )
                 runs[t].append(r)
                 print(
-                    f"round {i + 1} {t:11s} {r['rps']:>10,.0f} req/s  {r['cpu_us_per_req']:5.2f} CPU us/req"
+                    f"round {i + 1} {t:15s} {r['rps']:>10,.0f} req/s  {r['cpu_us_per_req']:5.2f} CPU us/req"
                     f"  generator CPU {100 * r['gen_cpu_share']:3.0f}%"
                     f"  target CPU {100 * r['target_cpu_share']:3.0f}%"
                     f"{' (saturated)' if r['target_cpu_share'] >= SATURATED else ''}{sys_text}",
@@ -449,12 +533,12 @@ def main() -> int:
         f"on CPU {srv_cpu}, generators on CPU {gen_cpu}; ratios are medians of per-round ratios vs wrk"
     )
     print(
-        f"{'tool':11s} {'req/s':>10s} {'CPU us/req':>11s} {'req/s / wrk':>12s} {'CPU/req / wrk':>14s}"
+        f"{'tool':15s} {'req/s':>10s} {'CPU us/req':>11s} {'req/s / wrk':>12s} {'CPU/req / wrk':>14s}"
         f" {'gen CPU':>8s} {'target CPU':>11s}"
     )
     for t, row in table.items():
         print(
-            f"{t:11s} {row['median_rps']:>10,.0f} {row['median_cpu_us_per_req']:>11.2f} "
+            f"{t:15s} {row['median_rps']:>10,.0f} {row['median_cpu_us_per_req']:>11.2f} "
             f"{row['rps_ratio_vs_wrk']:>12.3f} {row['cpu_per_req_ratio_vs_wrk']:>14.3f}"
             f" {100 * row['median_gen_cpu_share']:>7.0f}% {100 * row['median_target_cpu_share']:>10.0f}%"
             f"{' saturated' if row['median_target_cpu_share'] >= SATURATED else ''}"

@@ -2,10 +2,12 @@
 """Memory stays flat: RSS of a process running the whole worker pipeline (engine, ring, aggregator,
 per-second histograms, merger) sampled once a second, against requests completed so far.
 
-Target: RSS grows < 5 MB between 1 M and 5 M requests. Runs the built-in target
-(`barfast serve`) pinned to the last CPU unless a URL is given.
+Target: RSS grows < 5 MB between 1 M and 5 M requests (with --scenario: the mix of bench_http.py,
+three weighted endpoints templated from a 10,000-row CSV with status checks, 1 M to 10 M). Runs the
+built-in target (`barfast serve`) pinned to the last CPU unless a URL is given.
 
     python benchmarks/bench_memory.py                       # 5 M requests, 50 connections
+    python benchmarks/bench_memory.py --scenario -n 10000000
     python benchmarks/bench_memory.py --quick               # 300 k requests: the script still works
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +43,7 @@ def main() -> int:
     ap.add_argument("-n", "--requests", type=int, default=5_000_000)
     ap.add_argument("-c", "--connections", type=int, default=50)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--scenario", action="store_true", help="the bench_http.py scenario mix")
     ap.add_argument("--out", default=str(HERE / "results" / "memory.json"))
     args = ap.parse_args()
     if args.quick:
@@ -50,8 +54,21 @@ def main() -> int:
         points.append((int(s["counters"]["completed"]), rss_kib()))
 
     def go(url: str) -> dict:
-        cfg = build_run_config(url, connections=args.connections, requests=args.requests, workers=1)
-        return run_local(cfg, on_snapshot=on_snapshot).report
+        opts = dict(connections=args.connections, requests=args.requests, workers=1)
+        if not args.scenario:
+            return run_local(build_run_config(url, **opts), on_snapshot=on_snapshot).report
+        sys.path.insert(0, str(HERE))
+        from bench_http import SCENARIO, write_rows
+
+        from barfast.scenario.compile import compile_run
+        from barfast.scenario.load import load_scenario
+
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "mix.yaml").write_text(SCENARIO.format(url=url))
+            write_rows(Path(d))
+            sc = load_scenario(Path(d) / "mix.yaml")
+            cfg = compile_run(sc, **opts)
+            return run_local(cfg, on_snapshot=on_snapshot).report
 
     t0 = time.monotonic()
     if args.url:
@@ -71,6 +88,8 @@ def main() -> int:
     lo, hi = min(1_000_000, args.requests // 5), args.requests
     growth_mib = (rss_at(hi) - rss_at(lo)) / 1024
     print(f"RSS growth between {lo:,} and {hi:,} requests: {growth_mib:+.2f} MiB (target < 5 MiB)")
+    if args.scenario and args.out == str(HERE / "results" / "memory.json"):
+        args.out = str(HERE / "results" / "memory-scenario.json")
     if not args.quick:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(
