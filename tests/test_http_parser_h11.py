@@ -162,6 +162,7 @@ def h11_parse(wire: bytes, head: bool, count: int) -> list[dict]:
             cur["status"] = ev.status_code
         elif isinstance(ev, h11.Data):
             cur["body_bytes"] += len(ev.data)
+            cur["body"] = cur.get("body", b"") + ev.data
         elif isinstance(ev, h11.EndOfMessage):
             # a body that needed the close to end cannot leave a reusable connection
             cur["keep_alive"] = conn.their_state is h11.DONE and not eof_sent
@@ -206,6 +207,33 @@ def test_agrees_with_h11(conv, data):
     splits = data.draw(st.lists(st.integers(0, len(wire)), max_size=8))
     assert parse_responses(wire, splits, head=head) == ours
     assert parse_responses(wire, splits, head=head, memo=True) == ours
+
+
+@FAST
+@given(conversation(), st.data())
+def test_the_check_capture_is_h11s_body_prefix(conv, data):
+    """What response checks read (keep=N): each final header block as sent and the first N bytes
+    of the payload as h11 decodes it (de-chunked), truncation flagged, whatever the reads."""
+    head, resps = conv
+    wire = b"".join(r.wire for r in resps)
+    keep = data.draw(st.integers(0, 300))
+    splits = data.draw(st.lists(st.integers(0, len(wire)), max_size=8))
+    ours = parse_responses(wire, splits, head=head, memo=data.draw(st.booleans()), keep=keep)
+    ref = h11_parse(wire, head, len(resps))
+    assert len(ours) == len(ref)
+    for mine, theirs, r in zip(ours, ref, resps, strict=True):
+        body = theirs.get("body", b"")
+        assert mine["body"] == body[:keep]
+        assert mine["body_truncated"] == (len(body) > keep)
+        # the final block is the last header_bytes-long stretch before the body: its status line
+        assert mine["head"].startswith(b"HTTP/1.") and mine["head"].endswith(b"\n")
+        assert mine["head"][9:12] == b"%d" % r.status
+        assert len(mine["head"]) <= r.header_bytes
+    # capture changes no verdict
+    plain = parse_responses(wire, splits, head=head)
+    assert [
+        {k: v for k, v in m.items() if k not in ("head", "body", "body_truncated")} for m in ours
+    ] == plain
 
 
 @FAST

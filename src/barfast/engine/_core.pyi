@@ -135,8 +135,12 @@ HTTP_ERRORS: tuple[str, ...]
 """Error code names indexed by the native HTTP_ERR_* value (0 is "none")."""
 
 def parse_responses(
-    data: bytes, splits: list[int] | None = None, head: bool = False, memo: bool = False
-) -> list[dict[str, int | bool | str]]:
+    data: bytes,
+    splits: list[int] | None = None,
+    head: bool = False,
+    memo: bool = False,
+    keep: int | None = None,
+) -> list[dict[str, Any]]:
     """Test hook: run the native HTTP/1.1 response parser over `data` like the engine does.
 
     `data` is delivered in pieces cut at the offsets in `splits`; after each piece the parser is fed
@@ -146,6 +150,9 @@ def parse_responses(
     final {"error": name} (a name from HTTP_ERRORS) and stops. At the end of `data`, if a response is
     in progress, the peer's close is simulated: a close-delimited body completes ("eof_complete":
     True), anything else gives {"error": "closed"}. `head=True` parses responses to HEAD requests.
+    `keep=N` captures as the engine does for response checks: each result also has "head" (the
+    final header block's bytes), "body" (the first N payload bytes, de-chunked) and
+    "body_truncated" (the body was longer).
     `memo=True` parses with one head memo for the whole call, as the engine does (the results
     must be the same).
     """

@@ -1,5 +1,7 @@
 # http.pxi — incremental HTTP/1.1 response parser: framing of ONE response per init (RFC 9112).
-# Never: allocates, keeps body bytes, touches Python objects (native path), reads past buf[len-1].
+# Never: allocates, touches Python objects (native path), reads past buf[len-1], keeps body bytes
+#   beyond the capture the caller gave it (http_resp_capture: the final header block and a bounded
+#   body prefix, de-chunked, for response checks).
 # Invariants: 0 <= feed() <= len; DONE/ERROR sticky until init; header block <= MAX_HEADER_BYTES.
 #
 # Design (picohttpparser's model, our own code): the engine owns a fixed receive buffer and calls
@@ -128,6 +130,14 @@ ctypedef struct http_resp_t:
     uint32_t scan        # header block: offset of the first unparsed line (from the block start)
     uint32_t line_scan   # header block: no LF in [scan, line_scan)
     uint32_t aux         # chunk-size line bytes, or trailer section bytes, so far
+    # capture (kept across http_resp_init; cap NULL: none): the final response's header block at
+    # cap[0:head_len] and the first cap_max body bytes (payload, de-chunked) at
+    # cap[HTTP_MAX_HEADER_BYTES:][0:body_len]; body_trunc when the body had more
+    char *cap
+    uint32_t cap_max
+    uint32_t head_len
+    uint32_t body_len
+    bint body_trunc
 
 
 ctypedef struct http_memo_t:
@@ -180,9 +190,34 @@ http_init_tables()
 
 
 cdef void http_resp_init(http_resp_t *p, bint head_request) noexcept nogil:
-    """Reset for the next response on this connection (also after HTTP_DONE for a pipelined one)."""
+    """Reset for the next response on this connection (also after HTTP_DONE for a pipelined one).
+    The capture (http_resp_capture) stays: a parser starts zeroed (calloc/memset) before its first
+    init."""
+    cdef char *cap = p.cap
+    cdef uint32_t cap_max = p.cap_max
     memset(p, 0, sizeof(http_resp_t))
     p.head_request = head_request
+    p.cap = cap
+    p.cap_max = cap_max
+
+
+cdef void http_resp_capture(http_resp_t *p, char *buf, uint32_t body_max) noexcept nogil:
+    """Keep the final header block and up to body_max body bytes of each response in buf (at
+    least HTTP_MAX_HEADER_BYTES + body_max bytes; NULL: keep nothing) from now on."""
+    p.cap = buf
+    p.cap_max = body_max
+
+
+cdef inline void http_keep_body(http_resp_t *p, const char *s, size_t n) noexcept nogil:
+    cdef size_t room
+    if p.cap == NULL or n == 0:
+        return
+    room = p.cap_max - p.body_len
+    if n > room:
+        n = room
+        p.body_trunc = 1
+    memcpy(p.cap + HTTP_MAX_HEADER_BYTES + p.body_len, s, n)
+    p.body_len += <uint32_t>n
 
 
 cdef inline bint http_resp_started(const http_resp_t *p) noexcept nogil:
@@ -515,6 +550,7 @@ cdef size_t http_feed_chunked(http_resp_t *p, const char *buf, size_t len) noexc
             n = len - i
             if n > p.remaining:
                 n = <size_t>p.remaining
+            http_keep_body(p, buf + i, n)
             i += n
             p.body_bytes += n
             p.remaining -= n
@@ -667,17 +703,22 @@ cdef Py_ssize_t http_resp_feed_memo(http_resp_t *p, http_memo_t *memo, const cha
                 r = http_feed_head(p, buf + off, len - off)
             if r <= 0:
                 break
+            if p.cap != NULL and p.state != HTTP_HEAD and p.state != HTTP_ERROR:
+                memcpy(p.cap, buf + off, <size_t>r)    # the final response's block (<= the max)
+                p.head_len = <uint32_t>r
             off += <size_t>r
         elif st == HTTP_BODY_LENGTH:
             n = len - off
             if n > p.remaining:
                 n = <size_t>p.remaining
+            http_keep_body(p, buf + off, n)
             off += n
             p.body_bytes += n
             p.remaining -= n
             if p.remaining == 0:
                 p.state = HTTP_DONE
         elif st == HTTP_BODY_CLOSE:
+            http_keep_body(p, buf + off, len - off)
             p.body_bytes += len - off
             off = len
         elif st < HTTP_DONE:
@@ -714,7 +755,15 @@ HTTP_ERRORS = tuple(http_error_name(i).decode() for i in range(HTTP_ERR__COUNT))
 
 
 cdef dict _http_result(const http_resp_t *p, bint eof_complete):
+    kept = {}
+    if p.cap != NULL:
+        kept = {
+            "head": p.cap[:p.head_len],
+            "body": p.cap[HTTP_MAX_HEADER_BYTES:HTTP_MAX_HEADER_BYTES + p.body_len],
+            "body_truncated": bool(p.body_trunc),
+        }
     return {
+        **kept,
         "status": p.status,
         "keep_alive": bool(p.keep_alive),
         "body_bytes": p.body_bytes,
@@ -725,7 +774,7 @@ cdef dict _http_result(const http_resp_t *p, bint eof_complete):
     }
 
 
-def parse_responses(data, splits=None, bint head=False, bint memo=False):
+def parse_responses(data, splits=None, bint head=False, bint memo=False, keep=None):
     """Feed `data` in pieces cut at `splits` with the engine's buffer discipline; see _core.pyi."""
     cdef bytes d = bytes(data)
     cdef const char *src = d
@@ -735,6 +784,7 @@ def parse_responses(data, splits=None, bint head=False, bint memo=False):
     cdef http_memo_t m
     cdef http_memo_t *mp = &m if memo else NULL
     cdef char *buf
+    cdef char *cap = NULL
     memset(&m, 0, sizeof(m))
     cuts = sorted({int(s) for s in (splits or ())})
     if cuts and (min(cuts) < 0 or max(cuts) > total):
@@ -747,6 +797,16 @@ def parse_responses(data, splits=None, bint head=False, bint memo=False):
     if buf == NULL:
         raise MemoryError()
     memset(buf, c'\n', <size_t>total + 1)
+    memset(&p, 0, sizeof(p))
+    if keep is not None:
+        if not 0 <= keep <= 1 << 24:
+            free(buf)
+            raise ValueError("keep: 0 to 16 MiB of body")
+        cap = <char *>malloc(HTTP_MAX_HEADER_BYTES + <size_t>keep)
+        if cap == NULL:
+            free(buf)
+            raise MemoryError()
+        http_resp_capture(&p, cap, <uint32_t>keep)
     http_resp_init(&p, head)
     try:
         for cut in cuts:
@@ -778,6 +838,7 @@ def parse_responses(data, splits=None, bint head=False, bint memo=False):
         return results
     finally:
         free(buf)
+        free(cap)
 
 
 def http_parse_bench(data, Py_ssize_t iterations, bint head=False, bint memo=False):
@@ -796,6 +857,7 @@ def http_parse_bench(data, Py_ssize_t iterations, bint head=False, bint memo=Fal
     cdef http_memo_t *mp = &m if memo else NULL
     cdef timespec t0, t1
     memset(&m, 0, sizeof(m))
+    memset(&p, 0, sizeof(p))   # http_resp_init keeps the capture fields: start from none
     if iterations <= 0:
         raise ValueError("iterations must be positive")
     with nogil:
