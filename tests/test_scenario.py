@@ -231,14 +231,14 @@ def test_the_cli_says_it_in_one_line_with_exit_2(tmp_path: Path) -> None:
 
 
 def test_per_endpoint_counts_are_what_nginx_logged(nginx, tmp_path: Path) -> None:
-    # Two workers, 30,000 requests over three weighted paths: the report's per-endpoint counts
+    # Two workers, 300,000 requests over three weighted paths: the report's per-endpoint counts
     # (exact engine counters, merged) equal nginx's access log per path, and the shares are
     # within 4 standard deviations of the weights.
     p = write(
         tmp_path,
         f"""
         target: {nginx.url}
-        load: {{connections: 8, requests: 30000}}
+        load: {{connections: 8, requests: 300000}}
         requests:
           - {{name: home, weight: 70, path: /home}}
           - {{name: item, weight: 25, get: /item}}
@@ -249,7 +249,7 @@ def test_per_endpoint_counts_are_what_nginx_logged(nginx, tmp_path: Path) -> Non
     out = barfast("run", str(p), "-w", "2", "--json", "-q")
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)
-    n = 30_000
+    n = 300_000
     assert rep["requests"]["completed"] == n and rep["errors"] == {}
     eps = rep["endpoints"]
     assert sum(e["requests"]["completed"] for e in eps.values()) == n
