@@ -19,6 +19,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from barfast.scenario.model import (
+    CHECK_KINDS,
+    DEFAULT_MAX_BODY,
     METHOD_KEYS,
     Check,
     Request,
@@ -242,6 +244,7 @@ def _build(doc: _Doc, data: dict[str, Any], base: Path) -> Scenario:
             tag_header=data.get("tag_header"),
             seed=int(data.get("seed", 0)),
             data=feeds,
+            max_body_for_checks=int(defaults.get("max_body_for_checks", DEFAULT_MAX_BODY)),
         )
     except ScenarioError as exc:
         raise doc.at((), str(exc)) from None
@@ -278,41 +281,7 @@ def _request(doc: _Doc, r: dict[str, Any], i: int, base: Path) -> Request:
             raise doc.at(
                 at + ("body_file",), f"cannot read body file {r['body_file']!r}: {exc.strerror}"
             ) from None
-    checks = []
-    for j, c in enumerate(r.get("checks", [])):
-        kinds = [k for k in ("status", "header", "body", "json") if k in c]
-        if len(kinds) != 1:
-            raise doc.at(
-                at
-                + (
-                    "checks",
-                    j,
-                ),
-                "a check has exactly one of status, header, body, json",
-            )
-        if kinds[0] != "status":
-            raise doc.at(
-                at
-                + (
-                    "checks",
-                    j,
-                    kinds[0],
-                ),
-                f"{kinds[0]} checks are not supported by this barfast yet",
-                key=True,
-            )
-        try:
-            checks.append(Check.status_in(c["status"], c.get("name", "")))
-        except ScenarioError as exc:
-            raise doc.at(
-                at
-                + (
-                    "checks",
-                    j,
-                    "status",
-                ),
-                str(exc),
-            ) from None
+    checks = [_check(doc, c, at + ("checks", j)) for j, c in enumerate(r.get("checks", []))]
     url = r.get("url")
     name = r.get("name") or f"{(method or 'GET').upper()} {path or url or '/'}"
     try:
@@ -329,6 +298,55 @@ def _request(doc: _Doc, r: dict[str, Any], i: int, base: Path) -> Request:
         )
     except ScenarioError as exc:
         raise doc.at(at, str(exc)) from None
+
+
+_CHECK_OPTIONS = {  # which of equals / contains / exists each kind takes
+    "status": (),
+    "header": ("equals", "contains", "exists"),
+    "body": (),
+    "json": ("equals", "exists"),
+}
+
+
+def _check(doc: _Doc, c: dict[str, Any], at: Path_) -> Check:
+    kinds = [k for k in CHECK_KINDS if k in c]
+    if len(kinds) != 1:
+        raise doc.at(at, "a check has exactly one of status, header, body, json")
+    kind = kinds[0]
+    if kind != "status":
+        # the parser already keeps the header block and a bounded body prefix; the evaluators
+        # in the loop come next: refused at its key rather than silently not checked
+        raise doc.at(at + (kind,), f"{kind} checks are not supported by this barfast yet", key=True)
+    opts = [k for k in ("equals", "contains", "exists") if k in c]
+    for k in opts:
+        if k not in _CHECK_OPTIONS[kind]:
+            raise doc.at(at + (k,), f"a {kind} check takes no `{k}`", key=True)
+    if len([k for k in opts if k != "exists" or c[k] is False]) > 1:
+        raise doc.at(at + (opts[-1],), f"give one of {', '.join(opts)}", key=True)
+    if kind == "json" and "equals" in c and c["equals"] is None:
+        raise doc.at(at + ("equals",), "equals: null is not a value to compare with; use exists")
+    try:
+        if kind == "status":
+            return Check.status_in(c["status"], c.get("name", ""))
+        if kind == "body":
+            return Check.body_contains(str(c["body"]), c.get("name", ""))
+        if kind == "header":
+            eq = c.get("equals")
+            return Check.header(
+                str(c["header"]),
+                equals=None if eq is None else str(eq),
+                contains=c.get("contains"),
+                exists=c.get("exists", True),
+                name=c.get("name", ""),
+            )
+        return Check.json(
+            str(c["json"]),
+            equals=c.get("equals"),
+            exists=c.get("exists", True),
+            name=c.get("name", ""),
+        )
+    except ScenarioError as exc:
+        raise doc.at(at + (kind,), str(exc)) from None
 
 
 def load_python(path: str | Path) -> Scenario:

@@ -15,6 +15,9 @@ from barfast.status import UsageError
 
 MAX_ENDPOINTS = 4096  # the engine's table (loop.pxi LOOP_MAX_ENDPOINTS)
 MAX_STATUS_RANGES = 8
+MAX_CHECKS = 16  # per request (loop.pxi LOOP_MAX_CHECKS)
+DEFAULT_MAX_BODY = 64 * 1024  # body bytes kept per response for header/body/JSON checks
+MAX_BODY_LIMIT = 16 * 1024 * 1024
 METHOD_KEYS = ("get", "post", "put", "delete", "patch", "head")
 _STATUS_RE = re.compile(r"^(?:([1-5])xx|([1-9][0-9]{2})(?:-([1-9][0-9]{2}))?)$")
 
@@ -54,16 +57,91 @@ def status_ranges(
     return tuple(out)
 
 
+CHECK_KINDS = ("status", "header", "body", "json")
+_JSON_PATH = re.compile(r"^(?:[^.]+(?:\.[^.]+)*)?$")
+
+
 @dataclass(frozen=True)
 class Check:
-    """A response check. Only `status` runs in the engine so far."""
+    """A response check, run by the engine on every response of its request.
 
-    status: tuple[tuple[int, int], ...]
+    status: the code is in one of the ranges. header: the field `target` exists (or, with
+    exists=False, does not), equals `equals` or contains `contains`. body: the body contains
+    `contains`. json: the body is JSON and the value at the dotted path `target`
+    (`data.items.0.id`) exists (exists=False: does not) or equals `equals` (a JSON value).
+    Header, body and JSON checks read the first max_body_for_checks bytes of the body.
+    """
+
+    status: tuple[tuple[int, int], ...] = ()
     name: str = ""
+    kind: str = "status"
+    target: str = ""
+    equals: Any = None
+    contains: str | None = None
+    exists: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in CHECK_KINDS:
+            raise ScenarioError(f"a check's kind is one of {', '.join(CHECK_KINDS)}")
+        if self.kind == "status" and not self.status:
+            raise ScenarioError("a status check needs codes or ranges")
+        if self.kind == "json" and not _JSON_PATH.match(self.target):
+            raise ScenarioError(f"bad JSON path {self.target!r}: dotted keys and indexes, a.b.0.c")
+        if self.kind == "header" and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", self.target):
+            raise ScenarioError(f"bad header name {self.target!r}")
+        if self.kind == "body" and not self.contains:
+            raise ScenarioError("a body check needs the text the body must contain")
+        if not self.name:
+            object.__setattr__(self, "name", self._default_name())
+
+    def _default_name(self) -> str:
+        if self.kind == "status":
+            return "status " + ",".join(
+                f"{lo}"
+                if lo == hi
+                else f"{lo // 100}xx"
+                if (lo % 100, hi - lo) == (0, 99)
+                else f"{lo}-{hi}"
+                for lo, hi in self.status
+            )
+        if self.kind == "body":
+            return f"body contains {self.contains!r}"
+        what = f"{self.kind} {self.target}"
+        if self.equals is not None:
+            return f"{what} == {self.equals!r}"
+        if self.contains is not None:
+            return f"{what} contains {self.contains!r}"
+        return what if self.exists else f"{what} absent"
 
     @classmethod
     def status_in(cls, spec: Any, name: str = "") -> Check:
         return cls(status_ranges(spec), name or f"status {_status_text(spec)}")
+
+    @classmethod
+    def header(
+        cls,
+        field_name: str,
+        equals: str | None = None,
+        contains: str | None = None,
+        exists: bool = True,
+        name: str = "",
+    ) -> Check:
+        return cls(
+            name=name,
+            kind="header",
+            target=field_name,
+            equals=equals,
+            contains=contains,
+            exists=exists,
+        )
+
+    @classmethod
+    def body_contains(cls, text: str, name: str = "") -> Check:
+        return cls(name=name, kind="body", contains=text)
+
+    @classmethod
+    def json(cls, path: str, equals: Any = None, exists: bool = True, name: str = "") -> Check:
+        return cls(name=name, kind="json", target=path, equals=equals, exists=exists)
 
 
 def _status_text(spec: Any) -> str:
@@ -92,6 +170,8 @@ class Request:
             raise ScenarioError(f"request {self.name!r}: weight must be > 0")
         if self.url is None and not self.path.startswith("/"):
             raise ScenarioError(f"request {self.name!r}: path must start with '/'")
+        if len(self.checks) > MAX_CHECKS:
+            raise ScenarioError(f"request {self.name!r}: at most {MAX_CHECKS} checks")
         if self.json is not None and self.body:
             raise ScenarioError(f"request {self.name!r}: give body or json, not both")
 
@@ -113,6 +193,8 @@ class Scenario:
     tag_header: str | None = None  # e.g. "X-Load-": each tag is also sent as a header
     seed: int = 0
     data: dict[str, Any] = field(default_factory=dict)  # feeder name -> template.Feeder
+    max_body_for_checks: int = DEFAULT_MAX_BODY  # body bytes a check may read; a longer body
+    # fails a check it does not pass within them, counted as "body too long"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "requests", tuple(self.requests))
@@ -125,5 +207,7 @@ class Scenario:
             if r.name in seen:
                 raise ScenarioError(f"duplicate request name {r.name!r}")
             seen.add(r.name)
+        if not 0 < self.max_body_for_checks <= MAX_BODY_LIMIT:
+            raise ScenarioError(f"max_body_for_checks must be in 1..{MAX_BODY_LIMIT}")
         if self.target is None and any(r.url is None for r in self.requests):
             raise ScenarioError("no target: give `target` or an absolute url on every request")
