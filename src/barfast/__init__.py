@@ -2,7 +2,8 @@
 
 `barfast.Scenario`, `barfast.Request` and `barfast.Check` build a scenario in Python (a .py file
 passed to `barfast run` defines `scenario = barfast.Scenario(...)`), `barfast.feeders` gives
-them request data; docs/scenarios.md.
+them request data, and `barfast.run(...)` runs one and returns a `barfast.Result`;
+docs/scenarios.md.
 """
 
 from typing import Any
@@ -11,7 +12,7 @@ from barfast.scenario.model import Check, Request, Scenario
 
 __version__ = "0.1.0"
 
-__all__ = ["Check", "Request", "Scenario", "__version__", "feeders"]
+__all__ = ["Check", "Request", "Result", "Scenario", "__version__", "feeders", "run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +21,8 @@ def __getattr__(name: str) -> Any:
         import barfast.feeders
 
         return barfast.feeders
+    if name in ("run", "Result"):
+        import barfast.api
+
+        return getattr(barfast.api, name)
     raise AttributeError(f"module 'barfast' has no attribute {name!r}")

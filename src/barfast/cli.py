@@ -171,7 +171,7 @@ def run(
         bool, typer.Option("--fail-on-worker-loss", help="Stop the run when a worker is lost.")
     ] = False,
 ) -> None:
-    from barfast.run import run_command
+    from barfast.command import run_command
 
     code = run_command(
         url=url,

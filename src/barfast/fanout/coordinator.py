@@ -17,7 +17,7 @@ Decisions: without -w, `--expect-workers N` starts no local workers (-w M with i
 the plan is split over all workers, local first, in HELLO order.
 
 Neighbours: spawn.LocalWorkers starts and reaps the local processes, admission.Admission does CURVE
-and reports refused peers, barfast.run builds the Coordinator for `barfast run` and reports.
+and reports refused peers, barfast.command builds the Coordinator for `barfast run` and reports.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class Peer:
 
 
 class Coordinator:
-    """One run. `run()` ends when every worker is done or lost; barfast.run reports it."""
+    """One run. `run()` ends when every worker is done or lost; barfast.command reports it."""
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from barfast.config import (
@@ -97,13 +98,19 @@ def run_command(
     curve_secret: str | None = None,
     curve_clients: str | None = None,
     fail_on_worker_loss: bool = False,
+    scenario: Any = None,
+    sink: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
-    """`barfast run`: validate, coordinate local and remote workers, print the report, exit code."""
+    """`barfast run`: validate, coordinate local and remote workers, print the report, exit code.
+    The Python API (api.py) passes a Scenario object as `scenario` and a `sink` that takes the
+    report instead of printing it."""
     from barfast.config import DEFAULT_DURATION_NS, DEFAULT_EMBEDDED_DURATION_NS
     from barfast.serve.embedded import embedded_target
 
-    scenario = None
-    if url is not None and "://" not in url and url.lower().endswith((".yaml", ".yml", ".py")):
+    is_file = (
+        url is not None and "://" not in url and url.lower().endswith((".yaml", ".yml", ".py"))
+    )
+    if scenario is not None or is_file:
         from barfast.scenario.compile import load_options
         from barfast.scenario.load import load_scenario
 
@@ -111,7 +118,10 @@ def run_command(
             raise UsageError(
                 "-m/-H/--body/--body-file describe a URL's request; a scenario sets its own"
             )
-        scenario = load_scenario(url)
+        if scenario is None:
+            assert url is not None
+            scenario = load_scenario(url)
+        url = url if is_file else "scenario"
         load = load_options(
             scenario,
             dict(
@@ -185,7 +195,7 @@ def run_command(
         quiet=quiet,
         scenario=scenario,
     )
-    out = dict(latency=latency, output=output, json_out=json_out)
+    out = dict(latency=latency, output=output, json_out=json_out, sink=sink)
     if url is None:
         build_run_config(PLACEHOLDER_URL, **options)  # bad options fail before a server starts
         # The embedded target takes the last CPU and pins us to the others, so the default worker
@@ -256,6 +266,7 @@ def _report(
     output: str | None,
     json_out: bool,
     extra: dict[str, Any],
+    sink: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
     from barfast.report import json as report_json
 
@@ -282,16 +293,28 @@ def _report(
         if output:  # the record of a failed run is still worth keeping
             report_json.write(rep, output)
         raise NoLoadError(reason or "no load could be generated")
-    emit(rep, latency=latency, json_out=json_out, output=output)
+    if sink is not None:
+        rep["exit_code"] = int(_exit_code(coord, code))
+        sink(rep)
+        if output:
+            report_json.write(rep, output)
+    else:
+        emit(rep, latency=latency, json_out=json_out, output=output)
     if coord.interrupted:
         _log("interrupted: the report above is partial")
-        return int(ExitCode.INTERRUPTED)
-    if coord.lost:
+    elif coord.lost:
         names = ", ".join(p.describe() for p in coord.lost)
         _log(f"worker lost: {names}; its data up to its last snapshot is in the report (exit 3)")
+    return _exit_code(coord, code)
+
+
+def _exit_code(coord: Coordinator, code: ExitCode) -> int:
+    if coord.interrupted:
+        return int(ExitCode.INTERRUPTED)
+    if coord.lost:
         return int(WorkerLostError.exit_code)
     if coord.failed:
-        return max(code for _, _, code in coord.failed)
+        return max(c for _, _, c in coord.failed)
     return int(code)
 
 
