@@ -77,7 +77,7 @@ values_st = st.lists(
 @settings(max_examples=25, deadline=None)
 @given(values_st, st.integers(1, 5))
 def test_matches_hdrh_record_value(values: list[int], nbatches: int) -> None:
-    h = [new_histogram() for _ in range(3)]
+    h = [new_histogram() for _ in range(5)]
     rec = SampleRecorder(*h)
     lag = [v // 3 for v in values]  # send lag <= corrected latency, as in a real open loop
     recs = make_records(values, lag)
@@ -98,7 +98,7 @@ def test_matches_hdrh_record_value(values: list[int], nbatches: int) -> None:
 def test_random_bulk_bit_identical() -> None:
     rng = np.random.default_rng(7)
     values = rng.lognormal(13, 2, 50_000).astype(np.uint64)  # ~0.4 ms median, long tail
-    h = [new_histogram() for _ in range(3)]
+    h = [new_histogram() for _ in range(5)]
     rec = SampleRecorder(*h)
     rec.record(as_raw(make_records(values.tolist())))
     rec.sync()
@@ -172,8 +172,8 @@ def test_rejects_bad_inputs() -> None:
     h = new_histogram()
     h.record_value(5)
     with pytest.raises(ValueError):
-        SampleRecorder(h, new_histogram(), new_histogram())
-    rec = SampleRecorder(new_histogram(), new_histogram(), new_histogram())
+        SampleRecorder(h, *(new_histogram() for _ in range(4)))
+    rec = SampleRecorder(*(new_histogram() for _ in range(5)))
     with pytest.raises(ValueError):
         rec.record(np.zeros(65, dtype=np.uint8))
     assert rec.record(np.zeros(0, dtype=np.uint8)) == 0

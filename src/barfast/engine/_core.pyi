@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 from typing import Any
 
 FD_HEADROOM: int
@@ -84,18 +85,36 @@ def _fill_records_from_seq(dst: object, first_seq: int) -> None:
 # --- hist (hist.pxi) ---
 
 class SampleRecorder:
-    """Records 64-byte sample records (bf_sample_t, barfast.ring.RECORD_DTYPE) into three
+    """Records 64-byte sample records (bf_sample_t, barfast.ring.RECORD_DTYPE) into five
     hdrh.histogram.HdrHistogram objects at C speed, writing straight into their counts buffers.
 
     The counts are bit-identical to hdrh's own record_value(min(v, highest_trackable_value)), so
     encode()/decode()/add() work unchanged. One pass per record: samples with error == 0 and a status
-    record corrected = done_ns - intended_ns, uncorrected = done_ns - send_ns and
-    send_lag = send_ns - intended_ns (ns); error samples are only counted (by kind and sys_errno);
-    values above the top are clamped to it and counted; negative differences record 0 and are counted.
+    record corrected = done_ns - intended_ns, uncorrected = done_ns - send_ns,
+    send_lag = send_ns - intended_ns and ttfb = first_byte_ns - send_ns (ns); every sample with
+    BF_FLAG_NEW_CONN and connect_us > 0 records connect = connect_us * 1000; error samples are
+    otherwise only counted (by kind and sys_errno); values above the top are clamped to it and
+    counted; negative differences record 0 and are counted.
+
+    With endpoints > 1, per endpoint too: latency (corrected), connect and ttfb histograms (made by
+    `factory()` at the endpoint's first sample, for endpoints below `endpoint_hists`) and interval
+    status and error-kind counts.
     """
 
-    def __init__(self, latency: Any, uncorrected: Any, send_lag: Any) -> None:
-        """Three EMPTY hdrh histograms with 64-bit counts (word_size 8); layouts may differ."""
+    def __init__(
+        self,
+        latency: Any,
+        uncorrected: Any,
+        send_lag: Any,
+        connect: Any,
+        ttfb: Any,
+        *,
+        endpoints: int = 0,
+        endpoint_hists: int = 0,
+        factory: Callable[[], Any] | None = None,
+    ) -> None:
+        """Five EMPTY hdrh histograms with 64-bit counts (word_size 8); layouts may differ.
+        endpoints: the endpoint table's size (0 or 1: no per-endpoint recording)."""
     def record(self, raw: Any) -> int:
         """Record a batch given as a contiguous uint8 buffer of n * 64 bytes (e.g.
         `batch.view(np.uint8)`; read-only buffers are fine). Releases the GIL; returns n."""
@@ -103,13 +122,21 @@ class SampleRecorder:
         """Set the hdrh objects' min/max/total (exact extremes) from what was recorded; call before
         reading, encoding or adding them."""
     def clear_histograms(self) -> None:
-        """Zero the three histograms (only the touched index range) and sync; tallies are kept."""
+        """Zero the histograms (only the touched index range) and the endpoints' interval counts,
+        and sync; tallies are kept."""
     def clamped(self) -> dict[str, int]:
-        """{"latency"|"uncorrected"|"send_lag": values clamped to the top} since the last clear."""
+        """{"latency"|"uncorrected"|"send_lag"|"connect"|"ttfb": values clamped to the top} since
+        the last clear."""
+    def endpoints_interval(self) -> list[tuple[int, dict[str, Any], tuple[Any, Any, Any] | None]]:
+        """Endpoints with samples since the last clear, in table order: (endpoint, {samples,
+        completed, errors, status {code: n}, error {kind value: n}}, its (latency, connect, ttfb)
+        hdrh histograms, synced, or None beyond endpoint_hists)."""
+    def endpoints_open(self) -> tuple[int, int]:
+        """(endpoints with a block, endpoints with histograms)."""
     def tally(self) -> dict[str, Any]:
-        """Cumulative over every record: samples, completed, errors, no_status, negative, bytes_rx,
-        bytes_tx, seq_gaps (records missing by seq: ring drops), next_seq, status {code: n},
-        error {kind value: n}, sys_errno {kind value: {errno: n}}."""
+        """Cumulative over every record: samples, completed, errors, no_status, negative,
+        endpoint_unknown, bytes_rx, bytes_tx, seq_gaps (records missing by seq: ring drops),
+        next_seq, status {code: n}, error {kind value: n}, sys_errno {kind value: {errno: n}}."""
 
 def hist_decode_varints(
     data: bytes, offset: int, counts_len: int, idx: Any, val: Any

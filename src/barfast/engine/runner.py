@@ -160,7 +160,7 @@ class EngineRunner:
         self._engine_factory = engine_factory or default_engine
         self._engine: Any = None
         self._stop_requested = threading.Event()
-        self.aggregator = Aggregator()
+        self.aggregator = Aggregator(len(plan.endpoints))
         self.interrupted = False
         self.no_load = False  # stopped early: every connect failed during the first interval
         self.drains = 0  # drain passes during the run (the wake-ups of this thread)
@@ -324,6 +324,9 @@ class EngineRunner:
             "counters": counters,
             "status": status,
             **({"endpoints": endpoints} if endpoints is not None else {}),
+            # per endpoint, the interval's histograms and status/error counts (snapshot.py); only
+            # endpoints that got samples, and only in a mix of more than one
+            **({"endpoint_interval": part["endpoints"]} if part["endpoints"] else {}),
             "errors": error_labels(counters),
             "hist": part["hist"],
             "samples": part["samples"],

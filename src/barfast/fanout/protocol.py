@@ -25,9 +25,13 @@ from barfast.status import ProtocolError
 # Bump on any incompatible change to the envelope or to a body's required fields.
 # 2: snapshot histograms are binary V2 histoblobs with stored zlib blocks (histoblob.py), which a
 #    version-1 coordinator (hdrh decode of base64) cannot read.
-PROTOCOL_VERSION = 2
+# 3: snapshots carry per-endpoint interval histograms and counts (`endpoint_interval`, snapshot.py);
+#    a version-2 worker sends none, which would leave a merged per-endpoint result short of its
+#    samples while the totals have them.
+PROTOCOL_VERSION = 3
 
-# A snapshot carries three encoded HdrHistograms (a few KiB each, compressed) and some counters; a
+# A snapshot carries five encoded HdrHistograms (a few KiB each) and some counters, and in a mix up
+# to three per endpoint (aggregate.ENDPOINT_HISTS_MAX of them: ~128 x 3 x 6 KiB busy); a
 # plan carries the request bytes, which include a --body-file body. 16 MiB bounds both generously
 # while keeping a hostile or broken peer from making us allocate without limit.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024

@@ -6,14 +6,19 @@ Top-level keys (units in the key names; times in seconds unless `_ms`):
     (measured), requests {started, completed, errors, in_flight, not_sent}, status {code: count},
   errors {kind: count}, errors_errno {kind: {ERRNO_NAME: count}}, rps, transfer {bytes_rx, bytes_tx,
     rx_per_s, tx_per_s}, latency_ms {count, min, mean, stdev, p50, p75, p90, p99, p99.9, p99.99, max}
-  (corrected view in open loop, actual-send view in closed loop), in open loop also
-  latency_uncorrected_ms and send_lag_ms of the same shape, histogram {encoding, units: "ns", layout,
-  latency, [uncorrected, send_lag]} (base64 HdrHistogram V2 blobs: `hdrh.histogram.HdrHistogram.decode`),
+  (corrected view in open loop, actual-send view in closed loop), connect_ms (per connection that
+  carried a request) and ttfb_ms (time to first byte, completed responses) of the same shape, in
+  open loop also latency_uncorrected_ms and send_lag_ms, histogram {encoding, units: "ns", layout,
+  latency, connect, ttfb, [uncorrected, send_lag]} (base64 HdrHistogram V2 blobs:
+  `hdrh.histogram.HdrHistogram.decode`),
   series [{second, requests, errors, p50_ms, p90_ms, p99_ms}], samples {aggregated, dropped_by_ring,
   failures_without_sample (open loop: backlog failures counted in bulk), clamped_to_1h,
   snapshots_rejected (malformed snapshots refused whole)}, workers [per-worker totals], workers_lost, generator {cpu_user_s, cpu_sys_s,
   cpu_us_per_request, wakeups_per_request (voluntary context switches of the workers per completed
-  request: each is a sleep and a wake-up), warnings}.
+  request: each is a sleep and a wake-up), warnings}; with a scenario checks {passed, failed} and
+  endpoints {name: {weight, requests {started, completed, errors}, status, errors, rps, latency_ms,
+  connect_ms, ttfb_ms, [checks {names, passed, failed}], series [{second, requests, errors,
+  p99_ms}]}} (docs/scenarios.md).
 Only completed requests (a final HTTP status) are in the latency figures; errors are counted by kind.
 """
 

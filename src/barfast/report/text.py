@@ -139,6 +139,7 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
         out += _view("Latency", report["latency_ms"], main_h, latency)
     if latency and main_h is not None and main_h.get_total_count():
         out += _distribution(main_h)
+    out += _connect_ttfb(report)
     req = report["requests"]
     tr = report["transfer"]
     out.append(
@@ -198,6 +199,23 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
+def _connect_ttfb(report: dict[str, Any]) -> list[str]:
+    """One line: connect time (per connection that carried a request) and time to first byte
+    (per completed response) of the totals. Shown for a single URL too: it tells a slow latency's
+    connection set-up (accept backlog, SYN retries) from the server's think time."""
+    conn, ttfb = report.get("connect_ms") or {}, report.get("ttfb_ms") or {}
+    if not conn.get("count") and not ttfb.get("count"):
+        return []
+    parts = []
+    for title, s in (("Connect", conn), ("TTFB", ttfb)):
+        if s.get("count"):
+            parts.append(
+                f"{title} p50 {fmt_ms(s['p50'])}, p99 {fmt_ms(s['p99'])}, "
+                f"max {fmt_ms(s['max'])} (n={s['count']})"
+            )
+    return ["  " + "; ".join(parts)]
+
+
 def _endpoints(report: dict[str, Any]) -> list[str]:
     """One row per endpoint of a scenario's mix, then the checks over all of them."""
     eps = report.get("endpoints") or {}
@@ -207,15 +225,18 @@ def _endpoints(report: dict[str, Any]) -> list[str]:
     width = max(8, *(len(n) for n in eps))
     out = [
         f"  {'endpoint':<{width}} {'weight':>7} {'share':>7} {'requests':>10} {'req/s':>10}"
-        f" {'errors':>7} {'checks failed':>14}"
+        f" {'errors':>7} {'checks failed':>14} {'p50':>10} {'p99':>10} {'max':>10}"
     ]
     for name, e in eps.items():
         r = e["requests"]
         checks = e.get("checks")
         failed = f"{checks['failed']}" if checks else "-"
+        lat = e.get("latency_ms")  # null beyond the per-endpoint histogram bound
+        pcts = [fmt_ms(lat[k]) if lat and lat.get("count") else "-" for k in ("p50", "p99", "max")]
         out.append(
             f"  {name:<{width}} {e['weight']:>7g} {100 * r['completed'] / total:>6.1f}%"
             f" {r['completed']:>10} {e['rps']:>10.1f} {r['errors']:>7} {failed:>14}"
+            f" {pcts[0]:>10} {pcts[1]:>10} {pcts[2]:>10}"
         )
     c = report.get("checks") or {}
     if c.get("passed", 0) + c.get("failed", 0):

@@ -56,11 +56,17 @@ def add_sparse(dst: HdrHistogram, counts: np.ndarray, sc: SparseCounts) -> None:
 
 
 def percentiles(
-    h: HdrHistogram, counts: np.ndarray, total: int, pcts: Iterable[float]
+    h: HdrHistogram,
+    counts: np.ndarray,
+    total: int,
+    pcts: Iterable[float],
+    idx: np.ndarray | None = None,
 ) -> dict[float, int]:
     """hdrh's get_percentile_to_value_dict() for a counts array of h's layout holding `total`
     samples, with a cumulative sum instead of a Python walk over every bucket (same float target
-    arithmetic, same first index reaching it, same equivalent-value rounding)."""
+    arithmetic, same first index reaching it, same equivalent-value rounding). With `idx` (sorted
+    ascending, repeats allowed), `counts` are sparse: counts[k] is a count at index idx[k]; zero
+    counts move no cumulative sum, so the first index reaching a target is the same."""
     out: dict[float, int] = {}
     if not total:
         return out
@@ -72,7 +78,7 @@ def percentiles(
         i = int(np.searchsorted(cum, target, side="left"))
         if i >= len(cum):
             break
-        v = h.get_value_from_index(i)
+        v = h.get_value_from_index(i if idx is None else int(idx[i]))
         out[p] = h.get_highest_equivalent_value(v) if p else h.get_lowest_equivalent_value(v)
     return out
 

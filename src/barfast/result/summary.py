@@ -1,5 +1,6 @@
 """The report dict (schema barfast.report/1) of a Merger: totals, latency summaries, the per-second
-series, per-worker rows, the encoded histograms, and the generator's self-check warnings.
+series, per-endpoint results of the same shape, per-worker rows, the encoded histograms, and the
+generator's self-check warnings.
 
 The self-check says when a figure may describe the generator rather than the server: a worker
 that used most of its CPU, one that waited for a CPU another task held (schedstat), an open loop
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from barfast.config import NS_PER_S, RunConfig, format_duration
-from barfast.engine.aggregate import HIST_VIEWS
+from barfast.engine.aggregate import ENDPOINT_HISTS_MAX, HIST_VIEWS, new_histogram
 from barfast.result.hist import latency_summary
 
 if TYPE_CHECKING:
@@ -81,12 +82,18 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
             "tx_per_s": round(bytes_tx / duration_s, 3) if duration_s > 0 else 0.0,
         },
         "latency_ms": latency_summary(main),
+        # once per connection that carried a request: connect() to established
+        "connect_ms": latency_summary(m.hists["connect"]),
+        # completed responses: request sent to the response's first byte
+        "ttfb_ms": latency_summary(m.hists["ttfb"]),
     }
     hist_out: dict[str, Any] = {
         "encoding": "HdrHistogram V2 compressed histoblob, base64 (hdrh HdrHistogram.decode)",
         "units": "ns",
         "layout": {"lowest": 1, "highest": 3600 * NS_PER_S, "significant_figures": 3},
         "latency": _text(main.encode()),
+        "connect": _text(m.hists["connect"].encode()),
+        "ttfb": _text(m.hists["ttfb"].encode()),
     }
     if open_loop:
         rep["latency_uncorrected_ms"] = latency_summary(m.hists["uncorrected"])
@@ -107,7 +114,7 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
     rep["workers"] = [worker_row(w) for w in sorted(m.workers.values(), key=lambda w: w.worker)]
     rep["workers_lost"] = m.lost_workers
     if config_info.get("endpoints"):
-        rep["endpoints"], rep["checks"] = _endpoints(m, config_info["endpoints"], duration_s)
+        rep["endpoints"], rep["checks"] = _endpoints(m, rep, config_info["endpoints"], duration_s)
     rep["generator"] = {
         "cpu_user_s": round(cpu_user, 6),
         "cpu_sys_s": round(cpu_sys, 6),
@@ -122,13 +129,20 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _endpoints(
-    m: Merger, specs: list[dict[str, Any]], duration_s: float
+    m: Merger, rep: dict[str, Any], specs: list[dict[str, Any]], duration_s: float
 ) -> tuple[dict[str, Any], dict[str, int]]:
-    """Per endpoint (exact engine counters, all workers): its requests, rate and check results;
-    and the checks over all endpoints. A failed check is not an error: the response is counted
-    completed and the failure apart."""
+    """Per endpoint, the totals' shape: requests (exact engine counters, all workers), status and
+    error kinds, rate, latency, connect and ttfb summaries, a per-second series, check results; and
+    the checks over all endpoints. A failed check is not an error: the response is counted
+    completed and the failure apart.
+
+    One endpoint: its figures are the totals (the workers keep nothing per endpoint then). Several:
+    status, error kinds, histograms and series come from the samples (merge.py); an endpoint from
+    ENDPOINT_HISTS_MAX on has no histograms of its own (null summaries, p99_ms null)."""
     totals = m.endpoint_totals()
+    series = m.endpoint_series()
     out: dict[str, Any] = {}
+    empty = None
     passed = failed = 0
     for i, spec in enumerate(specs):
         t = totals[i] if i < len(totals) else {}
@@ -136,12 +150,41 @@ def _endpoints(
         row: dict[str, Any] = {
             "weight": spec["weight"],
             "requests": {k: int(t.get(k, 0)) for k in ("started", "completed", "errors")},
-            "rps": round(done / duration_s, 3) if duration_s > 0 else 0.0,
         }
+        if len(specs) == 1:
+            row["status"], row["errors"] = rep["status"], rep["errors"]
+        else:
+            sums = m.endpoints.get(i)
+            row["status"] = {str(c): n for c, n in sorted((sums.status if sums else {}).items())}
+            row["errors"] = dict(sorted((sums.errors if sums else {}).items()))
+        row["rps"] = round(done / duration_s, 3) if duration_s > 0 else 0.0
+        if len(specs) == 1:
+            for key in ("latency_ms", "connect_ms", "ttfb_ms"):
+                row[key] = rep[key]
+        elif i < ENDPOINT_HISTS_MAX:
+            sums = m.endpoints.get(i)
+            for key, view in (
+                ("latency_ms", "latency"),
+                ("connect_ms", "connect"),
+                ("ttfb_ms", "ttfb"),
+            ):
+                h = sums.hists.get(view) if sums else None
+                if h is None:
+                    empty = empty if empty is not None else new_histogram()
+                    h = empty
+                row[key] = latency_summary(h)
+        else:
+            row.update({"latency_ms": None, "connect_ms": None, "ttfb_ms": None})
         if spec.get("checks"):
             row["checks"] = {"names": spec["checks"], "passed": done - bad, "failed": bad}
             passed += done - bad
             failed += bad
+        if len(specs) == 1:
+            row["series"] = [
+                {k: p[k] for k in ("second", "requests", "errors", "p99_ms")} for p in rep["series"]
+            ]
+        else:
+            row["series"] = series.get(i, [])
         out[spec["name"]] = row
     return out, {"passed": passed, "failed": failed}
 
@@ -248,6 +291,12 @@ def _warnings(
         )
     for wid in m.lost_workers:
         out.append(f"worker {wid} was lost: its data up to its last snapshot is included")
+    beyond = sum(1 for i, e in m.endpoints.items() if i >= ENDPOINT_HISTS_MAX and e.samples)
+    if beyond:
+        out.append(
+            f"{beyond} endpoint(s) from #{ENDPOINT_HISTS_MAX} on have no latency, connect or ttfb "
+            "figures of their own (a memory bound; the totals include them)"
+        )
     return out
 
 

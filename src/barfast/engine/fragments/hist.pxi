@@ -1,7 +1,8 @@
-# hist.pxi — recording sample batches into hdrh counts buffers at C speed (SampleRecorder), and
-#   decoding/adding V2 histoblob counts sparsely for the coordinator's merge (hist_*_sparse, varints).
-# Never: allocates, raises or touches a Python object per sample or per count; never changes the hdrh
-#   bucket layout; never writes a merged count before every index and sum of the input is checked.
+# hist.pxi — recording sample batches into hdrh counts buffers at C speed (SampleRecorder), totals and
+#   per endpoint, and decoding/adding V2 histoblob counts sparsely for the coordinator's merge.
+# Never: allocates, raises or touches a Python object per sample or per count (an endpoint's first
+#   sample ends the C pass once, so Python can open that endpoint, and the pass resumes); never changes
+#   the hdrh bucket layout; never writes a merged count before every index and sum of the input is checked.
 # Invariants: counts written are bit-identical to hdrh's record_value(min(v, highest)); min/max/total
 #   are pushed back into the hdrh objects by sync() so encode()/decode() work unchanged; decoded
 #   counts are HdrHistogram_c's (indices < counts_len, merged counts <= INT64_MAX).
@@ -15,14 +16,29 @@
 #                                         coordinated omission; equals `uncorrected` in closed loop)
 #   uncorrected = done_ns - send_ns      (from the first byte handed to the kernel)
 #   send lag    = send_ns - intended_ns  (how late the generator itself was: its health signal)
-# Only samples that completed with an HTTP status (error == 0, status != 0) enter the histograms.
-# Error samples are counted by kind (and their bytes counted) but never put in a latency histogram:
-# a refused connect's "latency" measures nothing about the server's responses.
+#   ttfb        = first_byte_ns - send_ns (time to first byte: the server's think time plus one
+#                                         round trip, without the transfer of the rest)
+#   connect     = connect_us * 1000      (connect() to established, once per connection: on the sample
+#                                         of its first request, BF_FLAG_NEW_CONN with connect_us > 0)
+# Latency, send lag and ttfb take only samples that completed with an HTTP status (error == 0,
+# status != 0). Error samples are counted by kind (and their bytes counted) but never put in a
+# latency histogram: a refused connect's "latency" measures nothing about the server's responses.
+# The connect view takes every NEW_CONN sample, errors included: the connection was established
+# whatever became of its first request (a refused connect carries no NEW_CONN and no connect_us).
 # Values above the histogram's highest trackable value are clamped to it and counted (`clamped`);
 # a negative difference (cannot happen with one monotonic clock, but a ring is a public format) is
 # recorded as 0 and counted (`negative`).
+#
+# Per endpoint (a scenario with more than one endpoint): corrected latency, connect and ttfb
+# histograms of the totals' layout, and per-interval status and error-kind counts, all cleared at
+# each take so a snapshot carries interval deltas the coordinator adds exactly. An endpoint's block
+# is allocated at its first sample (one that never gets a sample costs one pointer): ~8.5 KiB of
+# counts plus, below the `endpoint_hists` bound, three hdrh histograms (aggregate.py says what that
+# bound costs). A sample whose endpoint lies outside the table is counted (`endpoint_unknown`) in the
+# totals only.
 
 from libc.string cimport memset
+from libc.stdlib cimport calloc, free
 from sys import maxsize as _HIST_MAXSIZE
 
 
@@ -30,14 +46,24 @@ cdef extern from *:
     int __builtin_clzll(unsigned long long x) nogil
 
 cdef enum:
-    HIST_VIEWS = 3            # corrected, uncorrected, send lag
+    HIST_VIEWS = 5            # corrected, uncorrected, send lag, connect, ttfb
+    HIST_LAT = 0
+    HIST_UNC = 1
+    HIST_LAG = 2
+    HIST_CONN = 3
+    HIST_TTFB = 4
+    HIST_EP_VIEWS = 3         # per endpoint: corrected, connect, ttfb
+    HIST_EP_LAT = 0
+    HIST_EP_CONN = 1
+    HIST_EP_TTFB = 2
+    HIST_MAX_ENDPOINTS = 4096  # the engine's endpoint table bound
     HIST_STATUS_SLOTS = 1000  # HTTP status 0..999; anything else lands in slot 0
     HIST_ERROR_SLOTS = 16     # bf_error_t values; >= 16 lands in slot 15
     HIST_ERRNO_SLOTS = 256    # sys_errno per error kind (Linux errnos are < 134); larger -> slot 0
 
 
 ctypedef struct hist_t:
-    uint64_t *counts          # the hdrh ctypes counts array (kept alive by SampleRecorder)
+    uint64_t *counts          # the hdrh ctypes counts array (kept alive by SampleRecorder); NULL: none
     Py_ssize_t counts_len
     int unit_mag              # unit_magnitude
     int shcm                  # sub_bucket_half_count_magnitude
@@ -90,18 +116,70 @@ cdef inline void hist_clear(hist_t *h) noexcept nogil:
     h.clamped = 0
 
 
+cdef object hist_bind(hist_t *v, object h):
+    """Point v at hdrh histogram h's counts buffer; returns the memoryview that keeps it alive."""
+    cdef uint64_t[::1] mv
+    if h.get_word_size() != 8:
+        raise ValueError("SampleRecorder needs 64-bit hdrh counts (word_size=8)")
+    if h.get_total_count() != 0:
+        raise ValueError("SampleRecorder needs empty histograms")
+    mv = h.counts
+    if mv.shape[0] != h.counts_len:
+        raise ValueError("hdrh counts buffer does not match counts_len")
+    v.counts = &mv[0]
+    v.counts_len = h.counts_len
+    v.unit_mag = h.unit_magnitude
+    v.shcm = h.sub_bucket_half_count_magnitude
+    v.sub_mask = h.sub_bucket_mask
+    v.sub_half = h.sub_bucket_half_count
+    v.highest = h.highest_trackable_value
+    v.min_idx = -1
+    v.max_idx = -1
+    v.total = 0
+    v.raw_min = 0
+    v.raw_max = 0
+    v.clamped = 0
+    if hist_index(v, v.highest) >= h.counts_len:
+        raise ValueError("highest_trackable_value does not fit the counts array")
+    return mv
+
+
+cdef void hist_sync(const hist_t *v, object h):
+    """Push v's min/max/total into the hdrh object h."""
+    if v.total:
+        h.set_internal_tacking_values(v.min_idx, v.max_idx, v.total)
+        # set_internal_tacking_values stores bucket-equivalent extremes; hdrh's own record_value
+        # keeps the exact ones, and so do we.
+        h.min_value = v.raw_min
+        h.max_value = v.raw_max
+    else:
+        h.set_internal_tacking_values(-1, -1, 0)
+        h.min_value = _HIST_MAXSIZE
+        h.max_value = 0
+
+
 ctypedef struct hist_tally_t:
     uint64_t samples          # records seen
     uint64_t completed        # error == 0 and a status: recorded in the histograms
     uint64_t errors           # error != 0
     uint64_t no_status        # error == 0 but status == 0 (a producer bug; counted, not recorded)
     uint64_t negative         # differences < 0, recorded as 0
+    uint64_t endpoint_unknown  # endpoint id outside the table (a producer bug; totals only)
     uint64_t bytes_rx
     uint64_t bytes_tx
     uint64_t seq_gaps         # samples missing according to seq (the ring dropped them)
     uint64_t status[HIST_STATUS_SLOTS]
     uint64_t error[HIST_ERROR_SLOTS]
     uint64_t sys_errno[HIST_ERROR_SLOTS][HIST_ERRNO_SLOTS]
+
+
+ctypedef struct hist_ep_t:
+    hist_t views[HIST_EP_VIEWS]   # counts == NULL: beyond the endpoint_hists bound, not recorded
+    uint64_t samples              # this interval: records of this endpoint (0: nothing to send)
+    uint64_t completed
+    uint64_t errors
+    uint64_t status[HIST_STATUS_SLOTS]
+    uint64_t error[HIST_ERROR_SLOTS]
 
 
 cdef inline uint64_t hist_diff(uint64_t later, uint64_t earlier, hist_tally_t *t) noexcept nogil:
@@ -111,14 +189,28 @@ cdef inline uint64_t hist_diff(uint64_t later, uint64_t earlier, hist_tally_t *t
     return 0
 
 
-cdef void hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next_seq,
-                            const bf_sample_t *s, Py_ssize_t n) noexcept nogil:
-    """One pass over n records: tallies for all, three histogram values for completed ones."""
+cdef Py_ssize_t hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next_seq,
+                                  hist_ep_t **eps, Py_ssize_t n_eps,
+                                  const bf_sample_t *s, Py_ssize_t n) noexcept nogil:
+    """One pass over n records: tallies for all, histogram values for completed ones, per endpoint
+    too when n_eps > 0. Returns how many records were taken: fewer than n when record k's endpoint
+    has no block yet (nothing of record k is counted then; the caller opens it and resumes at k)."""
     cdef Py_ssize_t k
     cdef int kind
+    cdef uint64_t v, lat, ttfb
     cdef const bf_sample_t *r
+    cdef hist_ep_t *ep = NULL
     for k in range(n):
         r = s + k
+        if n_eps:
+            if r.endpoint < n_eps:
+                ep = eps[r.endpoint]
+                if ep == NULL:
+                    return k
+                ep.samples += 1
+            else:
+                ep = NULL
+                t.endpoint_unknown += 1
         t.samples += 1
         t.bytes_rx += r.bytes_rx
         t.bytes_tx += r.bytes_tx
@@ -127,108 +219,199 @@ cdef void hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next_seq,
             t.seq_gaps += r.seq - next_seq[0]
         if r.seq >= next_seq[0]:
             next_seq[0] = r.seq + 1
+        if (r.flags & BF_FLAG_NEW_CONN) and r.connect_us:
+            v = <uint64_t>r.connect_us * 1000
+            hist_record(&views[HIST_CONN], v)
+            if ep != NULL and ep.views[HIST_EP_CONN].counts != NULL:
+                hist_record(&ep.views[HIST_EP_CONN], v)
         if r.error != 0:
             kind = r.error if r.error < HIST_ERROR_SLOTS else HIST_ERROR_SLOTS - 1
             t.errors += 1
             t.error[kind] += 1
             if r.sys_errno:
                 t.sys_errno[kind][r.sys_errno if r.sys_errno < HIST_ERRNO_SLOTS else 0] += 1
+            if ep != NULL:
+                ep.errors += 1
+                ep.error[kind] += 1
             continue
         if r.status == 0:
             t.no_status += 1
             continue
         t.completed += 1
         t.status[r.status if r.status < HIST_STATUS_SLOTS else 0] += 1
-        hist_record(&views[0], hist_diff(r.done_ns, r.intended_ns, t))
-        hist_record(&views[1], hist_diff(r.done_ns, r.send_ns, t))
-        hist_record(&views[2], hist_diff(r.send_ns, r.intended_ns, t))
+        lat = hist_diff(r.done_ns, r.intended_ns, t)
+        ttfb = hist_diff(r.first_byte_ns, r.send_ns, t)
+        hist_record(&views[HIST_LAT], lat)
+        hist_record(&views[HIST_UNC], hist_diff(r.done_ns, r.send_ns, t))
+        hist_record(&views[HIST_LAG], hist_diff(r.send_ns, r.intended_ns, t))
+        hist_record(&views[HIST_TTFB], ttfb)
+        if ep != NULL:
+            ep.completed += 1
+            ep.status[r.status if r.status < HIST_STATUS_SLOTS else 0] += 1
+            if ep.views[HIST_EP_LAT].counts != NULL:
+                hist_record(&ep.views[HIST_EP_LAT], lat)
+                hist_record(&ep.views[HIST_EP_TTFB], ttfb)
+    return n
 
 
-_HIST_VIEW_NAMES = ("latency", "uncorrected", "send_lag")
+_HIST_VIEW_NAMES = ("latency", "uncorrected", "send_lag", "connect", "ttfb")
+_HIST_EP_VIEW_NAMES = ("latency", "connect", "ttfb")
 
 
 cdef class SampleRecorder:
-    """Records 64-byte sample records into three hdrh.HdrHistogram objects (see _core.pyi)."""
+    """Records 64-byte sample records into five hdrh.HdrHistogram objects, and per endpoint into
+    three more each (see _core.pyi)."""
 
     cdef hist_t views[HIST_VIEWS]
     cdef hist_tally_t _tally
     cdef uint64_t next_seq
-    cdef object _hists          # the hdrh objects (keep their counts buffers alive)
-    cdef object _buffers        # the typed memoryviews the pointers come from
+    cdef hist_ep_t **eps           # n_eps pointers, NULL until the endpoint's first sample
+    cdef Py_ssize_t n_eps          # 0: no per-endpoint recording (the totals are the endpoint)
+    cdef Py_ssize_t ep_hists       # endpoints below this index get histograms
+    cdef object _factory           # () -> an empty hdrh histogram for an endpoint
+    cdef object _hists             # the hdrh objects (keep their counts buffers alive)
+    cdef object _buffers           # the typed memoryviews the pointers come from
+    cdef dict _ep_hists            # endpoint -> its three hdrh objects
 
-    def __cinit__(self, latency, uncorrected, send_lag):
-        cdef uint64_t[::1] mv
+    def __cinit__(self, latency, uncorrected, send_lag, connect, ttfb, *,
+                  Py_ssize_t endpoints=0, Py_ssize_t endpoint_hists=0, factory=None):
         cdef int i
-        hists = (latency, uncorrected, send_lag)
+        hists = (latency, uncorrected, send_lag, connect, ttfb)
         self._hists = hists
         self._buffers = []
+        self._ep_hists = {}
+        self.eps = NULL
+        self.n_eps = 0
         memset(&self._tally, 0, sizeof(hist_tally_t))
         self.next_seq = 0
         for i in range(HIST_VIEWS):
-            h = hists[i]
-            if h.get_word_size() != 8:
-                raise ValueError("SampleRecorder needs 64-bit hdrh counts (word_size=8)")
-            if h.get_total_count() != 0:
-                raise ValueError("SampleRecorder needs empty histograms")
-            mv = h.counts
-            if mv.shape[0] != h.counts_len:
-                raise ValueError("hdrh counts buffer does not match counts_len")
-            self._buffers.append(mv)
-            self.views[i].counts = &mv[0]
-            self.views[i].counts_len = h.counts_len
-            self.views[i].unit_mag = h.unit_magnitude
-            self.views[i].shcm = h.sub_bucket_half_count_magnitude
-            self.views[i].sub_mask = h.sub_bucket_mask
-            self.views[i].sub_half = h.sub_bucket_half_count
-            self.views[i].highest = h.highest_trackable_value
-            self.views[i].min_idx = -1
-            self.views[i].max_idx = -1
-            self.views[i].total = 0
-            self.views[i].raw_min = 0
-            self.views[i].raw_max = 0
-            self.views[i].clamped = 0
-            if hist_index(&self.views[i], self.views[i].highest) >= h.counts_len:
-                raise ValueError("highest_trackable_value does not fit the counts array")
+            self._buffers.append(hist_bind(&self.views[i], hists[i]))
+        if not 0 <= endpoints <= HIST_MAX_ENDPOINTS:
+            raise ValueError(f"endpoints: 0 to {HIST_MAX_ENDPOINTS}")
+        if endpoint_hists < 0:
+            raise ValueError("endpoint_hists must be >= 0")
+        if endpoints > 1:
+            if endpoint_hists and factory is None:
+                raise ValueError("per-endpoint histograms need a factory")
+            self.eps = <hist_ep_t **>calloc(<size_t>endpoints, sizeof(hist_ep_t *))
+            if self.eps == NULL:
+                raise MemoryError()
+            self.n_eps = endpoints
+            self.ep_hists = min(endpoint_hists, endpoints)
+            self._factory = factory
+
+    def __dealloc__(self):
+        cdef Py_ssize_t e
+        if self.eps != NULL:
+            for e in range(self.n_eps):
+                free(self.eps[e])
+            free(self.eps)
+            self.eps = NULL
+
+    cdef int _open_endpoint(self, Py_ssize_t e) except -1:
+        cdef hist_ep_t *ep = <hist_ep_t *>calloc(1, sizeof(hist_ep_t))
+        cdef int i
+        if ep == NULL:
+            raise MemoryError()
+        try:
+            if e < self.ep_hists:
+                hs = tuple(self._factory() for _ in range(HIST_EP_VIEWS))
+                for i in range(HIST_EP_VIEWS):
+                    self._buffers.append(hist_bind(&ep.views[i], hs[i]))
+                self._ep_hists[e] = hs
+        except BaseException:
+            free(ep)
+            raise
+        self.eps[e] = ep
+        return 0
 
     def record(self, const uint8_t[::1] raw not None):
         """Record a batch given as raw bytes (n * 64); returns the number of records."""
         cdef Py_ssize_t n = raw.shape[0] // sizeof(bf_sample_t)
+        cdef Py_ssize_t done = 0
+        cdef Py_ssize_t k
+        cdef const bf_sample_t *s
         if raw.shape[0] % sizeof(bf_sample_t):
             raise ValueError(f"batch is {raw.shape[0]} bytes, not a multiple of {sizeof(bf_sample_t)}")
         if n == 0:
             return 0
-        with nogil:
-            hist_record_batch(self.views, &self._tally, &self.next_seq,
-                              <const bf_sample_t *>&raw[0], n)
+        s = <const bf_sample_t *>&raw[0]
+        while done < n:
+            with nogil:
+                k = hist_record_batch(self.views, &self._tally, &self.next_seq, self.eps,
+                                      self.n_eps, s + done, n - done)
+            done += k
+            if done < n:
+                self._open_endpoint(s[done].endpoint)  # stopped at an endpoint's first sample
         return n
 
     def sync(self):
         """Push min/max/total into the hdrh objects (call before reading or encoding them)."""
         cdef int i
+        cdef Py_ssize_t e
         for i in range(HIST_VIEWS):
-            h = self._hists[i]
-            if self.views[i].total:
-                h.set_internal_tacking_values(self.views[i].min_idx, self.views[i].max_idx,
-                                              self.views[i].total)
-                # set_internal_tacking_values stores bucket-equivalent extremes; hdrh's own
-                # record_value keeps the exact ones, and so do we.
-                h.min_value = self.views[i].raw_min
-                h.max_value = self.views[i].raw_max
-            else:
-                h.set_internal_tacking_values(-1, -1, 0)
-                h.min_value = _HIST_MAXSIZE
-                h.max_value = 0
+            hist_sync(&self.views[i], self._hists[i])
+        for e, hs in self._ep_hists.items():
+            for i in range(HIST_EP_VIEWS):
+                hist_sync(&self.eps[e].views[i], hs[i])
 
     def clear_histograms(self):
-        """Zero the three histograms (counts and min/max/total); tallies are kept."""
+        """Zero the histograms (counts and min/max/total) and the endpoints' interval counts;
+        tallies are kept."""
         cdef int i
+        cdef Py_ssize_t e
+        cdef hist_ep_t *ep
         for i in range(HIST_VIEWS):
             hist_clear(&self.views[i])
+        for e in range(self.n_eps):
+            ep = self.eps[e]
+            if ep == NULL or not ep.samples:
+                continue
+            if ep.views[0].counts != NULL:
+                for i in range(HIST_EP_VIEWS):
+                    hist_clear(&ep.views[i])
+            ep.samples = ep.completed = ep.errors = 0
+            memset(ep.status, 0, HIST_STATUS_SLOTS * sizeof(uint64_t))
+            memset(ep.error, 0, HIST_ERROR_SLOTS * sizeof(uint64_t))
         self.sync()
 
     def clamped(self):
         """{view name: values clamped to the highest trackable value} since the last clear."""
         return {_HIST_VIEW_NAMES[i]: self.views[i].clamped for i in range(HIST_VIEWS)}
+
+    def endpoints_interval(self):
+        """Endpoints with samples since the last clear, in table order: a list of (endpoint,
+        {samples, completed, errors, status {code: n}, error {kind value: n}}, its three hdrh
+        histograms (latency, connect, ttfb; synced) or None beyond the endpoint_hists bound)."""
+        cdef Py_ssize_t e
+        cdef int i
+        cdef hist_ep_t *ep
+        out = []
+        for e in range(self.n_eps):
+            ep = self.eps[e]
+            if ep == NULL or not ep.samples:
+                continue
+            hs = self._ep_hists.get(e)
+            if hs is not None:
+                for i in range(HIST_EP_VIEWS):
+                    hist_sync(&ep.views[i], hs[i])
+            out.append((e, {
+                "samples": ep.samples,
+                "completed": ep.completed,
+                "errors": ep.errors,
+                "status": {i: ep.status[i] for i in range(HIST_STATUS_SLOTS) if ep.status[i]},
+                "error": {i: ep.error[i] for i in range(HIST_ERROR_SLOTS) if ep.error[i]},
+            }, hs))
+        return out
+
+    def endpoints_open(self):
+        """How many endpoints have a block, and how many of them have histograms."""
+        cdef Py_ssize_t e
+        cdef Py_ssize_t n = 0
+        for e in range(self.n_eps):
+            if self.eps[e] != NULL:
+                n += 1
+        return n, len(self._ep_hists)
 
     def tally(self):
         """Cumulative counts over every record seen (never cleared)."""
@@ -240,6 +423,7 @@ cdef class SampleRecorder:
             "errors": t.errors,
             "no_status": t.no_status,
             "negative": t.negative,
+            "endpoint_unknown": t.endpoint_unknown,
             "bytes_rx": t.bytes_rx,
             "bytes_tx": t.bytes_tx,
             "seq_gaps": t.seq_gaps,
