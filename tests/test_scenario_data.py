@@ -368,3 +368,20 @@ def test_more_workers_than_unique_rows_is_a_usage_error(tmp_path: Path) -> None:
     out = barfast("run", str(p), "-w", "2", "-c", "2")
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().startswith("barfast: error: data 'users': 1 rows for 2 workers")
+
+
+def test_tag_flags_join_the_scenarios_tags_and_headers(capture: Capture, tmp_path: Path) -> None:
+    sc = tmp_path / "s.yaml"
+    sc.write_text(
+        f"target: {capture.url}\ntags: {{env: file, team: a}}\ntag_header: X-Load-\n"
+        "requests:\n  - {name: a, path: /t}\n"
+    )
+    rep = run_json(str(sc), "-w", "1", "-c", "1", "-n", "3", "--tag", "env=ci", "--seed", "4")
+    assert rep["config"]["tags"] == {"env": "ci", "team": "a"}  # the flag wins
+    assert len(capture.requests) == 3
+    for _, _, hdrs, _ in capture.requests:
+        assert hdrs["x-load-env"] == "ci" and hdrs["x-load-team"] == "a"
+    bad = barfast("run", str(sc), "--tag", "nokey")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "barfast: error: bad --tag 'nokey': expected KEY=VALUE"
+    )

@@ -170,6 +170,16 @@ def run(
     fail_on_worker_loss: Annotated[
         bool, typer.Option("--fail-on-worker-loss", help="Stop the run when a worker is lost.")
     ] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", help="Seed of the endpoint picks, random data and Poisson arrivals."
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="k=v metadata for the report (repeatable; a scenario's too)."),
+    ] = None,
 ) -> None:
     from barfast.command import run_command
 
@@ -200,6 +210,8 @@ def run(
         curve_secret=curve_secret,
         curve_clients=curve_clients,
         fail_on_worker_loss=fail_on_worker_loss,
+        seed=seed,
+        tags=tag or [],
     )
     raise typer.Exit(int(code))
 

@@ -98,6 +98,8 @@ def run_command(
     curve_secret: str | None = None,
     curve_clients: str | None = None,
     fail_on_worker_loss: bool = False,
+    seed: int | None = None,
+    tags: list[str] | None = None,
     scenario: Any = None,
     sink: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
@@ -142,6 +144,15 @@ def run_command(
         timeout, connect_timeout = load.get("timeout"), load.get("connect_timeout")
         if workers is None and "workers" in scenario.load:
             workers = int(scenario.load["workers"])
+    flag_tags = _parse_tags(tags or [])
+    if seed is not None and seed < 0:
+        raise UsageError(f"bad --seed {seed}: must be >= 0")
+    if scenario is not None:  # flags win over the file: the tags are sent by its tag_header too
+        scenario = dataclasses.replace(
+            scenario,
+            tags={**scenario.tags, **flag_tags},
+            seed=scenario.seed if seed is None else seed,
+        )
     _decide_workers(workers, expect_workers)  # validate -w early
     check_output_path(output)  # fail before the run, not after it
     if expect_workers and not bind:
@@ -194,6 +205,8 @@ def run_command(
         fail_on_worker_loss=fail_on_worker_loss,
         quiet=quiet,
         scenario=scenario,
+        seed=seed,
+        tags=flag_tags,
     )
     out = dict(latency=latency, output=output, json_out=json_out, sink=sink)
     if url is None:
@@ -223,6 +236,7 @@ def _run(
         cfg = compile_run(run["scenario"], workers=n_total, **options)
     else:
         cfg = build_run_config(url, workers=n_total, **options)
+        cfg = dataclasses.replace(cfg, tags=dict(run.get("tags") or {}), seed=run.get("seed") or 0)
     usable = effective_workers(cfg, n_total)
     if usable < n_total:
         if expect_workers > usable:
@@ -306,6 +320,16 @@ def _report(
         names = ", ".join(p.describe() for p in coord.lost)
         _log(f"worker lost: {names}; its data up to its last snapshot is in the report (exit 3)")
     return _exit_code(coord, code)
+
+
+def _parse_tags(items: list[str]) -> dict[str, str]:
+    out = {}
+    for it in items:
+        k, eq, v = it.partition("=")
+        if not eq or not k.strip():
+            raise UsageError(f"bad --tag {it!r}: expected KEY=VALUE")
+        out[k.strip()] = v.strip()
+    return out
 
 
 def _exit_code(coord: Coordinator, code: ExitCode) -> int:
