@@ -195,6 +195,8 @@ class Endpoint:
     checks: tuple[str, ...] = ()  # the checks' names, for the report
     # rendered per request by the engine: (static blob, ops) of scenario/template.py; None: static
     template: tuple[bytes, bytes] | None = None
+    # the engine's checks: (kind, mode, status ranges, a, b) each (loop.pxi CHK_*), in `checks` order
+    engine_checks: tuple[tuple[int, int, tuple[tuple[int, int], ...], bytes, bytes], ...] = ()
 
     def to_engine(
         self,
@@ -252,6 +254,7 @@ class RunConfig:
     endpoints: tuple[Endpoint, ...] = ()  # a scenario's mix; (): the one request above
     tags: dict[str, str] = field(default_factory=dict)
     feeders: tuple[Any, ...] = ()  # scenario/template.FeedData the endpoints' templates read
+    max_body_for_checks: int = 64 * 1024  # body bytes kept per response for the checks
 
     @property
     def open_loop(self) -> bool:

@@ -272,6 +272,7 @@ class Engine:
         feeders: list[tuple[bytes, bytes, int, int, int]] | tuple[()] = (),
         seq_start: int = 0,
         seq_step: int = 1,
+        max_body: int = 65536,
     ) -> None:
         """addr: numeric IPv4/IPv6 address; family: socket.AF_INET/AF_INET6; request: the whole
         serialised request, sent verbatim; head: the request is HEAD (responses have no body).
@@ -288,7 +289,9 @@ class Engine:
         16-byte (kind, a, b, 0) records compiled by scenario/template.py).
         feeders: (arena, offsets, nrows, nvars, order) each, read in place by templates; a unique
         feeder that runs out ends the run after the request that took its last row (counters()
-        "data_out" = 1 + its index). seq_start/seq_step: the {{ seq }} values, start + k * step."""
+        "data_out" = 1 + its index). seq_start/seq_step: the {{ seq }} values, start + k * step. A sixth element of an endpoint:
+        its checks, (kind, mode, status ranges, a, b) each (loop.pxi CHK_*); header/body/JSON checks
+        read the final header block and the first max_body body bytes of each response."""
 
     def endpoint_counts(self) -> list[dict[str, int]]:
         """Per endpoint, in table order: started, completed, errors, check_failed (exact)."""

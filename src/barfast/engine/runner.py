@@ -75,7 +75,8 @@ def default_engine(ring: Any, plan: WorkerPlan, start_ns: int) -> Any:
         arrival=plan.arrival_code,
         seed=plan.seed,
         start_ns=start_ns,
-        endpoints=[(r, h, w, list(st), tpl) for r, h, w, st, tpl in plan.endpoints] or None,
+        endpoints=[(*ep[:3], list(ep[3]), *ep[4:]) for ep in plan.endpoints] or None,
+        max_body=plan.max_body,
         feeders=list(plan.feeders),
         seq_start=plan.worker_index,  # {{ seq }}: worker i takes i, i + n, i + 2n, ...
         seq_step=plan.workers,

@@ -48,9 +48,9 @@ class WorkerPlan:
     workers: int = 1  # how many workers share the run
     # a scenario's mix: (request, head, weight, status ranges, template or None) per endpoint;
     # (): `request` alone. A template is (blob, ops) (scenario/template.py).
-    endpoints: tuple[
-        tuple[bytes, bool, float, tuple[tuple[int, int], ...], tuple[bytes, bytes] | None], ...
-    ] = ()
+    # (the sixth element: the endpoint's checks, config.Endpoint.engine_checks)
+    endpoints: tuple[tuple[Any, ...], ...] = ()
+    max_body: int = 64 * 1024  # body bytes kept per response for checks
     # this worker's rows of each feeder: (arena, offsets, nrows, nvars, order), Engine's form
     feeders: tuple[tuple[bytes, bytes, int, int, int], ...] = ()
 
@@ -69,13 +69,18 @@ class WorkerPlan:
         d["stages"] = [[int(dur), float(rate)] for dur, rate in self.stages]
         d["endpoints"] = [
             [
-                req,
-                bool(head),
-                float(w),
-                [[int(lo), int(hi)] for lo, hi in ranges],
-                None if tpl is None else [tpl[0], tpl[1]],
+                ep[0],
+                bool(ep[1]),
+                float(ep[2]),
+                [[int(lo), int(hi)] for lo, hi in ep[3]],
+                None if len(ep) < 5 or ep[4] is None else [ep[4][0], ep[4][1]],
+                # ranges flat (lo, hi, lo, hi, ...): the protocol bounds how deep a message nests
+                [
+                    [k, m, [x for r in rs for x in r], a, b]
+                    for k, m, rs, a, b in (ep[5:6] or [()])[0]
+                ],
             ]
-            for req, head, w, ranges, tpl in self.endpoints
+            for ep in self.endpoints
         ]
         d["feeders"] = [list(f) for f in self.feeders]
         return d
@@ -93,6 +98,16 @@ class WorkerPlan:
                 float(ep[2]),
                 tuple((int(lo), int(hi)) for lo, hi in ep[3]),
                 None if len(ep) < 5 or ep[4] is None else (_bytes(ep[4][0]), _bytes(ep[4][1])),
+                tuple(
+                    (
+                        int(k),
+                        int(m),
+                        _pairs(rs),
+                        _bytes(a),
+                        _bytes(b),
+                    )
+                    for k, m, rs, a, b in (ep[5] if len(ep) > 5 else ())
+                ),
             )
             for ep in d.get("endpoints", ())
         )
@@ -102,6 +117,11 @@ class WorkerPlan:
         )
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _pairs(flat: Any) -> tuple[tuple[int, int], ...]:
+    xs = [int(x) for x in flat]
+    return tuple(zip(xs[0::2], xs[1::2], strict=True))
 
 
 def _bytes(v: Any) -> bytes:
@@ -154,8 +174,10 @@ def split_plan(cfg: RunConfig, n: int) -> list[WorkerPlan]:
                 worker_index=i,
                 workers=n,
                 endpoints=tuple(
-                    (e.request, e.head, e.weight, e.status, e.template) for e in cfg.endpoints
+                    (e.request, e.head, e.weight, e.status, e.template, e.engine_checks)
+                    for e in cfg.endpoints
                 ),
+                max_body=cfg.max_body_for_checks,
                 feeders=tuple(shares[i] for shares in feeds),
             )
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from barfast.config import Endpoint, RunConfig, build_run_config, parse_url, serialize_request
 from barfast.scenario import template
-from barfast.scenario.model import Request, Scenario, ScenarioError
+from barfast.scenario.model import Check, Request, Scenario, ScenarioError
 
 # inside a JSON body, "{{ rand 1 9 }}" (a string that is one numeric generator) becomes a number
 _JSON_NUMBER = re.compile(r'"(\{\{\s*(?:seq|time|time_ms|rand\s+\d+\s+\d+)\s*\}\})"')
@@ -66,23 +66,15 @@ def compile_run(sc: Scenario, **options: Any) -> RunConfig:
             path = u.path
         headers = list(sc.headers.items()) + list(r.headers.items()) + tag_headers
         request, tpl = _serialise(r, sc, path, t.host_header, headers, builder)
-        for c in r.checks:
-            if c.kind != "status":
-                raise ScenarioError(
-                    f"request {r.name!r}: {c.kind} checks are not supported by this barfast yet"
-                )
-        ranges = _all_of([c.status for c in r.checks])
-        if len(ranges) > 8:
-            raise ScenarioError(f"request {r.name!r}: at most 8 status codes or ranges in all")
         eps.append(
             Endpoint(
                 name=r.name,
                 weight=float(r.weight),
                 request=request,
                 head=r.method == "HEAD",
-                status=ranges,
                 checks=tuple(c.name for c in r.checks),
                 template=tpl,
+                engine_checks=tuple(_engine_check(c) for c in r.checks),
             )
         )
     return dataclasses.replace(
@@ -91,25 +83,27 @@ def compile_run(sc: Scenario, **options: Any) -> RunConfig:
         seed=sc.seed,
         tags=dict(sc.tags),
         feeders=builder.feeders(),
+        max_body_for_checks=sc.max_body_for_checks,
     )
 
 
-def _all_of(checks: list[tuple[tuple[int, int], ...]]) -> tuple[tuple[int, int], ...]:
-    """The statuses that pass every check (each check passes any of its ranges), as ranges: the
-    engine holds one range set per endpoint."""
-    if not checks:
-        return ()
-    ok = [all(any(lo <= s <= hi for lo, hi in c) for c in checks) for s in range(1000)]
-    out: list[tuple[int, int]] = []
-    for s in range(1000):
-        if ok[s]:
-            if out and out[-1][1] == s - 1:
-                out[-1] = (out[-1][0], s)
-            else:
-                out.append((s, s))
-    if not out:
-        return ((0, 0),)  # no status passes them all: every response fails (status 0 is none)
-    return tuple(out)
+_KINDS = {"status": 1, "header": 2, "body": 3, "json": 4}  # loop.pxi CHK_*
+EXISTS, ABSENT, EQUALS, CONTAINS = range(4)
+
+
+def _engine_check(c: Check) -> tuple[int, int, tuple[tuple[int, int], ...], bytes, bytes]:
+    """A Check as the engine runs it: (kind, mode, status ranges, a, b)."""
+    if c.kind == "status":
+        return (1, EXISTS, c.status, b"", b"")
+    if c.kind == "body":
+        return (3, CONTAINS, (), b"", (c.contains or "").encode("utf-8"))
+    target = c.target.encode("utf-8")
+    if c.equals is not None:
+        expected = str(c.equals) if c.kind == "header" else json.dumps(c.equals)
+        return (_KINDS[c.kind], EQUALS, (), target, expected.encode("utf-8"))
+    if c.contains is not None:
+        return (_KINDS[c.kind], CONTAINS, (), target, c.contains.encode("utf-8"))
+    return (_KINDS[c.kind], EXISTS if c.exists else ABSENT, (), target, b"")
 
 
 def _serialise(

@@ -132,6 +132,7 @@ ctypedef struct conn_t:
     const char *req        # its serialised request (the endpoint's bytes, or wbuf) and their length
     size_t req_len
     char *wbuf             # a templated request is rendered here (NULL: the run has no template)
+    char *capbuf           # the parser keeps what checks read here (NULL: no check reads it)
     uint32_t reqs_on_conn  # requests sent on the current connection (0 -> BF_FLAG_NEW_CONN)
     size_t wpos            # bytes of the request written so far
     size_t rlen            # unconsumed bytes at the start of rbuf

@@ -98,6 +98,47 @@ cdef enum:
     LOOP_STAMP_TRIES = 1000         # reads without a stamp before deferral is given up
     LOOP_MAX_ENDPOINTS = 4096       # the sample's endpoint field is 16 bits; this bounds the table
     LOOP_MAX_RANGES = 8             # status check: at most this many inclusive [lo, hi] ranges
+    LOOP_MAX_CHECKS = 16            # checks per endpoint
+    CHK_STATUS = 1                  # the status is in one of the ranges
+    CHK_HEADER = 2                  # field `a` (mode: exists, absent, equals b, contains b)
+    CHK_BODY = 3                    # the body contains b
+    CHK_JSON = 4                    # the body's value at dotted path `a` (exists, absent, equals b)
+    CHK_EXISTS = 0
+    CHK_ABSENT = 1
+    CHK_EQUALS = 2
+    CHK_CONTAINS = 3
+
+
+cdef extern from "bf_check.h" nogil:
+    ctypedef struct bf_json_value_t:
+        int type
+        const char *ptr
+        size_t len
+    int bf_header_find(const char *block, size_t len, const char *name, size_t nlen,
+                       const char **val, size_t *vlen)
+    int bf_body_contains(const char *body, size_t blen, const char *needle, size_t nlen)
+    int bf_json_get(const char *body, size_t blen, const char *path, size_t plen, int truncated,
+                    bf_json_value_t *out)
+    int bf_json_equals(const bf_json_value_t *v, const char *expected, size_t elen)
+    int BF_JSON_FOUND
+    int BF_JSON_MISSING
+    int BF_JSON_TRUNCATED
+
+
+# One response check of an endpoint (scenario/compile.py builds them); `failed` counts the
+# responses it failed, `too_long` those failed because the body went past the kept prefix.
+ctypedef struct loop_check_t:
+    uint32_t kind
+    uint32_t mode
+    uint32_t nranges
+    uint16_t lo[LOOP_MAX_RANGES]
+    uint16_t hi[LOOP_MAX_RANGES]
+    const char *a
+    size_t alen
+    const char *b
+    size_t blen
+    uint64_t failed
+    uint64_t too_long
 
 
 # One endpoint: a fixed request, its share of the traffic (Vose's alias method: column `i` keeps
@@ -108,6 +149,9 @@ ctypedef struct loop_ep_t:
     const char *req
     size_t req_len
     tpl_t *tpl               # NULL: req is sent as it is; else rendered per request (template.pxi)
+    loop_check_t *checks     # its response checks (NULL: none beyond the status ranges below)
+    uint32_t nchecks
+    bint capture             # a check reads headers or body: the parser keeps them (http.pxi)
     bint head
     uint32_t alias
     uint64_t keep            # in [0, 2^32]; 2^32: always keep
@@ -168,6 +212,8 @@ ctypedef struct engine_t:
     tpl_ctx_t tctx           # feeders, generator state and seq of templated requests
     char *wbufs              # max_conns write buffers of wcap bytes (NULL: no template)
     size_t wcap
+    char *capbufs            # max_conns capture buffers (header block + max_body; NULL: none)
+    uint32_t max_body        # body bytes a check may read (max_body_for_checks)
     bint data_stopped        # a unique feeder ran out: no request begins after the one that took
                              # its last row
     bint open_loop
@@ -297,6 +343,7 @@ cdef inline void loop_begin(engine_t *e, conn_t *c, uint64_t intended_ns, uint8_
     c.wpos = 0
     c.flags = flags
     http_resp_init(&c.parser, ep.head)
+    c.parser.cap = c.capbuf if ep.capture else NULL
     cnt_add(&e.cnt.started, 1)
     cnt_add(&e.cnt.in_flight, 1)
     if e.tctx.data_out and not e.data_stopped:
@@ -323,14 +370,18 @@ cdef void loop_finish(engine_t *e, conn_t *c, uint8_t err, int sys_errno, uint16
         cnt_add(&ep.completed, 1)
         if status < LOOP_STATUS_MAX:
             cnt_add(&e.status[status], 1)
+        ok = 1
         if ep.nranges:
-            # A failed check is not a transport error: the response stays a completed one (in
-            # the latency histograms); it is flagged and counted apart.
             ok = 0
             for k in range(ep.nranges):
                 if ep.lo[k] <= status <= ep.hi[k]:
                     ok = 1
                     break
+        if ep.nchecks and loop_checks_fail(ep, &c.parser, status):
+            ok = 0
+        if ep.nranges or ep.nchecks:
+            # A failed check is not a transport error: the response stays a completed one (in
+            # the latency histograms); it is flagged and counted apart.
             if not ok:
                 c.flags |= BF_FLAG_CHECK_FAIL
                 cnt_add(&e.cnt.check_failed, 1)
@@ -342,6 +393,59 @@ cdef void loop_finish(engine_t *e, conn_t *c, uint8_t err, int sys_errno, uint16
     loop_publish(e, intended, c.send_ns, c.first_byte_ns, now, c.bytes_rx, c.bytes_tx, c.id,
                  c.ep, status, err, c.flags, sys_errno,
                  c.connect_us if c.flags & BF_FLAG_NEW_CONN else 0)
+
+
+cdef bint loop_checks_fail(loop_ep_t *ep, const http_resp_t *p, uint16_t status) noexcept nogil:
+    """Run the endpoint's checks on a complete response (p's capture holds its final header block
+    and the kept body prefix); count each failure. 1 if any failed."""
+    cdef uint32_t k, j
+    cdef loop_check_t *ck
+    cdef bint ok, too_long, bad = 0
+    cdef const char *v = NULL
+    cdef size_t vlen = 0
+    cdef bf_json_value_t jv
+    cdef int r, found
+    cdef const char *body = p.cap + HTTP_MAX_HEADER_BYTES if p.cap != NULL else NULL
+    for k in range(ep.nchecks):
+        ck = &ep.checks[k]
+        ok = 0
+        too_long = 0
+        if ck.kind == CHK_STATUS:
+            for j in range(ck.nranges):
+                if ck.lo[j] <= status <= ck.hi[j]:
+                    ok = 1
+                    break
+        elif p.cap == NULL:
+            ok = 0          # not reached: capture is on for every endpoint with such a check
+        elif ck.kind == CHK_HEADER:
+            found = bf_header_find(p.cap, p.head_len, ck.a, ck.alen, &v, &vlen)
+            if ck.mode == CHK_EXISTS:
+                ok = found
+            elif ck.mode == CHK_ABSENT:
+                ok = not found
+            elif ck.mode == CHK_EQUALS:
+                ok = found and vlen == ck.blen and memcmp(v, ck.b, vlen) == 0
+            else:
+                ok = found and bf_body_contains(v, vlen, ck.b, ck.blen)
+        elif ck.kind == CHK_BODY:
+            ok = bf_body_contains(body, p.body_len, ck.b, ck.blen)
+            too_long = not ok and p.body_trunc
+        else:
+            r = bf_json_get(body, p.body_len, ck.a, ck.alen, p.body_trunc, &jv)
+            if r == BF_JSON_TRUNCATED:
+                too_long = 1
+            elif ck.mode == CHK_EXISTS:
+                ok = r == BF_JSON_FOUND
+            elif ck.mode == CHK_ABSENT:
+                ok = r == BF_JSON_MISSING
+            else:
+                ok = r == BF_JSON_FOUND and bf_json_equals(&jv, ck.b, ck.blen)
+        if not ok:
+            bad = 1
+            cnt_add(&ck.failed, 1)
+            if too_long:
+                cnt_add(&ck.too_long, 1)
+    return bad
 
 
 cdef inline bint loop_can_start(engine_t *e, uint64_t now) noexcept nogil:
@@ -1138,7 +1242,7 @@ cdef class Engine:
                  uint64_t duration_ns=0, uint64_t timeout_ns, uint64_t connect_timeout_ns,
                  double rate=0.0, stages=(), int arrival=0, uint64_t seed=0,
                  uint64_t start_ns=0, endpoints=None, feeders=(), uint64_t seq_start=0,
-                 uint64_t seq_step=1):
+                 uint64_t seq_step=1, uint32_t max_body=65536):
         cdef engine_t *e
         cdef int rc
         cdef bytes a
@@ -1206,6 +1310,8 @@ cdef class Engine:
             req, ep_head, weight, ranges = endpoints[i][:4]
             if len(endpoints[i]) > 4 and endpoints[i][4] is not None:
                 self._setup_template(i, endpoints[i][4])
+            if len(endpoints[i]) > 5 and endpoints[i][5]:
+                self._setup_checks(i, list(endpoints[i][5]))
             if not isinstance(req, bytes) or not req:
                 raise ValueError(f"endpoint {i}: the request must be non-empty bytes")
             if not weight > 0:
@@ -1264,6 +1370,21 @@ cdef class Engine:
         for i in range(e.max_conns):
             e.conns[i].fd = -1
             e.conns[i].id = i
+        if max_body < 1 or max_body > (1 << 24):
+            raise ValueError("max_body: 1 byte to 16 MiB")
+        e.max_body = max_body
+        for i in range(e.neps):
+            if e.eps[i].capture:
+                # virtual memory: a connection's pages are touched only by the bytes it keeps
+                e.capbufs = <char *>malloc(
+                    e.max_conns * (<size_t>HTTP_MAX_HEADER_BYTES + max_body))
+                if e.capbufs == NULL:
+                    raise MemoryError()
+                break
+        for i in range(e.max_conns):
+            e.conns[i].parser.cap_max = max_body
+            if e.capbufs != NULL:
+                e.conns[i].capbuf = e.capbufs + <size_t>i * (HTTP_MAX_HEADER_BYTES + max_body)
         if e.wcap:
             e.wbufs = <char *>malloc(e.max_conns * e.wcap)
             if e.wbufs == NULL:
@@ -1297,6 +1418,8 @@ cdef class Engine:
         if e.eps != NULL:
             for i in range(e.neps):
                 free(e.eps[i].tpl)
+                free(e.eps[i].checks)
+        free(e.capbufs)
         if e.tctx.feeds != NULL:
             for i in range(e.tctx.nfeeds):
                 free(e.tctx.feeds[i].var_max)
@@ -1353,6 +1476,44 @@ cdef class Engine:
                     m = off[j + 1] - off[j]
                     if m > f.var_max[v]:
                         f.var_max[v] = <uint32_t>m
+
+    cdef _setup_checks(self, uint32_t i, list checks):
+        """Endpoint i's checks: (kind, mode, status ranges, a bytes, b bytes) each (CHK_*)."""
+        cdef engine_t *e = self.e
+        cdef loop_check_t *ck
+        cdef uint32_t k, j
+        if len(checks) > LOOP_MAX_CHECKS:
+            raise ValueError(f"endpoint {i}: at most {LOOP_MAX_CHECKS} checks")
+        e.eps[i].checks = <loop_check_t *>calloc(len(checks), sizeof(loop_check_t))
+        if e.eps[i].checks == NULL:
+            raise MemoryError()
+        e.eps[i].nchecks = len(checks)
+        for k in range(len(checks)):
+            kind, mode, ranges, a, b = checks[k]
+            ck = &e.eps[i].checks[k]
+            if kind not in (CHK_STATUS, CHK_HEADER, CHK_BODY, CHK_JSON) or not 0 <= mode <= 3:
+                raise ValueError(f"endpoint {i}: bad check {k} ({kind}, {mode})")
+            if not isinstance(a, bytes) or not isinstance(b, bytes):
+                raise ValueError(f"endpoint {i}: check {k}'s arguments are bytes")
+            ranges = list(ranges)
+            if len(ranges) > LOOP_MAX_RANGES or (kind == CHK_STATUS and not ranges):
+                raise ValueError(f"endpoint {i}: check {k}: 1 to {LOOP_MAX_RANGES} status ranges")
+            ck.kind = kind
+            ck.mode = mode
+            ck.nranges = len(ranges)
+            for j in range(len(ranges)):
+                lo, hi = ranges[j]
+                if not 0 <= lo <= hi <= 999:
+                    raise ValueError(f"endpoint {i}: bad status range {lo}-{hi}")
+                ck.lo[j] = lo
+                ck.hi[j] = hi
+            self._data += [a, b]
+            ck.a = <const char *>a
+            ck.alen = len(a)
+            ck.b = <const char *>b
+            ck.blen = len(b)
+            if kind != CHK_STATUS:
+                e.eps[i].capture = 1
 
     cdef _setup_template(self, uint32_t i, tpl):
         """Endpoint i renders its request per request: tpl = (blob bytes, ops bytes: uint32
@@ -1539,19 +1700,24 @@ cdef class Engine:
         return d
 
     def endpoint_counts(self) -> list:
-        """Per endpoint (table order): started, completed, errors, check_failed (exact; same
+        """Per endpoint (table order): started, completed, errors, check_failed (responses that
+        failed any check), and per check k: check_failed_k, check_too_long_k (exact; same
         thread-safety as counters())."""
-        cdef uint32_t i
+        cdef uint32_t i, k
         cdef loop_ep_t *ep
         out = []
         for i in range(self.e.neps):
             ep = &self.e.eps[i]
-            out.append({
+            d = {
                 "started": bf_load_relaxed_u64(&ep.started),
                 "completed": bf_load_relaxed_u64(&ep.completed),
                 "errors": bf_load_relaxed_u64(&ep.errors),
                 "check_failed": bf_load_relaxed_u64(&ep.check_failed),
-            })
+            }
+            for k in range(ep.nchecks):
+                d[f"check_failed_{k}"] = bf_load_relaxed_u64(&ep.checks[k].failed)
+                d[f"check_too_long_{k}"] = bf_load_relaxed_u64(&ep.checks[k].too_long)
+            out.append(d)
         return out
 
     def status_counts(self) -> dict:
