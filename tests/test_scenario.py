@@ -182,6 +182,21 @@ BAD = [
         "no data named 'users'",
     ),
     ("target: http://h/\ndata:\n  users: {csv: u.csv}\n", "3:16", "cannot read data file 'u.csv'"),
+    (
+        "target: http://h/\nrequests:\n  - {name: a, checks: [{json: 'a..b'}]}\n",
+        "3:31",
+        "bad JSON path 'a..b'",
+    ),
+    (
+        "target: http://h/\nrequests:\n  - {name: a, checks: [{status: 200, equals: 1}]}\n",
+        "3:38",
+        "a status check takes no `equals`",
+    ),
+    (
+        "target: http://h/\nrequests:\n  - {name: a, checks: [{json: a, equals: 1, exists: false}]}\n",
+        "3:45",
+        "give one of equals, exists",
+    ),
     ("target: http://h/\nload: {connections: 0}\n", "2:21", "connections must be >= 1"),
     (
         "target: http://h/\nload: {arrival: burst}\n",
@@ -297,3 +312,34 @@ def test_checks_count_apart_from_errors_against_a_status_mix(tmp_path: Path) -> 
     assert abs(bad - 0.1 * n) <= 4 * math.sqrt(n * 0.1 * 0.9), checked
     # latency still covers every response, failed checks included
     assert rep["latency_ms"]["count"] == 20_000
+
+
+def test_header_body_and_json_checks_load_from_yaml(tmp_path: Path) -> None:
+    sc = load_scenario(
+        write(
+            tmp_path,
+            """
+            target: http://127.0.0.1:9/
+            defaults: {max_body_for_checks: 4096}
+            requests:
+              - name: a
+                checks:
+                  - {header: Content-Type, equals: application/json}
+                  - {header: Server, contains: nginx, name: served by nginx}
+                  - {body: hello}
+                  - {json: data.items.0.id, equals: 7}
+                  - {json: error, exists: false}
+            """,
+        )
+    )
+    assert sc.max_body_for_checks == 4096
+    assert [c.name for c in sc.requests[0].checks] == [
+        "header Content-Type == 'application/json'",
+        "served by nginx",
+        "body contains 'hello'",
+        "json data.items.0.id == 7",
+        "json error absent",
+    ]
+    eps = compile_run(sc, **load_options(sc, {})).endpoints
+    assert [c[:2] for c in eps[0].engine_checks] == [(2, 2), (2, 3), (3, 3), (4, 2), (4, 1)]
+    assert eps[0].engine_checks[3][3:] == (b"data.items.0.id", b"7")

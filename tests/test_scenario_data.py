@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
@@ -141,7 +142,9 @@ def test_random_rows_are_the_files_and_reproducible_with_a_seed(nginx, tmp_path:
 class Capture:
     """An HTTP/1.1 server on a real socket that keeps every request (h11 parses and frames them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, respond: Any = None) -> None:
+        # respond(k) -> (headers, body) for the k-th request (default: 200 "ok")
+        self.respond = respond or (lambda k: ([], b"ok"))
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -180,8 +183,11 @@ class Capture:
                     hdrs = {k.decode(): v.decode("utf-8") for k, v in req.headers}
                     with self.lock:
                         self.requests.append((req.method.decode(), req.target.decode(), hdrs, body))
-                    resp = h11.Response(status_code=200, headers=[("Content-Length", "2")])
-                    c.sendall(conn.send(resp) + conn.send(h11.Data(data=b"ok")))
+                    with self.lock:
+                        extra, payload = self.respond(len(self.requests) - 1)
+                    hs = [("Content-Length", str(len(payload))), *extra]
+                    resp = h11.Response(status_code=200, headers=hs)
+                    c.sendall(conn.send(resp) + conn.send(h11.Data(data=payload)))
                     c.sendall(conn.send(h11.EndOfMessage()))
                     conn.start_next_cycle()
                 elif isinstance(ev, h11.ConnectionClosed):
@@ -385,3 +391,76 @@ def test_tag_flags_join_the_scenarios_tags_and_headers(capture: Capture, tmp_pat
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "barfast: error: bad --tag 'nokey': expected KEY=VALUE"
     )
+
+
+def test_header_body_and_json_checks_count_each_failure() -> None:
+    # Every 10th response has the wrong JSON and no X-Ok header; every response is 40+ bytes, so
+    # with max_body_for_checks 16 a body check for text past byte 16 fails as "body too long".
+    good = b'{"data": {"items": [{"id": 7, "name": "a\\u00e9"}]}, "pad": "xxxxxxxx"}'
+    bad = b'{"data": {"items": []}, "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}'
+
+    def respond(k: int) -> tuple[list[tuple[str, str]], bytes]:
+        if k % 10 == 9:
+            return [("Content-Type", "application/json")], bad
+        return [("Content-Type", "application/json"), ("X-Ok", "yes")], good
+
+    cap = Capture(respond)
+    try:
+
+        def run(max_body: int) -> dict:
+            sc = barfast_scenario(cap.url, max_body)
+            return barfast_api_run(sc)
+
+        rep = run(65536)
+        e = rep["endpoints"]["j"]
+        each = {c["name"]: (c["failed"], c["body_too_long"]) for c in e["checks"]["each"]}
+        assert rep["requests"]["completed"] == 200 and rep["requests"]["errors"] == 0
+        assert each == {
+            "status 2xx": (0, 0),
+            "header Content-Type == 'application/json'": (0, 0),
+            "header X-Ok == 'yes'": (20, 0),
+            "body contains 'items'": (0, 0),
+            "json data.items.0.id == 7": (20, 0),
+            "json data.items.0.name == 'a\u00e9'": (20, 0),
+            "json data.missing absent": (0, 0),
+        }
+        assert e["checks"]["failed"] == 20 and e["checks"]["passed"] == 180
+        assert e["latency_ms"]["count"] == 200  # failed checks stay completed responses
+        short = run(16)["endpoints"]["j"]["checks"]["each"]
+        by = {c["name"]: (c["failed"], c["body_too_long"]) for c in short}
+        assert by["body contains 'items'"] == (0, 0)  # within the first 16 bytes
+        assert by["json data.items.0.id == 7"] == (200, 200)  # the path runs past byte 16
+        assert by["header X-Ok == 'yes'"] == (20, 0)  # headers are kept whole
+    finally:
+        cap.close()
+
+
+def barfast_scenario(url: str, max_body: int) -> Any:
+    import barfast
+
+    C = barfast.Check
+    return barfast.Scenario(
+        target=url,
+        max_body_for_checks=max_body,
+        requests=[
+            barfast.Request(
+                "j",
+                path="/j",
+                checks=(
+                    C.status_in("2xx"),
+                    C.header("Content-Type", equals="application/json"),
+                    C.header("X-Ok", equals="yes"),
+                    C.body_contains("items"),
+                    C.json("data.items.0.id", equals=7),
+                    C.json("data.items.0.name", equals="a\u00e9"),
+                    C.json("data.missing", exists=False),
+                ),
+            )
+        ],
+    )
+
+
+def barfast_api_run(sc: Any) -> dict:
+    import barfast
+
+    return barfast.run(sc, requests=200, connections=1, workers=1).raw

@@ -244,6 +244,14 @@ def _endpoints(report: dict[str, Any]) -> list[str]:
         out.append(
             f"Checks: {c['passed']} passed, {c['failed']} failed ({100 * c['passed'] / n:.2f}% passed)"
         )
+        for name, e in eps.items():  # the checks that failed, each with its count
+            for ck in (e.get("checks") or {}).get("each", []):
+                if ck["failed"]:
+                    long_ = f" ({ck['body_too_long']} with a body past max_body_for_checks)"
+                    out.append(
+                        f"  {name}: {ck['name']}: {ck['failed']} failed"
+                        + (long_ if ck["body_too_long"] else "")
+                    )
     return out
 
 

@@ -176,7 +176,21 @@ def _endpoints(
         else:
             row.update({"latency_ms": None, "connect_ms": None, "ttfb_ms": None})
         if spec.get("checks"):
-            row["checks"] = {"names": spec["checks"], "passed": done - bad, "failed": bad}
+            row["checks"] = {
+                "names": spec["checks"],
+                "passed": done - bad,
+                "failed": bad,
+                # each check: the responses it failed, and of those the ones whose body was
+                # longer than max_body_for_checks (the check could not see all of it)
+                "each": [
+                    {
+                        "name": name,
+                        "failed": int(t.get(f"check_failed_{k}", 0)),
+                        "body_too_long": int(t.get(f"check_too_long_{k}", 0)),
+                    }
+                    for k, name in enumerate(spec["checks"])
+                ],
+            }
             passed += done - bad
             failed += bad
         if len(specs) == 1:
