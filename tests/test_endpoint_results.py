@@ -440,3 +440,24 @@ def test_two_workers_per_endpoint_results_against_nginx(nginx, tmp_path: Path) -
     rows = [ln for ln in out.stdout.splitlines() if re.match(r"  (home|missing|order) ", ln)]
     assert len(rows) == 3, out.stdout
     assert "Connect p50" in out.stdout and "TTFB p50" in out.stdout
+
+
+def test_endpoints_beyond_the_bound_report_counts_and_say_so() -> None:
+    n = ENDPOINT_HISTS_MAX + 2
+    a = records(np.random.default_rng(6), 600, 2)
+    a["endpoint"][a["endpoint"] == 1] = n - 1  # endpoints 0 and the last one get samples
+    w = Worker(0, n)
+    m = Merger()
+    m.add(w.snapshot(a, 0, final=True))
+    specs = [{"name": f"e{i}", "weight": 1, "checks": []} for i in range(n)]
+    rep = m.report({"open_loop": False, "endpoints": specs})
+    last = rep["endpoints"][f"e{n - 1}"]
+    mine = a[a["endpoint"] == n - 1]
+    ok = (mine["error"] == 0) & (mine["status"] != 0)
+    assert last["latency_ms"] is None and last["connect_ms"] is None and last["ttfb_ms"] is None
+    assert sum(last["status"].values()) == int(ok.sum()) == last["requests"]["completed"]
+    assert {p["p99_ms"] for p in last["series"]} == {None}
+    assert rep["endpoints"]["e1"]["latency_ms"]["count"] == 0  # no samples: an empty summary
+    assert any(f"from #{ENDPOINT_HISTS_MAX} on" in x for x in rep["generator"]["warnings"])
+    row = next(ln for ln in render(rep).splitlines() if ln.startswith(f"  e{n - 1} "))
+    assert row.split()[-3:] == ["-", "-", "-"], row

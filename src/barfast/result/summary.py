@@ -132,49 +132,25 @@ def _endpoints(
     m: Merger, rep: dict[str, Any], specs: list[dict[str, Any]], duration_s: float
 ) -> tuple[dict[str, Any], dict[str, int]]:
     """Per endpoint, the totals' shape: requests (exact engine counters, all workers), status and
-    error kinds, rate, latency, connect and ttfb summaries, a per-second series, check results; and
-    the checks over all endpoints. A failed check is not an error: the response is counted
-    completed and the failure apart.
-
-    One endpoint: its figures are the totals (the workers keep nothing per endpoint then). Several:
-    status, error kinds, histograms and series come from the samples (merge.py); an endpoint from
-    ENDPOINT_HISTS_MAX on has no histograms of its own (null summaries, p99_ms null)."""
+    error kinds, rate, latency, connect and ttfb summaries, check results, a per-second series;
+    and the checks over all endpoints. A failed check is not an error: the response is counted
+    completed and the failure apart."""
     totals = m.endpoint_totals()
-    series = m.endpoint_series()
+    figures = _endpoint_figures(m, rep, len(specs))
     out: dict[str, Any] = {}
-    empty = None
     passed = failed = 0
     for i, spec in enumerate(specs):
         t = totals[i] if i < len(totals) else {}
         done, bad = int(t.get("completed", 0)), int(t.get("check_failed", 0))
+        fig = figures[i]
         row: dict[str, Any] = {
             "weight": spec["weight"],
             "requests": {k: int(t.get(k, 0)) for k in ("started", "completed", "errors")},
+            "status": fig["status"],
+            "errors": fig["errors"],
+            "rps": round(done / duration_s, 3) if duration_s > 0 else 0.0,
+            **{k: fig[k] for k in ("latency_ms", "connect_ms", "ttfb_ms")},
         }
-        if len(specs) == 1:
-            row["status"], row["errors"] = rep["status"], rep["errors"]
-        else:
-            sums = m.endpoints.get(i)
-            row["status"] = {str(c): n for c, n in sorted((sums.status if sums else {}).items())}
-            row["errors"] = dict(sorted((sums.errors if sums else {}).items()))
-        row["rps"] = round(done / duration_s, 3) if duration_s > 0 else 0.0
-        if len(specs) == 1:
-            for key in ("latency_ms", "connect_ms", "ttfb_ms"):
-                row[key] = rep[key]
-        elif i < ENDPOINT_HISTS_MAX:
-            sums = m.endpoints.get(i)
-            for key, view in (
-                ("latency_ms", "latency"),
-                ("connect_ms", "connect"),
-                ("ttfb_ms", "ttfb"),
-            ):
-                h = sums.hists.get(view) if sums else None
-                if h is None:
-                    empty = empty if empty is not None else new_histogram()
-                    h = empty
-                row[key] = latency_summary(h)
-        else:
-            row.update({"latency_ms": None, "connect_ms": None, "ttfb_ms": None})
         if spec.get("checks"):
             row["checks"] = {
                 "names": spec["checks"],
@@ -193,14 +169,46 @@ def _endpoints(
             }
             passed += done - bad
             failed += bad
-        if len(specs) == 1:
-            row["series"] = [
-                {k: p[k] for k in ("second", "requests", "errors", "p99_ms")} for p in rep["series"]
-            ]
-        else:
-            row["series"] = series.get(i, [])
+        row["series"] = fig["series"]
         out[spec["name"]] = row
     return out, {"passed": passed, "failed": failed}
+
+
+def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Per endpoint: status, errors (by kind), latency/connect/ttfb summaries and the series.
+
+    One endpoint: its figures are the totals (the workers keep nothing per endpoint then). Several:
+    they come from the samples (merge.py); an endpoint from ENDPOINT_HISTS_MAX on has no histograms
+    of its own, so its summaries are null (and its series' p99_ms)."""
+    if n == 1:
+        return [
+            {
+                **{k: rep[k] for k in ("status", "errors", "latency_ms", "connect_ms", "ttfb_ms")},
+                "series": [
+                    {k: p[k] for k in ("second", "requests", "errors", "p99_ms")}
+                    for p in rep["series"]
+                ],
+            }
+        ]
+    series = m.endpoint_series()
+    empty = new_histogram()
+    out = []
+    for i in range(n):
+        sums = m.endpoints.get(i)
+        hists = sums.hists if sums is not None else {}
+        fig: dict[str, Any] = {
+            "status": {str(c): k for c, k in sorted(sums.status.items())} if sums else {},
+            "errors": dict(sorted(sums.errors.items())) if sums else {},
+            "series": series.get(i, []),
+        }
+        for key, view in (
+            ("latency_ms", "latency"),
+            ("connect_ms", "connect"),
+            ("ttfb_ms", "ttfb"),
+        ):
+            fig[key] = latency_summary(hists.get(view, empty)) if i < ENDPOINT_HISTS_MAX else None
+        out.append(fig)
+    return out
 
 
 def worker_row(w: WorkerState) -> dict[str, Any]:
