@@ -17,21 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from barfast.scenario.compile import LOAD_KEYS
 from barfast.status import UsageError
 
-# the `barfast run` knobs a call may give (flags; a scenario's `load` values are overridden by them)
+# the `barfast run` knobs a call may give: a scenario's `load` keys (overridden by them), plus
 KNOBS = (
-    "connections",
-    "duration",
-    "requests",
-    "rate",
-    "stages",
-    "arrival",
-    "timeout",
-    "connect_timeout",
-    "max_connections",
+    *LOAD_KEYS,
     "workers",
     "naps",
+    "seed",
+    "tags",
     "method",
     "headers",
     "body",
@@ -159,7 +154,8 @@ def run(target: Any = None, **load: Any) -> Result:
     target: a URL, a scenario file (.yaml/.yml/.py), a barfast.Scenario, or None (the embedded
     target, as `barfast run` with no URL). load: the `barfast run` flags by name (connections,
     duration, requests, rate, stages, arrival, timeout, connect_timeout, max_connections, workers,
-    naps, and for a URL method, headers, body, body_file); they override a scenario's `load`.
+    naps, seed, tags (a dict), and for a URL method, headers, body, body_file); they override a
+    scenario's `load`, seed and tags.
     """
     from barfast.command import run_command
     from barfast.scenario.model import Scenario
@@ -173,6 +169,8 @@ def run(target: Any = None, **load: Any) -> Result:
     for k in ("duration", "timeout", "connect_timeout"):
         if isinstance(opts.get(k), (int, float)) and not isinstance(opts[k], bool):
             opts[k] = f"{opts[k]}s"  # a number is seconds, as in a scenario file
+    if isinstance(opts.get("tags"), dict):
+        opts["tags"] = [f"{k}={v}" for k, v in opts["tags"].items()]
     if isinstance(opts.get("stages"), (list, tuple)):
         opts["stages"] = ",".join(str(s) for s in opts["stages"])
     box: dict[str, Any] = {}
