@@ -193,6 +193,40 @@ def http_parse_bench(
     complete, well-formed responses. For parser micro-benchmarks (wrap runs in the bench lock).
     """
 
+# --- response checks (check.pxi over include/bf_check.h): test hooks ---
+
+CHECK_JSON_CODES: tuple[str, ...]
+"""bf_json_get result names indexed by code: found, missing, invalid, too_deep, truncated."""
+
+CHECK_JSON_TYPES: tuple[str, ...]
+"""JSON value type names indexed by the native BF_JSON_* type (0 is "none": not found)."""
+
+CHECK_JSON_MAX_DEPTH: int
+"""Containers open at once beyond which bf_json_get answers too_deep."""
+
+def check_header(block: bytes, name: bytes) -> bytes | None:
+    """Test hook (bf_header_find): the value, OWS-trimmed, of the first field of the header block
+    (status line, field lines, blank line) named `name` case-insensitively; None if there is none."""
+
+def check_body_contains(body: bytes, needle: bytes) -> bool:
+    """Test hook (bf_body_contains): memmem semantics; an empty needle is always contained."""
+
+def check_json_get(
+    body: bytes, path: bytes, truncated: bool = False
+) -> tuple[int, int, bytes | None]:
+    """Test hook (bf_json_get): walk `body` along the dotted `path` (b"" = the whole document).
+
+    Returns (code, type, raw bytes of the value found or None), code and type indexing
+    CHECK_JSON_CODES and CHECK_JSON_TYPES. `truncated`: body is a prefix of a longer one, so running
+    off its end answers truncated instead of invalid. Semantics: include/bf_check.h.
+    """
+
+def check_json_equals(
+    body: bytes, path: bytes, expected: bytes, truncated: bool = False
+) -> tuple[int, bool]:
+    """Test hook (bf_json_get then bf_json_equals): (code, whether the value found equals the JSON
+    text `expected`); False unless code is found. Semantics: include/bf_check.h."""
+
 # --- engine (loop.pxi, conn.pxi, pacing.pxi) ---
 
 def monotonic_ns() -> int:

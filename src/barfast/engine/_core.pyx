@@ -14,6 +14,7 @@ include "fragments/clock.pxi"      # CLOCK_MONOTONIC ns, precise sleeps
 include "fragments/ring.pxi"       # lock-free SPSC mmap sample ring, native + Python API
 include "fragments/hist.pxi"       # sample batches -> hdrh counts at C speed
 include "fragments/http.pxi"       # incremental HTTP/1.1 response parser
+include "fragments/check.pxi"      # response checks on captured bytes (include/bf_check.h)
 include "fragments/pacing.pxi"     # open-loop schedules (intended send times)
 include "fragments/template.pxi"   # request templates: feeders and generators, rendered per request
 include "fragments/conn.pxi"       # client connection state machine

@@ -109,20 +109,7 @@ cdef enum:
     CHK_CONTAINS = 3
 
 
-cdef extern from "bf_check.h" nogil:
-    ctypedef struct bf_json_value_t:
-        int type
-        const char *ptr
-        size_t len
-    int bf_header_find(const char *block, size_t len, const char *name, size_t nlen,
-                       const char **val, size_t *vlen)
-    int bf_body_contains(const char *body, size_t blen, const char *needle, size_t nlen)
-    int bf_json_get(const char *body, size_t blen, const char *path, size_t plen, int truncated,
-                    bf_json_value_t *out)
-    int bf_json_equals(const bf_json_value_t *v, const char *expected, size_t elen)
-    int BF_JSON_FOUND
-    int BF_JSON_MISSING
-    int BF_JSON_TRUNCATED
+# bf_check.h's evaluators are declared in check.pxi (included before this fragment).
 
 
 # One response check of an endpoint (scenario/compile.py builds them); `failed` counts the

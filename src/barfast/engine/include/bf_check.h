@@ -325,6 +325,11 @@ static inline int bf_json_skip(const char **pp, const char *e, int truncated, in
     int r, t, top_type = BF_JSON_NONE;
     int want_value = 1;
     for (;;) {
+        if (d == 0 && !want_value) {
+            *pp = p;                                  /* the value ends here, before any WS */
+            *type = top_type;
+            return BF_JSON_FOUND;
+        }
         p = bf_json_ws(p, e);
         if (p == e)
             return bf_json_eof(truncated);
@@ -362,12 +367,7 @@ static inline int bf_json_skip(const char **pp, const char *e, int truncated, in
             want_value = 0;
             continue;
         }
-        /* after a value: close containers, or a ',' and the next element / member */
-        if (d == 0) {
-            *pp = p;
-            *type = top_type;
-            return BF_JSON_FOUND;
-        }
+        /* after a value inside a container: a ',' and the next element / member, or its end */
         if (*p == ',') {
             p = bf_json_ws(p + 1, e);
             if (p == e)
