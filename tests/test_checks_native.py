@@ -153,7 +153,11 @@ def test_body_contains(body: bytes, needle: bytes, found: bool) -> None:
 @given(body=st.binary(max_size=40), needle=st.binary(max_size=4), take=st.booleans())
 def test_body_contains_matches_python(body: bytes, needle: bytes, take: bool) -> None:
     body = bytes(b % 3 for b in body)  # a small alphabet makes near misses common
-    needle = body[len(body) // 3 : len(body) // 3 + len(needle)] if take else bytes(b % 3 for b in needle)
+    needle = (
+        body[len(body) // 3 : len(body) // 3 + len(needle)]
+        if take
+        else bytes(b % 3 for b in needle)
+    )
     assert check_body_contains(body, needle) is (needle in body)
 
 
