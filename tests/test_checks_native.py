@@ -245,7 +245,6 @@ GET_CASES: list[tuple[bytes, bytes, bool, str, str, bytes | None]] = [
     (b'{"a": [1, 2', b"a.1", True, "truncated", "none", None),  # 2 may go on: 23
     (b'{"a": [1, 2', b"a.5", True, "truncated", "none", None),
     (b'{"a": [1, 2', b"a.5", False, "invalid", "none", None),
-    (b'{"a": true', b"a", True, "found", "true", b"true"),  # a literal is complete
     (b'{"a": tr', b"a", True, "truncated", "none", None),
     (b'{"a": "x', b"a", True, "truncated", "none", None),
     (b'{"a": "\\u00', b"a", True, "truncated", "none", None),
@@ -260,6 +259,10 @@ GET_CASES: list[tuple[bytes, bytes, bool, str, str, bytes | None]] = [
     (b"\xef\xbb", b"", True, "truncated", "none", None),
     (b'{"a": [1, 2]}', b"a.5", True, "missing", "none", None),  # the end was seen: not truncated
     (b'{"x": "abc" ,', b"a", True, "truncated", "none", None),
+    (b'{"a": true', b"a", True, "truncated", "none", None),  # may go on: truex
+    (b"false", b"a", True, "truncated", "none", None),
+    (b"null", b"", True, "truncated", "none", None),
+    (b'{"a": true ', b"a", True, "found", "true", b"true"),
     (b'{"x": "abc" x', b"a", True, "invalid", "none", None),  # invalid before the end
 ]
 

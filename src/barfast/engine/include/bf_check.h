@@ -37,8 +37,8 @@
  *   (a string with its quotes). MISSING: the path does not exist. INVALID: not JSON where it looked.
  *   TOO_DEEP: more than BF_JSON_MAX_DEPTH containers nested along what it read. TRUNCATED: the text
  *   ended before an answer and the caller said the body was cut (truncated != 0); the same end
- *   without the flag is INVALID. A number that reaches the end of a truncated body is TRUNCATED
- *   (more digits may follow). On anything but FOUND, out is {BF_JSON_NONE, NULL, 0}.
+ *   without the flag is INVALID. A number or literal that reaches the end of a truncated body is
+ *   TRUNCATED (more digits may follow; the delimiter it needs is not seen). On anything but FOUND, out is {BF_JSON_NONE, NULL, 0}.
  *
  * bf_json_equals(&value, expected, elen) -> 1 equal / 0 not
  *   `value` from bf_json_get (FOUND); `expected` one JSON value as text, surrounding JSON whitespace
@@ -266,6 +266,8 @@ static inline int bf_json_literal(const char **pp, const char *e, int truncated,
         return BF_JSON_INVALID;
     if (avail < n)
         return bf_json_eof(truncated);
+    if (avail == n && truncated)
+        return BF_JSON_TRUNCATED; /* "true" may go on as "truex": its delimiter is not seen */
     if (!bf_json_delim(*pp + n, e))
         return BF_JSON_INVALID;
     *pp += n;
