@@ -307,8 +307,13 @@ class Engine:
         seq_start: int = 0,
         seq_step: int = 1,
         max_body: int = 65536,
+        unix_path: str = "",
+        tls: dict[str, Any] | None = None,
     ) -> None:
-        """addr: numeric IPv4/IPv6 address; family: socket.AF_INET/AF_INET6; request: the whole
+        """unix_path: connect to this unix socket instead (addr/port then only go unused).
+        tls: https, {host, sni, verify, cafile, certfile, keyfile, resume, alpn} (tls.pxi; the
+        SSL_CTX is built here, ValueError with OpenSSL's reason on a bad file).
+        addr: numeric IPv4/IPv6 address; family: socket.AF_INET/AF_INET6; request: the whole
         serialised request, sent verbatim; head: the request is HEAD (responses have no body).
         requests: stop after that many were STARTED (0: no bound); duration_ns: from the start
         (0: no bound); start_ns: CLOCK_MONOTONIC time to begin (0: now), so workers start
@@ -326,6 +331,9 @@ class Engine:
         "data_out" = 1 + its index). seq_start/seq_step: the {{ seq }} values, start + k * step. A sixth element of an endpoint:
         its checks, (kind, mode, status ranges, a, b) each (loop.pxi CHK_*); header/body/JSON checks
         read the final header block and the first max_body body bytes of each response."""
+
+    def tls_info(self) -> dict[str, Any]:
+        """https: {full, resumed} handshakes, the first TLS failure's reason and X509 result."""
 
     def endpoint_counts(self) -> list[dict[str, int]]:
         """Per endpoint, in table order: started, completed, errors, check_failed (exact)."""
@@ -509,3 +517,10 @@ class Server:
         """Close the listening socket and every connection; free the buffers. Not while running."""
     def __enter__(self) -> Server: ...
     def __exit__(self, *exc: object) -> None: ...
+
+
+def f16_us(ns: int) -> int:
+    """Test hook: a duration in ns as the sample's 16-bit handshake time (barfast.h bf_f16_us)."""
+
+def f16_ns(code: int) -> int:
+    """Test hook: a bf_f16_us code back in ns."""

@@ -228,3 +228,8 @@ cdef inline int conn_connect_result(conn_t *c) noexcept nogil:
     if getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0:
         return errno
     return err
+
+
+def f16_us(uint64_t ns) -> int:
+    """Test hook: conn_f16_us (a duration in ns as the sample's 16-bit handshake time)."""
+    return conn_f16_us(ns)

@@ -603,3 +603,8 @@ def hist_add_sparse(uint64_t[::1] dst not None, const int64_t[::1] idx not None,
                     "histogram counts would exceed INT64_MAX (or an index lies outside the counts)")
         for k in range(n):
             dst[idx[k]] += val[k]
+
+
+def f16_ns(uint16_t code) -> int:
+    """Test hook: hist_f16_ns (the sample's 16-bit handshake time back in ns)."""
+    return hist_f16_ns(code)
