@@ -296,6 +296,13 @@ def serve(
         str | None,
         typer.Option("-d", "--duration", help="Exit after this long (default: until Ctrl-C)."),
     ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option("--tls-cert", help="Serve HTTPS with this certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        str | None,
+        typer.Option("--tls-key", help="The certificate's private key (default: in --tls-cert)."),
+    ] = None,
 ) -> None:
     from barfast.serve.server import serve_command
 
@@ -310,6 +317,8 @@ def serve(
                 status_mix=status_mix,
                 close_every=close_every,
                 duration=duration,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
             )
         )
     )

@@ -518,7 +518,6 @@ class Server:
     def __enter__(self) -> Server: ...
     def __exit__(self, *exc: object) -> None: ...
 
-
 def f16_us(ns: int) -> int:
     """Test hook: a duration in ns as the sample's 16-bit handshake time (barfast.h bf_f16_us)."""
 

@@ -18,6 +18,9 @@ Option syntax (also in `barfast serve --help`):
                         RNG (deterministic for a given request order).
   --close-every N       close each connection after its Nth response (which carries
                         "Connection: close").
+  --tls-cert F --tls-key F
+                        serve HTTPS (the same core, OpenSSL; session tickets on); the key may be
+                        in the certificate file.
 """
 
 from __future__ import annotations
@@ -55,10 +58,13 @@ class ServeConfig:
     close_every: int = 0
     duration_ns: int = 0
     seed: int = 0
+    tls_cert: str = ""
+    tls_key: str = ""
 
     def url(self, port: int | None = None) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port if port is None else port}/"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port if port is None else port}/"
 
 
 def parse_addr(text: str) -> tuple[str, int]:
@@ -164,6 +170,8 @@ def build_serve_config(
     close_every: int = 0,
     duration: str | None = None,
     seed: int = 0,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> ServeConfig:
     host, port = parse_addr(addr)
     if not 0 <= body_size <= MAX_BODY_SIZE:
@@ -176,6 +184,15 @@ def build_serve_config(
     statuses = parse_status_mix(status_mix) if status_mix is not None else ((200, 1),)
     if close_every < 0:
         raise UsageError(f"bad --close-every {close_every}: must be 0 (never) or positive")
+    if tls_key and not tls_cert:
+        raise UsageError("--tls-key needs --tls-cert")
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise UsageError(f"cannot read {flag} file {path!r}: {exc.strerror}") from None
     duration_ns = 0
     if duration is not None:
         duration_ns = parse_duration(duration)
@@ -195,6 +212,8 @@ def build_serve_config(
         close_every=close_every,
         duration_ns=duration_ns,
         seed=seed,
+        tls_cert=tls_cert or "",
+        tls_key=tls_key or "",
     )
 
 
@@ -216,6 +235,8 @@ def make_server(cfg: ServeConfig):  # -> barfast.engine._core.Server
             statuses=list(cfg.statuses),
             close_every=cfg.close_every,
             seed=cfg.seed,
+            tls_cert=cfg.tls_cert,
+            tls_key=cfg.tls_key,
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {cfg.url()}: {exc.strerror or exc}") from None
@@ -232,10 +253,21 @@ def serve_command(
     status_mix: str | None = None,
     close_every: int = 0,
     duration: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
 ) -> int:
     """Serve until --duration elapses or SIGINT/SIGTERM arrives; both end cleanly with exit code 0."""
     cfg = build_serve_config(
-        addr, body_size, delay, delay_dist, stall, status_mix, close_every, duration
+        addr,
+        body_size,
+        delay,
+        delay_dist,
+        stall,
+        status_mix,
+        close_every,
+        duration,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     server = make_server(cfg)
     failure: list[BaseException] = []
@@ -272,7 +304,13 @@ def serve_command(
         )
     print(
         f"barfast serve: {c['requests']} requests, {c['responses']} responses, "
-        f"{c['connections_accepted']} connections, {c['bad_requests']} bad requests{late}",
+        f"{c['connections_accepted']} connections, {c['bad_requests']} bad requests{late}"
+        + (
+            f", {c['tls_handshakes']} TLS handshakes ({c['tls_resumed']} resumed, "
+            f"{c['tls_failures']} failed)"
+            if cfg.tls_cert
+            else ""
+        ),
         file=sys.stderr,
     )
     return int(ExitCode.OK)

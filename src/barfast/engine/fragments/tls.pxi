@@ -18,6 +18,7 @@ cdef extern from "openssl/ssl.h" nogil:
     ctypedef struct SSL_METHOD:
         pass
     const SSL_METHOD *TLS_client_method()
+    const SSL_METHOD *TLS_server_method()
     SSL_CTX *SSL_CTX_new(const SSL_METHOD *method)
     void SSL_CTX_free(SSL_CTX *ctx)
     int SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version)
@@ -57,6 +58,7 @@ cdef extern from "bf_tls.h" nogil:
     void bf_tls_ctx_sessions(SSL_CTX *ctx, int resume)
     SSL *bf_tls_new(SSL_CTX *ctx, int fd, const char *sni, const char *host, int host_is_ip,
                     SSL_SESSION **slot)
+    SSL *bf_tls_accept_new(SSL_CTX *ctx, int fd)
     int bf_tls_handshake(SSL *ssl, int *sys_errno)
     int bf_tls_read(SSL *ssl, void *buf, size_t n, size_t *got, int *sys_errno)
     int bf_tls_write(SSL *ssl, const void *buf, size_t n, size_t *put, int *sys_errno)
@@ -76,6 +78,31 @@ cdef str _tls_error(str what):
     cdef const char *r = ERR_reason_error_string(e) if e else NULL
     ERR_clear_error()
     return f"{what}: {r.decode('utf-8', 'replace') if r != NULL else 'OpenSSL error'}"
+
+
+cdef SSL_CTX *tls_server_ctx_new(str certfile, str keyfile) except NULL:
+    """barfast serve's context: TLS >= 1.2, the certificate chain and key, session tickets (on by
+    default in OpenSSL) so clients can resume. ValueError naming the file on any failure."""
+    cdef SSL_CTX *ctx = SSL_CTX_new(TLS_server_method())
+    cdef bytes b
+    if ctx == NULL:
+        raise ValueError(_tls_error("TLS context"))
+    try:
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)
+        b = certfile.encode()
+        if SSL_CTX_use_certificate_chain_file(ctx, b) != 1:
+            raise ValueError(_tls_error(f"--tls-cert {certfile}"))
+        b = (keyfile or certfile).encode()
+        if SSL_CTX_use_PrivateKey_file(ctx, b, SSL_FILETYPE_PEM) != 1:
+            raise ValueError(_tls_error(f"--tls-key {keyfile or certfile}"))
+        if SSL_CTX_check_private_key(ctx) != 1:
+            raise ValueError(_tls_error("--tls-key does not match --tls-cert"))
+        SSL_CTX_set_read_ahead(ctx, 1)
+    except BaseException:
+        SSL_CTX_free(ctx)
+        raise
+    bf_tls_clear()
+    return ctx
 
 
 cdef SSL_CTX *tls_ctx_new(bint verify, str cafile, str certfile, str keyfile, bint resume,

@@ -136,6 +136,23 @@ fail:
     return NULL;
 }
 
+/* The server side (barfast serve --tls-cert): an SSL for an accepted socket. NULL: out of memory. */
+static inline SSL *bf_tls_accept_new(SSL_CTX *ctx, int fd) {
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL) {
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (!SSL_set_fd(ssl, fd)) {
+        SSL_free(ssl);
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_set_accept_state(ssl);
+    return ssl;
+}
+
 static inline int bf_tls_handshake(SSL *ssl, int *sys_errno) {
     int r = SSL_do_handshake(ssl);
     return r == 1 ? BF_TLS_OK : bf_tls_result(ssl, r, sys_errno);
