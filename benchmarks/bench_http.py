@@ -26,8 +26,8 @@ skipped with a line saying so.
 
 HTTPS (`--tls`): the target is `barfast serve --tls-cert` with a fresh ECDSA P-256 certificate
 (openssl CLI); no tool verifies it. `handshake`: every request on a new connection (`Connection:
-close`), barfast with --no-tls-resume, k6 with --no-connection-reuse (wrk never resumes), so req/s
-is handshakes per second.
+close`) against a target that resumes no session (`serve --no-tls-resume`: wrk resumes on every
+reconnect otherwise), k6 with --no-connection-reuse, so req/s is full handshakes per second.
 """
 
 from __future__ import annotations
@@ -530,8 +530,10 @@ def main() -> int:
              "-subj", "/CN=localhost"],
             check=True, capture_output=True,
         )  # fmt: skip
+        # handshake: the target resumes no session (wrk resumes on every reconnect otherwise)
+        no_resume = ("--no-tls-resume",) if args.tls == "handshake" else ()
         target: Nginx | ServeTarget = ServeTarget(
-            srv_cpu, ("--tls-cert", str(cert), "--tls-key", str(key))
+            srv_cpu, ("--tls-cert", str(cert), "--tls-key", str(key), *no_resume)
         )
     else:
         target = start_target(args.target, srv_cpu)

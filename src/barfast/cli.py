@@ -303,6 +303,13 @@ def serve(
         str | None,
         typer.Option("--tls-key", help="The certificate's private key (default: in --tls-cert)."),
     ] = None,
+    tls_resume: Annotated[
+        bool,
+        typer.Option(
+            "--tls-resume/--no-tls-resume",
+            help="HTTPS: let clients resume sessions (default on; off: every handshake in full).",
+        ),
+    ] = True,
 ) -> None:
     from barfast.serve.server import serve_command
 
@@ -319,6 +326,7 @@ def serve(
                 duration=duration,
                 tls_cert=tls_cert,
                 tls_key=tls_key,
+                tls_resume=tls_resume,
             )
         )
     )

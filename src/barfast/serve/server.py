@@ -20,7 +20,8 @@ Option syntax (also in `barfast serve --help`):
                         "Connection: close").
   --tls-cert F --tls-key F
                         serve HTTPS (the same core, OpenSSL; session tickets on); the key may be
-                        in the certificate file.
+                        in the certificate file. --no-tls-resume: no tickets, no session cache,
+                        so every client's every handshake is a full one.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class ServeConfig:
     seed: int = 0
     tls_cert: str = ""
     tls_key: str = ""
+    tls_resume: bool = True
 
     def url(self, port: int | None = None) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -172,6 +174,7 @@ def build_serve_config(
     seed: int = 0,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    tls_resume: bool = True,
 ) -> ServeConfig:
     host, port = parse_addr(addr)
     if not 0 <= body_size <= MAX_BODY_SIZE:
@@ -186,6 +189,8 @@ def build_serve_config(
         raise UsageError(f"bad --close-every {close_every}: must be 0 (never) or positive")
     if tls_key and not tls_cert:
         raise UsageError("--tls-key needs --tls-cert")
+    if not tls_resume and not tls_cert:
+        raise UsageError("--no-tls-resume needs --tls-cert")
     for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
         if path:
             try:
@@ -214,6 +219,7 @@ def build_serve_config(
         seed=seed,
         tls_cert=tls_cert or "",
         tls_key=tls_key or "",
+        tls_resume=tls_resume,
     )
 
 
@@ -237,6 +243,7 @@ def make_server(cfg: ServeConfig):  # -> barfast.engine._core.Server
             seed=cfg.seed,
             tls_cert=cfg.tls_cert,
             tls_key=cfg.tls_key,
+            tls_resume=cfg.tls_resume,
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {cfg.url()}: {exc.strerror or exc}") from None
@@ -255,6 +262,7 @@ def serve_command(
     duration: str | None = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    tls_resume: bool = True,
 ) -> int:
     """Serve until --duration elapses or SIGINT/SIGTERM arrives; both end cleanly with exit code 0."""
     cfg = build_serve_config(
@@ -268,6 +276,7 @@ def serve_command(
         duration,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        tls_resume=tls_resume,
     )
     server = make_server(cfg)
     failure: list[BaseException] = []

@@ -1179,7 +1179,8 @@ cdef class Server:
 
     def __init__(self, str host, int port, *, int body_size=12, delay_ns=0, int delay_dist=0,
                  delay_a_ns=0, delay_b_ns=0, stall_ns=0, stall_every_ns=0,
-                 statuses=((200, 1),), close_every=0, seed=0, str tls_cert="", str tls_key=""):
+                 statuses=((200, 1),), close_every=0, seed=0, str tls_cert="", str tls_key="",
+                 bint tls_resume=True):
         cdef int bound = 0, fd, k, variant
         cdef uint64_t cum = 0
         cdef bytes hb, full, bd
@@ -1250,7 +1251,7 @@ cdef class Server:
         self.s.port = bound
         if tls_cert:
             try:
-                self.s.ssl_ctx = tls_server_ctx_new(tls_cert, tls_key)
+                self.s.ssl_ctx = tls_server_ctx_new(tls_cert, tls_key, tls_resume)
             except ValueError:
                 self.close()
                 raise

@@ -4,6 +4,8 @@
 #   anything but a one-line ValueError from setup.
 # Invariant: an engine with a context verifies the peer unless it was built with verify=False.
 
+import os
+
 from libc.errno cimport ENOMEM
 from libc.stdio cimport snprintf
 
@@ -35,12 +37,18 @@ cdef extern from "openssl/ssl.h" nogil:
     void SSL_get0_alpn_selected(const SSL *ssl, const unsigned char **data, unsigned int *len)
     const char *SSL_get_version(const SSL *ssl)
     int SSL_has_pending(const SSL *ssl)
+    long SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode)
     void SSL_CTX_set_read_ahead(SSL_CTX *ctx, int yes)
     enum:
         TLS1_2_VERSION
         SSL_VERIFY_NONE
         SSL_VERIFY_PEER
         SSL_FILETYPE_PEM
+        SSL_OP_NO_TICKET
+        SSL_SESS_CACHE_OFF
+
+cdef extern from "openssl/x509.h" nogil:
+    const char *X509_get_default_cert_file()
 
 cdef extern from "openssl/err.h" nogil:
     unsigned long ERR_get_error()
@@ -80,9 +88,10 @@ cdef str _tls_error(str what):
     return f"{what}: {r.decode('utf-8', 'replace') if r != NULL else 'OpenSSL error'}"
 
 
-cdef SSL_CTX *tls_server_ctx_new(str certfile, str keyfile) except NULL:
+cdef SSL_CTX *tls_server_ctx_new(str certfile, str keyfile, bint resume) except NULL:
     """barfast serve's context: TLS >= 1.2, the certificate chain and key, session tickets (on by
-    default in OpenSSL) so clients can resume. ValueError naming the file on any failure."""
+    default in OpenSSL) so clients can resume, or (resume False) no tickets and no session cache,
+    so every handshake is a full one whatever the client does. ValueError naming the file."""
     cdef SSL_CTX *ctx = SSL_CTX_new(TLS_server_method())
     cdef bytes b
     if ctx == NULL:
@@ -98,6 +107,9 @@ cdef SSL_CTX *tls_server_ctx_new(str certfile, str keyfile) except NULL:
         if SSL_CTX_check_private_key(ctx) != 1:
             raise ValueError(_tls_error("--tls-key does not match --tls-cert"))
         SSL_CTX_set_read_ahead(ctx, 1)
+        if not resume:
+            SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET)
+            SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF)
     except BaseException:
         SSL_CTX_free(ctx)
         raise
@@ -116,12 +128,23 @@ cdef SSL_CTX *tls_ctx_new(bint verify, str cafile, str certfile, str keyfile, bi
         raise ValueError(_tls_error("TLS context"))
     try:
         SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)
+        # OpenSSL checks the chain even with SSL_VERIFY_NONE (the result is then ignored). Against
+        # the default paths its issuer lookup reads the whole CA directory on every handshake
+        # (OpenSSL 3's by_store lookup: readdir of /etc/ssl/certs per connection, 2-3x the CPU of a
+        # full handshake, benchmarks/bench_http.py --tls handshake), so the system store is loaded
+        # once, in memory, from its bundle file; and an unverified context loads none at all.
         if cafile:
             b = cafile.encode()
             if SSL_CTX_load_verify_locations(ctx, b, NULL) != 1:
                 raise ValueError(_tls_error(f"--cacert {cafile}"))
-        elif SSL_CTX_set_default_verify_paths(ctx) != 1:
-            raise ValueError(_tls_error("the system CA store"))
+        elif verify:
+            bundle = os.environ.get("SSL_CERT_FILE") or X509_get_default_cert_file().decode()
+            if os.path.isfile(bundle):
+                b = bundle.encode()
+                if SSL_CTX_load_verify_locations(ctx, b, NULL) != 1:
+                    raise ValueError(_tls_error(f"the system CA bundle {bundle}"))
+            elif SSL_CTX_set_default_verify_paths(ctx) != 1:
+                raise ValueError(_tls_error("the system CA store"))
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER if verify else SSL_VERIFY_NONE, NULL)
         if certfile:
             b = certfile.encode()
