@@ -466,3 +466,78 @@ def test_f16_handshake_time_rounds_up_within_its_precision(ns: int) -> None:
     assert back - us <= max(0, us // 2048)  # 11 bits of mantissa
     if us < 2048:
         assert back == us
+
+
+# ---- barfast serve over HTTPS -------------------------------------------------------------------
+
+
+def start_serve(*args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        barfast_cmd("serve", "--addr", "127.0.0.1:0", *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "listening on https://" in line, line
+    return proc, line.rsplit(" ", 1)[1].strip()
+
+
+def stop_serve(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    return err
+
+
+@pytest.mark.parametrize("resume", [True, False], ids=["tickets", "no-resume"])
+def test_serve_over_https_counts_and_resumption(tls_nginx: TlsNginx, resume: bool) -> None:
+    pki = tls_nginx.pki
+    extra = () if resume else ("--no-tls-resume",)
+    proc, url = start_serve(
+        "--tls-cert", str(pki["server"]), "--tls-key", str(pki["server_key"]), *extra
+    )
+    try:
+        # every request on a new connection: each is a handshake, resumed when the server lets it
+        p, rep = run_json(
+            url,
+            "-n",
+            "300",
+            "-c",
+            "4",
+            "-w",
+            "1",
+            "--cacert",
+            str(pki["ca"]),
+            "-H",
+            "Connection: close",
+        )
+    finally:
+        err = stop_serve(proc)
+    assert p.returncode == 0, p.stderr
+    assert rep["status"] == {"200": 300}
+    assert f"{300} responses" in err
+    if resume:
+        assert rep["tls"]["resumed"] >= 300 - 4 - 4  # each slot's first handshake is full
+    else:
+        assert rep["tls"]["resumed"] == 0 and rep["tls"]["handshakes"] >= 300
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--tls-key", "/etc/hostname"), "--tls-key needs --tls-cert"),
+        (("--tls-cert", "/nonexistent.pem"), "cannot read --tls-cert"),
+        (("--no-tls-resume",), "--no-tls-resume needs --tls-cert"),
+        (("--tls-cert", "/etc/hostname"), "--tls-cert"),
+    ],
+)
+def test_serve_bad_tls_input_is_one_line(args: tuple[str, ...], needle: str) -> None:
+    p = subprocess.run(
+        barfast_cmd("serve", "--addr", "127.0.0.1:0", "-d", "1s", *args),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    one_line_error(p, 2, needle)
