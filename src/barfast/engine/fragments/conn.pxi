@@ -152,7 +152,9 @@ ctypedef struct conn_t:
     uint64_t backoff_ns    # current retry delay after failed connects (0 after a success)
     uint32_t bytes_rx      # response bytes read for the current request
     uint32_t bytes_tx      # request bytes written for the current request
-    SSL *ssl               # https: the connection's TLS state (NULL: plain, or not connected)
+    SSL *ssl               # https: the connection's TLS state, reset and kept for the slot's next
+                           # connection (NULL: plain HTTP, or none made yet)
+    bint tls_up            # ssl belongs to the current connection (handshake begun)
     SSL_SESSION *sess      # https: the slot's newest session, resumed by its next connection
     bint tls_hs            # CONN_CONNECTING: TCP is up, the TLS handshake is under way
     uint64_t tls_ns        # when the handshake began

@@ -473,9 +473,10 @@ cdef inline conn_t *loop_free_pop(engine_t *e) noexcept nogil:
 
 cdef void loop_close(engine_t *e, conn_t *c) noexcept nogil:
     """Drop the slot's socket (close(2) also removes it from the epoll set)."""
-    if c.ssl != NULL:
-        bf_tls_free(c.ssl)
-        c.ssl = NULL
+    if c.tls_up:
+        if not bf_tls_reset(c.ssl):
+            c.ssl = NULL
+        c.tls_up = 0
     c.tls_hs = 0
     if c.fd >= 0:
         close(c.fd)
@@ -593,7 +594,7 @@ cdef void loop_send(engine_t *e, conn_t *c) noexcept nogil:
         c.reqs_on_conn += 1
         c.state = CONN_BUSY
     while c.wpos < c.req_len:
-        if c.ssl != NULL:
+        if c.tls_up:
             n = loop_tls_send(e, c)
             if n <= 0:
                 return          # waiting for EPOLLOUT, or the request failed
@@ -860,7 +861,7 @@ cdef void loop_on_readable(engine_t *e, conn_t *c, uint32_t events) noexcept nog
     cdef bint stamped
     cdef int fd = c.fd
     cdef uint32_t gen = c.gen
-    if c.ssl != NULL:
+    if c.tls_up:
         loop_on_readable_tls(e, c)
         return
     while True:
@@ -955,10 +956,11 @@ cdef void loop_tls_note(engine_t *e, conn_t *c) noexcept nogil:
 cdef void loop_tls_begin(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
     """TCP is up on an https connection: start the TLS handshake (the connect deadline still
     runs: a handshake that never ends fails as a TLS timeout)."""
-    c.ssl = bf_tls_new(e.ssl_ctx, c.fd, e.tls_sni, e.tls_host, e.tls_host_ip, &c.sess)
+    c.ssl = bf_tls_new(c.ssl, e.ssl_ctx, c.fd, e.tls_sni, e.tls_host, e.tls_host_ip, &c.sess)
     if c.ssl == NULL:
         loop_connect_failed(e, c, ENOMEM, now, BF_ERR_TLS)
         return
+    c.tls_up = 1
     c.tls_hs = 1
     c.tls_ns = now
     loop_tls_step(e, c, now)

@@ -64,8 +64,9 @@ cdef extern from "bf_tls.h" nogil:
         BF_TLS_SYSCALL
         BF_TLS_FAIL
     void bf_tls_ctx_sessions(SSL_CTX *ctx, int resume)
-    SSL *bf_tls_new(SSL_CTX *ctx, int fd, const char *sni, const char *host, int host_is_ip,
-                    SSL_SESSION **slot)
+    SSL *bf_tls_new(SSL *ssl, SSL_CTX *ctx, int fd, const char *sni, const char *host,
+                    int host_is_ip, SSL_SESSION **slot)
+    int bf_tls_reset(SSL *ssl)
     SSL *bf_tls_accept_new(SSL_CTX *ctx, int fd)
     int bf_tls_handshake(SSL *ssl, int *sys_errno)
     int bf_tls_read(SSL *ssl, void *buf, size_t n, size_t *got, int *sys_errno)

@@ -102,15 +102,19 @@ static inline void bf_tls_ctx_sessions(SSL_CTX *ctx, int resume) {
     }
 }
 
-/* A client SSL on fd: SNI (`sni`, NULL for none: an IP literal is not a server name, RFC 6066 §3),
- * the name or address the certificate must match when the context verifies, the slot's session to
- * resume (may be NULL). NULL when OpenSSL is out of memory. */
-static inline SSL *bf_tls_new(SSL_CTX *ctx, int fd, const char *sni, const char *host, int host_is_ip,
-                              SSL_SESSION **slot) {
-    SSL *ssl = SSL_new(ctx);
+/* A client SSL on fd: `ssl` (the slot's previous one, reset by bf_tls_reset: OpenSSL 3's SSL_new
+ * costs more than a resumed handshake) or a new one when NULL; SNI (`sni`, NULL for none: an IP
+ * literal is not a server name, RFC 6066 §3), the name or address the certificate must match when
+ * the context verifies, the slot's session to resume (may be NULL). NULL when OpenSSL fails (the
+ * `ssl` given is freed then). */
+static inline SSL *bf_tls_new(SSL *ssl, SSL_CTX *ctx, int fd, const char *sni, const char *host,
+                              int host_is_ip, SSL_SESSION **slot) {
     if (ssl == NULL) {
-        ERR_clear_error();
-        return NULL;
+        ssl = SSL_new(ctx);
+        if (ssl == NULL) {
+            ERR_clear_error();
+            return NULL;
+        }
     }
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (!SSL_set_fd(ssl, fd))
@@ -166,6 +170,20 @@ static inline int bf_tls_read(SSL *ssl, void *buf, size_t n, size_t *got, int *s
 static inline int bf_tls_write(SSL *ssl, const void *buf, size_t n, size_t *put, int *sys_errno) {
     int r = SSL_write_ex(ssl, buf, n, put);
     return r == 1 ? BF_TLS_OK : bf_tls_result(ssl, r, sys_errno);
+}
+
+/* Make a closed connection's SSL ready for the slot's next one (no close_notify: a load
+ * generator's close costs no extra write). 0: it could not be reset and was freed. */
+static inline int bf_tls_reset(SSL *ssl) {
+    SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_set_app_data(ssl, NULL);
+    if (SSL_clear(ssl) == 1) {
+        ERR_clear_error();
+        return 1;
+    }
+    SSL_free(ssl);
+    ERR_clear_error();
+    return 0;
 }
 
 /* Drop a connection's SSL without a close_notify (a load generator's close: no extra write), marked
