@@ -541,3 +541,26 @@ def test_serve_bad_tls_input_is_one_line(args: tuple[str, ...], needle: str) -> 
         timeout=30,
     )
     one_line_error(p, 2, needle)
+
+
+def test_python_api_and_a_scenario_over_https(tls_nginx: TlsNginx, tmp_path: Path) -> None:
+    import barfast
+
+    r = barfast.run(
+        tls_nginx.url("https", "localhost"),
+        requests=200,
+        workers=1,
+        cacert=str(tls_nginx.pki["ca"]),
+    )
+    assert r.completed == 200 and r.errors == 0
+    mix = tmp_path / "mix.yaml"
+    mix.write_text(
+        f"target: {tls_nginx.url('https', 'localhost').rstrip('/')}\n"
+        "requests:\n  - {name: a, weight: 3, path: /}\n  - {name: b, weight: 1, path: /b}\n"
+    )
+    p, rep = run_json(str(mix), "-n", "400", "-w", "1", "--cacert", str(tls_nginx.pki["ca"]))
+    assert p.returncode == 0, p.stderr
+    eps = rep["endpoints"]
+    assert eps["a"]["requests"]["completed"] + eps["b"]["requests"]["completed"] == 400
+    # each connection's handshake is counted once, on the endpoint of its first request
+    assert sum(e.get("tls_ms", {}).get("count", 0) for e in eps.values()) == rep["tls_ms"]["count"]

@@ -492,7 +492,13 @@ class Server:
         statuses: list[tuple[int, int]] | tuple[tuple[int, int], ...] = ((200, 1),),
         close_every: int = 0,
         seed: int = 0,
-    ) -> None: ...
+        tls_cert: str = "",
+        tls_key: str = "",
+        tls_resume: bool = True,
+    ) -> None:
+        """tls_cert (PEM chain; tls_key: its key, default in the same file): serve HTTPS, the
+        handshake driven by the same loop, session tickets on unless tls_resume is False (then
+        no ticket and no session cache: every handshake is full). ValueError for a bad file."""
     @property
     def port(self) -> int:
         """The bound port (known right after construction)."""
@@ -510,7 +516,8 @@ class Server:
         connections_closed, bytes_rx, bytes_tx, bad_requests (400/431/501 sent), stalls (stall
         windows entered while there was work), accept_errors, and the delay timer's self-check:
         delayed (delayed responses written), late_ns_sum / late_ns_max (time of their sendmsg minus
-        their due time: how late the timer was)."""
+        their due time: how late the timer was); with TLS tls_handshakes, tls_resumed and
+        tls_failures (handshakes or records that failed; the connection is closed)."""
     def status_counts(self) -> dict[int, int]:
         """Responses chosen per status (counted when queued), including zero counts."""
     def close(self) -> None:

@@ -162,6 +162,8 @@ def _endpoints(
             "errors": fig["errors"],
             "rps": round(done / duration_s, 3) if duration_s > 0 else 0.0,
             **{k: fig[k] for k in ("latency_ms", "connect_ms", "ttfb_ms")},
+            # https: the handshake time of the connections this endpoint's requests opened
+            **({"tls_ms": fig["tls_ms"]} if (fig.get("tls_ms") or {}).get("count") else {}),
         }
         if spec.get("checks"):
             row["checks"] = {
@@ -196,6 +198,7 @@ def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, 
         return [
             {
                 **{k: rep[k] for k in ("status", "errors", "latency_ms", "connect_ms", "ttfb_ms")},
+                "tls_ms": rep.get("tls_ms"),
                 "series": [
                     {k: p[k] for k in ("second", "requests", "errors", "p99_ms")}
                     for p in rep["series"]
@@ -217,6 +220,7 @@ def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, 
             ("latency_ms", "latency"),
             ("connect_ms", "connect"),
             ("ttfb_ms", "ttfb"),
+            ("tls_ms", "tls"),
         ):
             fig[key] = latency_summary(hists.get(view, empty)) if i < ENDPOINT_HISTS_MAX else None
         out.append(fig)
