@@ -25,7 +25,7 @@ skipped with a line saying so.
     python benchmarks/bench_http.py --tls handshake --tools barfast,wrk      # a full handshake each
 
 HTTPS (`--tls`): the target is `barfast serve --tls-cert` with a fresh ECDSA P-256 certificate
-(openssl CLI); no tool verifies it. `handshake`: every request on a new connection (`Connection:
+(made with `cryptography`); no tool verifies it. `handshake`: every request on a new connection (`Connection:
 close`) against a target that resumes no session (`serve --no-tls-resume`: wrk resumes on every
 reconnect otherwise), k6 with --no-connection-reuse, so req/s is full handshakes per second.
 """
@@ -473,6 +473,42 @@ class ServerSyscalls:
         return counts
 
 
+def self_signed(cert: Path, key: Path) -> None:
+    """A self-signed ECDSA P-256 certificate for localhost and 127.0.0.1 (the `cryptography`
+    package, from barfast's test extra)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    c = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(k.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .sign(k, hashes.SHA256())
+    )
+    cert.write_bytes(c.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        k.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
 def _cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -524,12 +560,7 @@ def main() -> int:
         TLS_MODE, TARGETS = args.tls, TLS_TARGETS[args.tls]
         tls_dir = Path(tempfile.mkdtemp(prefix="bench-tls-"))
         cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-             "-subj", "/CN=localhost"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        self_signed(cert, key)
         # handshake: the target resumes no session (wrk resumes on every reconnect otherwise)
         no_resume = ("--no-tls-resume",) if args.tls == "handshake" else ()
         target: Nginx | ServeTarget = ServeTarget(
