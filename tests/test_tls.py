@@ -564,3 +564,28 @@ def test_python_api_and_a_scenario_over_https(tls_nginx: TlsNginx, tmp_path: Pat
     assert eps["a"]["requests"]["completed"] + eps["b"]["requests"]["completed"] == 400
     # each connection's handshake is counted once, on the endpoint of its first request
     assert sum(e.get("tls_ms", {}).get("count", 0) for e in eps.values()) == rep["tls_ms"]["count"]
+
+
+def test_tls_failures_are_counted_by_reason(tls_nginx: TlsNginx) -> None:
+    from barfast.engine._core import Engine
+
+    eng = Engine(
+        None,
+        addr="127.0.0.1",
+        port=tls_nginx.ports["expired"],
+        family=socket.AF_INET,
+        request=b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        head=False,
+        connections=2,
+        requests=6,
+        timeout_ns=2_000_000_000,
+        connect_timeout_ns=2_000_000_000,
+        tls={"host": "localhost", "sni": "localhost", "cafile": str(tls_nginx.pki["ca"])},
+    )
+    eng.run()
+    c, info = eng.counters(), eng.tls_info()
+    assert c["err_tls"] == 6 and c["completed"] == 0 and c["connects"] == 0
+    assert info["reasons"] == {"certificate verify failed: certificate has expired": 6}
+    assert info["reason"] == "certificate verify failed: certificate has expired"
+    assert info["verify"] == 10  # X509_V_ERR_CERT_HAS_EXPIRED
+    assert info["full"] == info["resumed"] == 0

@@ -360,8 +360,9 @@ def no_load_reason(report: dict[str, Any]) -> str | None:
     detail = report.get("errors_errno", {}).get("connect", {})
     why = [f"{_errno_text(name)} x{n}" for name, n in detail.items()]
     if errors.get("tls"):
-        failure = report.get("tls", {}).get("failure") or "TLS handshake failed"
-        why.append(f"{failure} x{errors['tls']}")
+        tls = report.get("tls", {})
+        fails = tls.get("failures") or {tls.get("failure") or "TLS handshake failed": errors["tls"]}
+        why += [f"{reason} x{n}" for reason, n in fails.items()]
     return f"no load could be generated: every connection to {where} failed ({', '.join(why) or 'connect failed'})"
 
 

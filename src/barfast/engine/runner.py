@@ -381,7 +381,12 @@ class EngineRunner:
             "interrupted": self.interrupted,
         }
         if self.plan.tls:
-            snap["tls_failure"] = engine.tls_info()["reason"][:200]
+            info = engine.tls_info()
+            snap["tls_failure"] = info["reason"][:200]
+            reasons = {k[:200]: int(v) for k, v in info["reasons"].items()}
+            if info["other"]:
+                reasons["other reasons"] = int(info["other"])
+            snap["tls_reasons"] = reasons
         self._seq += 1
         if not final and self._no_load(counters):
             # Every connection attempt failed for a whole snapshot interval and none ever succeeded:

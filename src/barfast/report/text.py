@@ -219,7 +219,10 @@ def _connect_ttfb(report: dict[str, Any]) -> list[str]:
         line = f"  TLS handshakes {tls['handshakes']} ({tls['resumed']} resumed)"
         if hs.get("count"):
             line += f", p50 {fmt_ms(hs['p50'])}, p99 {fmt_ms(hs['p99'])}, max {fmt_ms(hs['max'])}"
-        if tls.get("failure"):
+        fails = tls.get("failures") or {}
+        if fails:
+            line += "; failures: " + ", ".join(f"{why} x{n}" for why, n in fails.items())
+        elif tls.get("failure"):
             line += f"; first failure: {tls['failure']}"
         out.append(line)
     return out

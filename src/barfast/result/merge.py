@@ -106,6 +106,7 @@ class WorkerState:
     clamped: dict[str, int] = field(default_factory=dict)
     endpoints: list[dict[str, int]] | None = None
     tls_failure: str = ""
+    tls_reasons: dict[str, int] = field(default_factory=dict)
 
 
 class Merger:
@@ -197,6 +198,8 @@ class Merger:
             w.ring = p.ring
             w.sys_errno = p.sys_errno
             w.tls_failure = p.tls_failure or w.tls_failure
+            if p.tls_reasons is not None:
+                w.tls_reasons = p.tls_reasons  # cumulative, like the counters
             if p.endpoints is not None:
                 w.endpoints = p.endpoints
         if p.sec > self._newest_second:

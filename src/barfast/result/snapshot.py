@@ -129,6 +129,7 @@ class Parsed:
     endpoints: list[dict[str, int]] | None = None  # cumulative per-endpoint counters
     endpoint_parts: dict[int, EndpointPart] | None = None  # this interval, per endpoint index
     tls_failure: str = ""  # https: the worker's first TLS failure, as one line
+    tls_reasons: dict[str, int] | None = None  # https: its TLS failures by reason (cumulative)
 
 
 def parse(snap: Any, views: Iterable[str], decoder: HistoblobDecoder) -> Parsed:
@@ -176,7 +177,19 @@ def parse(snap: Any, views: Iterable[str], decoder: HistoblobDecoder) -> Parsed:
             for k, v in _map(g("sys_errno"), "sys_errno").items()
         },
         tls_failure=_line(g("tls_failure", ""), "tls_failure"),
+        tls_reasons=_reasons(g("tls_reasons")),
     )
+
+
+def _reasons(v: Any) -> dict[str, int] | None:
+    if v is None:
+        return None
+    d = _str_int_map(v, "tls_reasons")
+    if len(d) > 16:
+        raise BadSnapshot(f"tls_reasons has {len(d)} entries (at most 16)")
+    for k in d:
+        _line(k, "a tls_reasons key")
+    return d
 
 
 def _line(v: Any, what: str) -> str:

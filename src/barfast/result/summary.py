@@ -91,10 +91,17 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
     if tot.get("tls_full", 0) or tot.get("tls_resumed", 0) or tls_failure:
         # https: handshakes in full and resumed, the handshake time (once per connection, on
         # its first request), and the first TLS failure's reason
+        reasons: dict[str, int] = {}
+        for w in m.workers.values():
+            for why, n in w.tls_reasons.items():
+                reasons[why] = reasons.get(why, 0) + n
         rep["tls"] = {
             "handshakes": int(tot.get("tls_full", 0) + tot.get("tls_resumed", 0)),
             "resumed": int(tot.get("tls_resumed", 0)),
             "failure": tls_failure,
+            # every TLS failure (the `tls` errors, and handshakes that failed while no request
+            # waited) by reason, most frequent first
+            "failures": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
         }
         rep["tls_ms"] = latency_summary(m.hists["tls"])
     hist_out: dict[str, Any] = {

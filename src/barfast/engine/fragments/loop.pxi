@@ -179,6 +179,11 @@ ctypedef struct loop_counters_t:
     uint64_t err[BF_ERR__COUNT]
 
 
+ctypedef struct tls_why_t:
+    char text[TLS_REASON_MAX]
+    uint64_t n               # 0: a free entry (written after the text)
+
+
 ctypedef struct engine_t:
     int epfd
     int family               # AF_INET, AF_INET6 or AF_UNIX (--unix-socket)
@@ -191,6 +196,8 @@ ctypedef struct engine_t:
     long tls_verify          # the first TLS failure's X509_V_* result (0: not verification)
     bint tls_noted           # tls_reason holds the first TLS failure's text
     char tls_reason[TLS_REASON_MAX]
+    tls_why_t tls_whys[TLS_WHYS]  # TLS failures counted by reason (the first TLS_WHYS reasons)
+    uint64_t tls_whys_other  # failures whose reason found no free entry
     conn_t *conns
     uint32_t nconns          # connections opened at the start
     uint32_t max_conns       # slots allocated (open loop may grow to this)
@@ -942,15 +949,31 @@ cdef void loop_connected(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
     loop_next(e, c, now)
 
 
+cdef void loop_tls_why(engine_t *e, const char *text) noexcept nogil:
+    """Count one TLS failure under its reason (TLS_WHYS distinct ones; then `other`), and keep
+    the first one's text apart for the one-line error."""
+    cdef int i
+    if not e.tls_noted:
+        snprintf(e.tls_reason, TLS_REASON_MAX, "%s", text)
+        e.tls_noted = 1
+    for i in range(TLS_WHYS):
+        if e.tls_whys[i].n == 0:
+            snprintf(e.tls_whys[i].text, TLS_REASON_MAX, "%s", text)
+            bf_store_relaxed_u64(&e.tls_whys[i].n, 1)
+            return
+        if strncmp(e.tls_whys[i].text, text, TLS_REASON_MAX) == 0:
+            bf_store_relaxed_u64(&e.tls_whys[i].n, e.tls_whys[i].n + 1)
+            return
+    bf_store_relaxed_u64(&e.tls_whys_other, e.tls_whys_other + 1)
+
+
 cdef void loop_tls_note(engine_t *e, conn_t *c) noexcept nogil:
-    """Keep the first TLS failure's reason for the report (later ones only drain OpenSSL's
-    error queue)."""
-    if e.tls_noted:
-        bf_tls_clear()
-        return
-    e.tls_verify = bf_tls_verify_code(c.ssl) if c.ssl != NULL else 0
-    bf_tls_reason(c.ssl, e.tls_reason, TLS_REASON_MAX)
-    e.tls_noted = 1
+    """A TLS failure on c (OpenSSL's error queue holds it): count its reason, drain the queue."""
+    cdef char why[TLS_REASON_MAX]
+    if not e.tls_noted:
+        e.tls_verify = bf_tls_verify_code(c.ssl) if c.ssl != NULL else 0
+    bf_tls_reason(c.ssl, why, TLS_REASON_MAX)
+    loop_tls_why(e, why)
 
 
 cdef void loop_tls_begin(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
@@ -990,11 +1013,10 @@ cdef void loop_tls_step(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
         return
     if r == BF_TLS_FAIL:
         loop_tls_note(e, c)
-    elif not e.tls_noted:
-        # the peer closed or reset the connection in the middle of the handshake
-        snprintf(e.tls_reason, TLS_REASON_MAX, "connection %s during the TLS handshake",
-                 <const char *>(b"reset" if r == BF_TLS_SYSCALL else b"closed"))
-        e.tls_noted = 1
+    elif r == BF_TLS_SYSCALL:   # the peer closed or reset the connection mid-handshake
+        loop_tls_why(e, "connection reset during the TLS handshake")
+    else:
+        loop_tls_why(e, "connection closed during the TLS handshake")
     loop_connect_failed(e, c, se if r == BF_TLS_SYSCALL else 0, now, BF_ERR_TLS)
 
 
@@ -1084,9 +1106,8 @@ cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
         c = &e.conns[i]
         if c.state == CONN_CONNECTING:
             if now >= c.deadline_ns:
-                if c.tls_hs and not e.tls_noted:
-                    snprintf(e.tls_reason, TLS_REASON_MAX, "TLS handshake timed out")
-                    e.tls_noted = 1
+                if c.tls_hs:
+                    loop_tls_why(e, "TLS handshake timed out")
                 loop_connect_failed(e, c, ETIMEDOUT, now, BF_ERR_TLS if c.tls_hs else BF_ERR_CONNECT)
         elif c.state == CONN_BUSY:
             if c.send_ns and now > c.send_ns and now - c.send_ns >= e.timeout_ns:
@@ -1608,13 +1629,21 @@ cdef class Engine:
         e.nap.nap_ns = 0
 
     def tls_info(self) -> dict:
-        """https: handshakes in full and resumed (exact, like counters()), and the first TLS
-        failure's reason and X509 verification result (read after run())."""
+        """https: handshakes in full and resumed (exact, like counters()), the first TLS
+        failure's reason and X509 verification result, and the failures counted by reason."""
+        cdef int i
         return {
             "full": bf_load_relaxed_u64(&self.e.cnt.tls_full),
             "resumed": bf_load_relaxed_u64(&self.e.cnt.tls_resumed),
             "reason": self.e.tls_reason.decode("utf-8", "replace") if self.e.tls_noted else "",
             "verify": self.e.tls_verify,
+            # TLS failures by reason (a handshake or record that failed; same thread-safety)
+            "reasons": {
+                self.e.tls_whys[i].text.decode("utf-8", "replace"):
+                    bf_load_relaxed_u64(&self.e.tls_whys[i].n)
+                for i in range(TLS_WHYS) if bf_load_relaxed_u64(&self.e.tls_whys[i].n)
+            },
+            "other": bf_load_relaxed_u64(&self.e.tls_whys_other),
         }
 
     def __dealloc__(self):

@@ -8,6 +8,7 @@ import os
 
 from libc.errno cimport ENOMEM
 from libc.stdio cimport snprintf
+from libc.string cimport strncmp
 
 
 cdef extern from "openssl/ssl.h" nogil:
@@ -78,7 +79,8 @@ cdef extern from "bf_tls.h" nogil:
 
 
 cdef enum:
-    TLS_REASON_MAX = 160     # the first TLS failure's text, kept for the report
+    TLS_REASON_MAX = 160     # a TLS failure's text, kept for the report
+    TLS_WHYS = 8             # distinct failure reasons counted per engine
 
 
 cdef str _tls_error(str what):
