@@ -287,6 +287,21 @@ def worker(
     idle_timeout: Annotated[
         str, typer.Option("--idle-timeout", help="Exit if no coordinator is heard for this long.")
     ] = "60s",
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Serve one run and exit with its code (3 if no plan came within --idle-timeout).",
+        ),
+    ] = False,
+    result_file: Annotated[
+        str | None,
+        typer.Option(
+            "--result-file",
+            help="Also write this worker's exact result (JSON) here after each run, for "
+            "`barfast merge`; it always goes to stderr as a 'barfast-result: ' line.",
+        ),
+    ] = None,
 ) -> None:
     from barfast.fanout.worker import worker_command
 
@@ -297,9 +312,36 @@ def worker(
                 curve_secret=curve_secret,
                 curve_server=curve_server,
                 idle_timeout=idle_timeout,
+                once=once,
+                result_file=result_file,
             )
         )
     )
+
+
+@app.command(
+    help="Merge remote workers' result files (or their logs) into the run's report, as the "
+    "coordinator would have made it.\n\nExit codes: 0 merged; 2 a file is not a result of one "
+    "run; 3 merged, but partial (a worker's run ended early, or a worker's result is missing)."
+)
+def merge(
+    files: Annotated[
+        list[str],
+        typer.Argument(help="Worker result files (--result-file) or logs with result lines."),
+    ],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the JSON report to stdout.")
+    ] = False,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write the JSON report to FILE.")
+    ] = None,
+    latency: Annotated[
+        bool, typer.Option("--latency", help="Print the full percentile spectrum.")
+    ] = False,
+) -> None:
+    from barfast.result.workerfile import merge_command
+
+    raise typer.Exit(int(merge_command(files, json_out=json_out, output=output, latency=latency)))
 
 
 @app.command(help="Generate a CURVE key pair: NAME.key (public) and NAME.key_secret in DIR.")
