@@ -310,7 +310,10 @@ def workers_job(run: Run) -> dict[str, Any]:
                             "values": [0, 2],
                         },
                     },
-                    {"action": "FailIndex", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                    {
+                        "action": "FailIndex",
+                        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                    },
                 ]
             },
             "activeDeadlineSeconds": run.deadline_s,
