@@ -81,6 +81,8 @@ class Peer:
         return self.state in ("hello", "planned", "ready", "running")
 
     def describe(self) -> str:
+        if self.pod:  # Kubernetes: the pod's name is what a user can look up
+            return f"worker {self.index} (pod {self.pod})"
         where = "local" if self.local else "remote"
         return f"worker {self.index} ({where} {self.host} pid {self.pid})"
 
