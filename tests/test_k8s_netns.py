@@ -243,6 +243,7 @@ class Cluster:
 
     def __init__(self, net: PodNet, docs: list[dict[str, Any]], root: Path):
         self.net = net
+        root.mkdir(parents=True, exist_ok=True)
         self.objects = {d["metadata"]["name"]: d for d in docs if d["kind"] != "Job"}
         jobs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Job"}
         coord_job, workers_job = jobs[f"{RUN}-coordinator"], jobs[f"{RUN}-workers"]
@@ -406,3 +407,62 @@ def test_after_a_coordinator_sigkill_the_workers_results_merge_into_a_partial_re
     assert r.returncode == 3, r.stderr
     assert json.loads(r.stdout) == rep
     assert r.stderr.strip().startswith("barfast: the report is partial: worker 0's run ended early")
+
+
+def test_a_scenario_and_its_csv_run_from_the_configmap(podnet: PodNet, tmp_path: Path) -> None:
+    run_dir = tmp_path / "nginx"
+    run_dir.mkdir()
+    access = _nginx_in(podnet, run_dir)
+    src = tmp_path / "src"
+    (src / "data").mkdir(parents=True)
+    (src / "data" / "ids.csv").write_text("id\n" + "".join(f"{i}\n" for i in range(3000)))
+    (src / "shop.yaml").write_text(
+        f"target: http://{SUBNET}.2:{HTTP_PORT}\n"
+        "load: {connections: 6, duration: 20s}\n"
+        "data:\n  ids: {csv: data/ids.csv, order: unique}\n"
+        'requests:\n  - {name: item, get: "/item/{{ ids.id }}"}\n'
+    )
+    out = io.StringIO()
+    render_command(str(src / "shop.yaml"), name=RUN, workers=WORKERS, wait_timeout="30s", out=out)
+    docs = list(yaml.safe_load_all(out.getvalue()))
+    cluster = Cluster(podnet, docs, tmp_path / "pods")
+    # the coordinator reads the scenario from the ConfigMap's mount, not from where it was rendered
+    shutil.rmtree(src)
+    coord, workers = cluster.start()
+    codes = wait_all([coord, *workers])
+    assert codes == [0] * (1 + WORKERS), cluster.coordinator.log.read_text()
+    rep = json.loads(
+        cluster.coordinator.host_path("/var/lib/barfast/results/report.json").read_text()
+    )
+    # unique rows: each id once over all workers, then the run stops
+    assert rep["requests"]["completed"] == 3000 == served(access, 3000)
+    paths = [line.split('"')[1].split()[1] for line in access.read_text().splitlines()]
+    assert sorted(paths) == sorted(f"/item/{i}" for i in range(3000))
+    assert rep["endpoints"]["item"]["requests"]["completed"] == 3000
+
+
+def test_workers_that_never_join_fail_the_run_with_exit_3(podnet: PodNet, tmp_path: Path) -> None:
+    out = io.StringIO()
+    render_command(
+        f"http://{SUBNET}.2:{HTTP_PORT}/",
+        name=RUN,
+        workers=WORKERS,
+        wait_timeout="2s",
+        duration="5s",
+        out=out,
+    )
+    cluster = Cluster(podnet, list(yaml.safe_load_all(out.getvalue())), tmp_path)
+    # one worker pod is never scheduled
+    started = [w.start(podnet, f"w{i}") for i, w in enumerate(cluster.workers[:-1])]
+    coord = cluster.coordinator.start(podnet, "coordinator")
+    try:
+        code = coord.wait(timeout=30)
+    finally:
+        for p in started:
+            p.kill()
+    log = cluster.coordinator.log.read_text()
+    assert code == 3, log
+    errors = [line for line in log.splitlines() if line.startswith("barfast: error:")]
+    assert len(errors) == 1, log
+    assert f"only {WORKERS - 1} of {WORKERS} remote workers" in errors[0]
+    assert "within 2 s" in errors[0]
