@@ -20,10 +20,18 @@ else:
 
 directives.update(language_level=3, cdivision=True, embedsignature=True)
 
+# https in the native loop links OpenSSL (libssl-dev: headers and the unversioned .so).
+if not os.path.exists("/usr/include/openssl/ssl.h") and not os.environ.get("BARFAST_OPENSSL_OK"):
+    raise SystemExit(
+        "barfast: OpenSSL headers not found (install libssl-dev, or set BARFAST_OPENSSL_OK=1 "
+        "when they are on the compiler's include path elsewhere)"
+    )
+
 ext = Extension(
     "barfast.engine._core",
     sources=["src/barfast/engine/_core.pyx"],
     include_dirs=["src/barfast/engine/include"],
+    libraries=["ssl", "crypto"],
     extra_compile_args=cflags + ["-Wno-unused-function"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )

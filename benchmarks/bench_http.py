@@ -21,6 +21,13 @@ skipped with a line saying so.
     python benchmarks/bench_http.py --quick         # CI: 1 round x 1 s, checks the script still works
     python benchmarks/bench_http.py --target nginx  # against one nginx worker instead
     python benchmarks/bench_http.py --server-syscalls  # + the target's syscalls per request (perf)
+    python benchmarks/bench_http.py --tls keepalive --tools barfast,wrk,k6   # HTTPS, keep-alive
+    python benchmarks/bench_http.py --tls handshake --tools barfast,wrk      # a full handshake each
+
+HTTPS (`--tls`): the target is `barfast serve --tls-cert` with a fresh ECDSA P-256 certificate
+(made with `cryptography`); no tool verifies it. `handshake`: every request on a new connection (`Connection:
+close`) against a target that resumes no session (`serve --no-tls-resume`: wrk resumes on every
+reconnect otherwise), k6 with --no-connection-reuse, so req/s is full handshakes per second.
 """
 
 from __future__ import annotations
@@ -133,9 +140,26 @@ def _wrk_count(text: str) -> tuple[int, float]:
     return int(m.group(1)), secs
 
 
+TLS_MODE = ""  # --tls: "", "keepalive" or "handshake"
+CLOSE = "Connection: close"
+
+
 def run_wrk(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
+    extra = ["-H", CLOSE] if TLS_MODE == "handshake" else []
     out, cpu_s = timed(
-        ["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{dur:g}s", "-H", SAME_UA, url],
+        [
+            "taskset",
+            "-c",
+            cpu,
+            "wrk",
+            "-t1",
+            f"-c{conns}",
+            f"-d{dur:g}s",
+            "-H",
+            SAME_UA,
+            *extra,
+            url,
+        ],
         dur + 30,
     )
     n, secs = _wrk_count(out)
@@ -157,6 +181,10 @@ def run_barfast(url: str, conns: int, dur: float, cpu: str) -> dict[str, float]:
     """`barfast run -w 1`: coordinator + one worker process, as a user runs it."""
     cmd = ["taskset", "-c", cpu, sys.executable, "-m", "barfast", "run", url, "-w", "1"]
     cmd += ["-c", str(conns), "-d", f"{dur:g}s", "--json", "--quiet"]
+    if TLS_MODE:
+        cmd += ["-k"]
+    if TLS_MODE == "handshake":
+        cmd += ["-H", CLOSE, "--no-tls-resume"]
     return _barfast_report(cmd, dur)
 
 
@@ -306,7 +334,11 @@ def run_k6(url: str, conns: int, dur: float, cpu: str, script_text: str = "") ->
         script.write_text(script_text or K6_SCRIPT)
         rows = write_rows(Path(d))
         env = dict(os.environ, URL=url, UA=USER_AGENT, K6_NO_USAGE_REPORT="true", ROWS=str(rows))
+        if TLS_MODE:
+            env["K6_INSECURE_SKIP_TLS_VERIFY"] = "true"
         cmd = ["taskset", "-c", cpu, "k6", "run", "--quiet", "--no-color", "--vus", str(conns)]
+        if TLS_MODE == "handshake":
+            cmd += ["--no-connection-reuse"]
         cmd += ["--duration", f"{dur:g}s", "--summary-export", str(summary), str(script)]
         _, cpu_s = timed(cmd, dur + 60, env=env)
         metrics = json.loads(summary.read_text())["metrics"]
@@ -396,6 +428,17 @@ TARGETS = (
     ("bf-scenario", "k6-scenario", "rps", ">=", 12.0),
     ("bf-scenario", "locust-scenario", "rps", ">=", 20.0),
 )
+TLS_TARGETS = {
+    "keepalive": (
+        ("barfast", "wrk", "rps", ">=", 1.05),
+        ("barfast", "wrk", "cpu", "<=", 0.90),
+        ("barfast", "k6", "rps", ">=", 12.0),
+    ),
+    "handshake": (
+        ("barfast", "wrk", "rps", ">=", 1.0),
+        ("barfast", "wrk", "cpu", "<=", 1.0),
+    ),
+}
 SATURATED = 0.95  # a target this busy sets the rate: the row measures the target
 
 
@@ -430,6 +473,42 @@ class ServerSyscalls:
         return counts
 
 
+def self_signed(cert: Path, key: Path) -> None:
+    """A self-signed ECDSA P-256 certificate for localhost and 127.0.0.1 (the `cryptography`
+    package, from barfast's test extra)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.timezone.utc)
+    san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    c = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(k.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .sign(k, hashes.SHA256())
+    )
+    cert.write_bytes(c.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        k.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
 def _cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -445,6 +524,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--target", choices=["nginx", "serve"], default="serve")
+    ap.add_argument("--tls", choices=["", "keepalive", "handshake"], default="", help="HTTPS")
     ap.add_argument(
         "--quick", action="store_true", help="1 round x 1 s: only proves the script works"
     )
@@ -475,8 +555,20 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    target = start_target(args.target, srv_cpu)
-    url = f"http://127.0.0.1:{target.port}/"
+    global TLS_MODE, TARGETS
+    if args.tls:
+        TLS_MODE, TARGETS = args.tls, TLS_TARGETS[args.tls]
+        tls_dir = Path(tempfile.mkdtemp(prefix="bench-tls-"))
+        cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
+        self_signed(cert, key)
+        # handshake: the target resumes no session (wrk resumes on every reconnect otherwise)
+        no_resume = ("--no-tls-resume",) if args.tls == "handshake" else ()
+        target: Nginx | ServeTarget = ServeTarget(
+            srv_cpu, ("--tls-cert", str(cert), "--tls-key", str(key), *no_resume)
+        )
+    else:
+        target = start_target(args.target, srv_cpu)
+    url = f"{'https' if args.tls else 'http'}://127.0.0.1:{target.port}/"
     runs: dict[str, list[dict[str, float]]] = {t: [] for t in tools}
     pids = target_pids(target)
     try:

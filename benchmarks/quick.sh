@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python benchmarks/bench_ring.py --quick
 python benchmarks/bench_http.py --quick
+python benchmarks/bench_http.py --quick --tls keepalive --tools barfast,wrk
+python benchmarks/bench_http.py --quick --tls handshake --tools barfast,wrk
 python benchmarks/bench_pacing.py --quick
 python benchmarks/bench_coordinator.py --quick
 python benchmarks/bench_serve.py --quick

@@ -36,7 +36,11 @@ URL = f"http://127.0.0.1:{free_port()}/"
     [
         (("not-a-url",), "bad URL"),
         (("http://",), "no host"),
-        (("https://127.0.0.1/",), "https"),
+        (("ftp://127.0.0.1/",), "http[s]://"),
+        (("http://127.0.0.1:9/", "--cacert", "x.pem"), "only for an https:// URL"),
+        (("https://127.0.0.1:9/", "--cacert", "/nonexistent.pem"), "cannot read --cacert"),
+        (("https://127.0.0.1:9/", "--key", "/etc/hostname"), "--key needs --cert"),
+        (("http://127.0.0.1:9/", "--unix-socket", "/" + "x" * 200), "at most 107 bytes"),
         ((URL, "-d", "5x"), "bad duration"),
         ((URL, "-d", "0s"), "--duration"),
         ((URL, "-c", "0"), "--connections"),

@@ -33,7 +33,14 @@ def test_count_equals_nginx_access_log(nginx) -> None:
         "aggregated": 5000,
         "dropped_by_ring": 0,
         "failures_without_sample": 0,
-        "clamped_to_1h": {"latency": 0, "uncorrected": 0, "send_lag": 0, "connect": 0, "ttfb": 0},
+        "clamped_to_1h": {
+            "latency": 0,
+            "uncorrected": 0,
+            "send_lag": 0,
+            "connect": 0,
+            "ttfb": 0,
+            "tls": 0,
+        },
         "snapshots_rejected": 0,
     }
     # every response has a time to first byte; each of the 10 connections a connect time

@@ -21,6 +21,8 @@ from barfast.scenario.compile import LOAD_KEYS
 from barfast.status import UsageError
 
 # the `barfast run` knobs a call may give: a scenario's `load` keys (overridden by them), plus
+# https and unix sockets (`barfast run` --insecure, --cacert, ...)
+TRANSPORT_KNOBS = ("insecure", "cacert", "cert", "key", "servername", "tls_resume", "unix_socket")
 KNOBS = (
     *LOAD_KEYS,
     "workers",
@@ -32,6 +34,7 @@ KNOBS = (
     "body",
     "body_file",
     "output",
+    *TRANSPORT_KNOBS,
 )
 NS = 1e-9
 
@@ -154,7 +157,8 @@ def run(target: Any = None, **load: Any) -> Result:
     target: a URL, a scenario file (.yaml/.yml/.py), a barfast.Scenario, or None (the embedded
     target, as `barfast run` with no URL). load: the `barfast run` flags by name (connections,
     duration, requests, rate, stages, arrival, timeout, connect_timeout, max_connections, workers,
-    naps, seed, tags (a dict), and for a URL method, headers, body, body_file); they override a
+    naps, seed, tags (a dict), and for a URL method, headers, body, body_file; for https
+    insecure, cacert, cert, key, servername, tls_resume; unix_socket); they override a
     scenario's `load`, seed and tags.
     """
     from barfast.command import run_command
@@ -166,6 +170,7 @@ def run(target: Any = None, **load: Any) -> Result:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise UsageError(f"unknown option {k!r}{hint}")
     opts = dict(load)
+    transport = {k: opts.pop(k) for k in TRANSPORT_KNOBS if k in opts}
     for k in ("duration", "timeout", "connect_timeout"):
         if isinstance(opts.get(k), (int, float)) and not isinstance(opts[k], bool):
             opts[k] = f"{opts[k]}s"  # a number is seconds, as in a scenario file
@@ -176,7 +181,7 @@ def run(target: Any = None, **load: Any) -> Result:
     box: dict[str, Any] = {}
     scenario = target if isinstance(target, Scenario) else None
     url = None if scenario is not None or target is None else str(target)
-    run_command(url, quiet=True, scenario=scenario, sink=box.update, **opts)
+    run_command(url, quiet=True, scenario=scenario, sink=box.update, transport=transport, **opts)
     return Result(box)
 
 

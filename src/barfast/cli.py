@@ -75,7 +75,7 @@ def run(
     url: Annotated[
         str | None,
         typer.Argument(
-            help="http://HOST[:PORT]/PATH, or a scenario file (.yaml, .yml, .py; "
+            help="http[s]://HOST[:PORT]/PATH, or a scenario file (.yaml, .yml, .py; "
             "docs/scenarios.md); omit to test the embedded target"
         ),
     ] = None,
@@ -182,6 +182,40 @@ def run(
         list[str] | None,
         typer.Option("--tag", help="k=v metadata for the report (repeatable; a scenario's too)."),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option("-k", "--insecure", help="https: do not verify the server's certificate."),
+    ] = False,
+    cacert: Annotated[
+        str | None,
+        typer.Option("--cacert", help="https: verify against this CA bundle (PEM) only."),
+    ] = None,
+    cert: Annotated[
+        str | None, typer.Option("--cert", help="https: client certificate (PEM) for mTLS.")
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="https: the client certificate's key (default: in --cert)."),
+    ] = None,
+    servername: Annotated[
+        str | None,
+        typer.Option(
+            "--servername", help="https: SNI and certificate name (default: the URL's host)."
+        ),
+    ] = None,
+    tls_resume: Annotated[
+        bool,
+        typer.Option(
+            "--tls-resume/--no-tls-resume",
+            help="https: resume TLS sessions on reconnects (default on; off: full handshakes).",
+        ),
+    ] = True,
+    unix_socket: Annotated[
+        str | None,
+        typer.Option(
+            "--unix-socket", help="Connect to this unix socket (the URL gives Host and path)."
+        ),
+    ] = None,
 ) -> None:
     from barfast.command import run_command
 
@@ -214,6 +248,15 @@ def run(
         fail_on_worker_loss=fail_on_worker_loss,
         seed=seed,
         tags=tag or [],
+        transport=dict(
+            insecure=insecure,
+            cacert=cacert,
+            cert=cert,
+            key=key,
+            servername=servername,
+            tls_resume=tls_resume,
+            unix_socket=unix_socket,
+        ),
     )
     raise typer.Exit(int(code))
 
@@ -255,6 +298,20 @@ def serve(
         str | None,
         typer.Option("-d", "--duration", help="Exit after this long (default: until Ctrl-C)."),
     ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option("--tls-cert", help="Serve HTTPS with this certificate (PEM).")
+    ] = None,
+    tls_key: Annotated[
+        str | None,
+        typer.Option("--tls-key", help="The certificate's private key (default: in --tls-cert)."),
+    ] = None,
+    tls_resume: Annotated[
+        bool,
+        typer.Option(
+            "--tls-resume/--no-tls-resume",
+            help="HTTPS: let clients resume sessions (default on; off: every handshake in full).",
+        ),
+    ] = True,
 ) -> None:
     from barfast.serve.server import serve_command
 
@@ -269,6 +326,9 @@ def serve(
                 status_mix=status_mix,
                 close_every=close_every,
                 duration=duration,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+                tls_resume=tls_resume,
             )
         )
     )

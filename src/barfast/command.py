@@ -21,6 +21,7 @@ from barfast.config import (
     RunConfig,
     available_cpus,
     build_run_config,
+    build_transport,
     parse_duration,
 )
 from barfast.fanout.admission import check_bind
@@ -103,6 +104,7 @@ def run_command(
     tags: list[str] | None = None,
     scenario: Any = None,
     sink: Callable[[dict[str, Any]], None] | None = None,
+    transport: dict[str, Any] | None = None,
 ) -> int:
     """`barfast run`: validate, coordinate local and remote workers, print the report, exit code.
     The Python API (api.py) passes a Scenario object as `scenario` and a `sink` that takes the
@@ -208,6 +210,7 @@ def run_command(
         scenario=scenario,
         seed=seed,
         tags=flag_tags,
+        transport=dict(transport or {}),
     )
     out = dict(latency=latency, output=output, json_out=json_out, sink=sink)
     if url is None:
@@ -238,6 +241,9 @@ def _run(
     else:
         cfg = build_run_config(url, workers=n_total, **options)
         cfg = dataclasses.replace(cfg, tags=dict(run.get("tags") or {}), seed=run.get("seed") or 0)
+    cfg = dataclasses.replace(
+        cfg, transport=build_transport(cfg.target, **(run.get("transport") or {}))
+    )
     usable = effective_workers(cfg, n_total)
     if usable < n_total:
         if expect_workers > usable:
@@ -339,13 +345,16 @@ def no_load_reason(report: dict[str, Any]) -> str | None:
     """The reason no load could be generated, or None: nothing completed and connects failed."""
     req = report.get("requests", {})
     errors = report.get("errors", {})
-    if req.get("completed", 0) or not errors.get("connect"):
+    if req.get("completed", 0) or not (errors.get("connect") or errors.get("tls")):
         return None
     target = report.get("config", {}).get("target", {})
-    where = f"{target.get('addr', '?')}:{target.get('port', '?')}"
+    where = target.get("unix_socket") or f"{target.get('addr', '?')}:{target.get('port', '?')}"
     detail = report.get("errors_errno", {}).get("connect", {})
-    why = ", ".join(f"{_errno_text(name)} x{n}" for name, n in detail.items()) or "connect failed"
-    return f"no load could be generated: every connection to {where} failed ({why})"
+    why = [f"{_errno_text(name)} x{n}" for name, n in detail.items()]
+    if errors.get("tls"):
+        failure = report.get("tls", {}).get("failure") or "TLS handshake failed"
+        why.append(f"{failure} x{errors['tls']}")
+    return f"no load could be generated: every connection to {where} failed ({', '.join(why) or 'connect failed'})"
 
 
 def _errno_text(name: str) -> str:

@@ -87,27 +87,27 @@ class Target:
     family: int  # socket.AF_INET or socket.AF_INET6
     addr: str  # resolved numeric address
     host_header: str
+    tls: bool = False  # https://
 
 
 def parse_url(url: str) -> Target:
-    """Check and resolve an http:// URL. Bad syntax -> UsageError; unresolvable -> NoLoadError."""
+    """Check and resolve an http:// or https:// URL. Bad syntax -> UsageError; unresolvable ->
+    NoLoadError."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise UsageError(f"bad URL {url!r}: {exc}") from None
-    if parts.scheme == "https":
-        raise UsageError(
-            f"unsupported scheme 'https' in {url!r}: only http:// is supported for now"
-        )
-    if parts.scheme != "http":
-        raise UsageError(f"bad URL {url!r}: expected http://HOST[:PORT]/PATH")
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"bad URL {url!r}: expected http[s]://HOST[:PORT]/PATH")
+    tls = parts.scheme == "https"
     host = parts.hostname
     if not host:
         raise UsageError(f"bad URL {url!r}: no host")
     if port == 0:
         raise UsageError(f"bad URL {url!r}: port 0")
-    port = port or 80
+    scheme_port = 443 if tls else 80
+    port = port or scheme_port
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
@@ -124,10 +124,95 @@ def parse_url(url: str) -> Target:
             raise NoLoadError(f"cannot resolve {host!r}: {exc.strerror}") from None
         infos.sort(key=lambda i: 0 if i[0] == socket.AF_INET else 1)
         family, addr = infos[0][0], str(infos[0][4][0])
-    default_port = port == 80
     bracket = f"[{host}]" if ":" in host else host
-    host_header = bracket if default_port else f"{bracket}:{port}"
-    return Target(url, host, port, path, int(family), addr, host_header)
+    host_header = bracket if port == scheme_port else f"{bracket}:{port}"
+    return Target(url, host, port, path, int(family), addr, host_header, tls)
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How connections are made: TLS for an https:// target (verification on unless insecure),
+    or a unix socket instead of TCP (the URL still gives the Host header and the path)."""
+
+    tls: bool = False
+    verify: bool = True
+    cacert: str = ""  # verify against this CA bundle only (default: the system store)
+    cert: str = ""  # client certificate (mTLS), PEM
+    key: str = ""  # its private key, PEM (default: in the cert file)
+    servername: str = ""  # SNI and the name the certificate must match (default: the URL's host)
+    resume: bool = True  # resume sessions (tickets) on reconnects
+    unix_socket: str = ""
+
+    def engine_tls(self, target: Target) -> dict[str, Any] | None:
+        """The Engine's `tls` argument (None for plain HTTP)."""
+        if not self.tls:
+            return None
+        host = self.servername or target.host
+        try:
+            ipaddress.ip_address(host)
+            sni = ""  # RFC 6066 §3: an IP literal is not sent as a server name
+        except ValueError:
+            sni = host
+        return {
+            "host": host,
+            "sni": sni,
+            "verify": self.verify,
+            "cafile": self.cacert,
+            "certfile": self.cert,
+            "keyfile": self.key,
+            "resume": self.resume,
+            "alpn": b"\x08http/1.1",
+        }
+
+
+UNIX_PATH_MAX = 107  # sockaddr_un's sun_path holds 108 bytes with the NUL
+
+
+def build_transport(
+    target: Target,
+    *,
+    insecure: bool = False,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    servername: str | None = None,
+    tls_resume: bool = True,
+    unix_socket: str | None = None,
+) -> Transport:
+    """Check the TLS and unix-socket options against the target; one-line UsageError."""
+    tls_opts = {"--cacert": cacert, "--cert": cert, "--key": key, "--servername": servername}
+    if not target.tls:
+        given = [k for k, v in tls_opts.items() if v] + (["--insecure"] if insecure else [])
+        if given:
+            raise UsageError(f"{', '.join(given)}: only for an https:// URL")
+    for flag, path in (("--cacert", cacert), ("--cert", cert), ("--key", key)):
+        if path:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise UsageError(f"cannot read {flag} file {path!r}: {exc.strerror}") from None
+    if key and not cert:
+        raise UsageError("--key needs --cert (the client certificate it belongs to)")
+    if servername is not None and (not servername or any(c in servername for c in " /\r\n")):
+        raise UsageError(f"bad --servername {servername!r}: expected a host name")
+    if unix_socket is not None:
+        if not unix_socket:
+            raise UsageError("bad --unix-socket '': expected a path")
+        if len(unix_socket.encode()) > UNIX_PATH_MAX:
+            raise UsageError(
+                f"bad --unix-socket {unix_socket!r}: at most {UNIX_PATH_MAX} bytes (sun_path)"
+            )
+    return Transport(
+        tls=target.tls,
+        verify=not insecure,
+        cacert=cacert or "",
+        cert=cert or "",
+        key=key or "",
+        servername=servername or "",
+        resume=tls_resume,
+        unix_socket=unix_socket or "",
+    )
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -255,6 +340,7 @@ class RunConfig:
     tags: dict[str, str] = field(default_factory=dict)
     feeders: tuple[Any, ...] = ()  # scenario/template.FeedData the endpoints' templates read
     max_body_for_checks: int = 64 * 1024  # body bytes kept per response for the checks
+    transport: Transport = field(default_factory=Transport)
 
     @property
     def open_loop(self) -> bool:

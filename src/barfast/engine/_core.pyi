@@ -307,8 +307,13 @@ class Engine:
         seq_start: int = 0,
         seq_step: int = 1,
         max_body: int = 65536,
+        unix_path: str = "",
+        tls: dict[str, Any] | None = None,
     ) -> None:
-        """addr: numeric IPv4/IPv6 address; family: socket.AF_INET/AF_INET6; request: the whole
+        """unix_path: connect to this unix socket instead (addr/port then only go unused).
+        tls: https, {host, sni, verify, cafile, certfile, keyfile, resume, alpn} (tls.pxi; the
+        SSL_CTX is built here, ValueError with OpenSSL's reason on a bad file).
+        addr: numeric IPv4/IPv6 address; family: socket.AF_INET/AF_INET6; request: the whole
         serialised request, sent verbatim; head: the request is HEAD (responses have no body).
         requests: stop after that many were STARTED (0: no bound); duration_ns: from the start
         (0: no bound); start_ns: CLOCK_MONOTONIC time to begin (0: now), so workers start
@@ -326,6 +331,9 @@ class Engine:
         "data_out" = 1 + its index). seq_start/seq_step: the {{ seq }} values, start + k * step. A sixth element of an endpoint:
         its checks, (kind, mode, status ranges, a, b) each (loop.pxi CHK_*); header/body/JSON checks
         read the final header block and the first max_body body bytes of each response."""
+
+    def tls_info(self) -> dict[str, Any]:
+        """https: {full, resumed} handshakes, the first TLS failure's reason and X509 result."""
 
     def endpoint_counts(self) -> list[dict[str, int]]:
         """Per endpoint, in table order: started, completed, errors, check_failed (exact)."""
@@ -484,7 +492,13 @@ class Server:
         statuses: list[tuple[int, int]] | tuple[tuple[int, int], ...] = ((200, 1),),
         close_every: int = 0,
         seed: int = 0,
-    ) -> None: ...
+        tls_cert: str = "",
+        tls_key: str = "",
+        tls_resume: bool = True,
+    ) -> None:
+        """tls_cert (PEM chain; tls_key: its key, default in the same file): serve HTTPS, the
+        handshake driven by the same loop, session tickets on unless tls_resume is False (then
+        no ticket and no session cache: every handshake is full). ValueError for a bad file."""
     @property
     def port(self) -> int:
         """The bound port (known right after construction)."""
@@ -502,10 +516,17 @@ class Server:
         connections_closed, bytes_rx, bytes_tx, bad_requests (400/431/501 sent), stalls (stall
         windows entered while there was work), accept_errors, and the delay timer's self-check:
         delayed (delayed responses written), late_ns_sum / late_ns_max (time of their sendmsg minus
-        their due time: how late the timer was)."""
+        their due time: how late the timer was); with TLS tls_handshakes, tls_resumed and
+        tls_failures (handshakes or records that failed; the connection is closed)."""
     def status_counts(self) -> dict[int, int]:
         """Responses chosen per status (counted when queued), including zero counts."""
     def close(self) -> None:
         """Close the listening socket and every connection; free the buffers. Not while running."""
     def __enter__(self) -> Server: ...
     def __exit__(self, *exc: object) -> None: ...
+
+def f16_us(ns: int) -> int:
+    """Test hook: a duration in ns as the sample's 16-bit handshake time (barfast.h bf_f16_us)."""
+
+def f16_ns(code: int) -> int:
+    """Test hook: a bf_f16_us code back in ns."""

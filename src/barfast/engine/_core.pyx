@@ -17,6 +17,7 @@ include "fragments/http.pxi"       # incremental HTTP/1.1 response parser
 include "fragments/check.pxi"      # response checks on captured bytes (include/bf_check.h)
 include "fragments/pacing.pxi"     # open-loop schedules (intended send times)
 include "fragments/template.pxi"   # request templates: feeders and generators, rendered per request
+include "fragments/tls.pxi"        # OpenSSL for the client loop (include/bf_tls.h), its SSL_CTX
 include "fragments/conn.pxi"       # client connection state machine
 include "fragments/nap.pxi"        # closed-loop nap controller (timer naps vs blocking on sockets)
 include "fragments/loop.pxi"       # client epoll loop (nogil) and the Engine class

@@ -28,8 +28,8 @@ NS_PER_HOUR = 3600 * 1_000_000_000
 HIST_LOWEST_NS = 1
 HIST_HIGHEST_NS = NS_PER_HOUR  # larger values are clamped to this and counted
 HIST_SIGNIFICANT_FIGURES = 3
-HIST_VIEWS = ("latency", "uncorrected", "send_lag", "connect", "ttfb")
-ENDPOINT_VIEWS = ("latency", "connect", "ttfb")  # per endpoint (corrected latency)
+HIST_VIEWS = ("latency", "uncorrected", "send_lag", "connect", "ttfb", "tls")
+ENDPOINT_VIEWS = ("latency", "connect", "ttfb", "tls")  # per endpoint (corrected latency)
 # Endpoints with an index below this get their own histograms; the rest of a (rare) larger table
 # get exact counters, status and error counts, and are in the totals' histograms. Why a bound: one
 # histogram of this layout holds 33,792 counts (264 KiB), an endpoint's three 792 KiB; the engine's

@@ -14,6 +14,7 @@ class ErrorKind(IntEnum):
     PARSE = 5  # malformed response
     CLOSED = 6  # peer closed before the response was complete
     NOT_SENT = 7  # open loop: scheduled but never sent before the run ended
+    TLS = 8  # TLS handshake or record failure (verification, alert, bad record)
 
     @property
     def label(self) -> str:

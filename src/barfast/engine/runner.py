@@ -80,10 +80,28 @@ def default_engine(ring: Any, plan: WorkerPlan, start_ns: int) -> Any:
         feeders=list(plan.feeders),
         seq_start=plan.worker_index,  # {{ seq }}: worker i takes i, i + n, i + 2n, ...
         seq_step=plan.workers,
+        unix_path=plan.unix_path,
+        tls=plan_tls(plan),
     )
     if not plan.naps:
         eng._set_closed_nap_ns(0)  # block on the sockets, as wrk does
     return eng
+
+
+def plan_tls(plan: WorkerPlan) -> dict[str, Any] | None:
+    """The Engine's `tls` argument from a plan (None: plain HTTP)."""
+    if not plan.tls:
+        return None
+    return {
+        "host": plan.tls_host,
+        "sni": plan.tls_sni,
+        "verify": plan.tls_verify,
+        "cafile": plan.tls_cafile,
+        "certfile": plan.tls_cert,
+        "keyfile": plan.tls_key,
+        "resume": plan.tls_resume,
+        "alpn": b"\x08http/1.1",  # ALPN wire format: length-prefixed names
+    }
 
 
 @contextlib.contextmanager
@@ -362,6 +380,8 @@ class EngineRunner:
             },
             "interrupted": self.interrupted,
         }
+        if self.plan.tls:
+            snap["tls_failure"] = engine.tls_info()["reason"][:200]
         self._seq += 1
         if not final and self._no_load(counters):
             # Every connection attempt failed for a whole snapshot interval and none ever succeeded:

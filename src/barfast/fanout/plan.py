@@ -53,6 +53,16 @@ class WorkerPlan:
     max_body: int = 64 * 1024  # body bytes kept per response for checks
     # this worker's rows of each feeder: (arena, offsets, nrows, nvars, order), Engine's form
     feeders: tuple[tuple[bytes, bytes, int, int, int], ...] = ()
+    # https (Transport.engine_tls, paths read on the worker's host) and --unix-socket
+    tls: bool = False
+    tls_host: str = ""
+    tls_sni: str = ""
+    tls_verify: bool = True
+    tls_cafile: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_resume: bool = True
+    unix_path: str = ""
 
     @property
     def open_loop(self) -> bool:
@@ -150,6 +160,19 @@ def split_plan(cfg: RunConfig, n: int) -> list[WorkerPlan]:
     maxc = split_int(cfg.max_connections, n) if cfg.max_connections else [0] * n
     request = cfg.request_bytes()
     feeds = [_feeder_shares(f, n) for f in cfg.feeders]
+    et = cfg.transport.engine_tls(cfg.target)
+    tls: dict[str, Any] = {}
+    if et is not None:
+        tls = dict(
+            tls=True,
+            tls_host=et["host"],
+            tls_sni=et["sni"],
+            tls_verify=et["verify"],
+            tls_cafile=et["cafile"],
+            tls_cert=et["certfile"],
+            tls_key=et["keyfile"],
+            tls_resume=et["resume"],
+        )
     plans = []
     for i in range(n):
         share = conns[i] / cfg.connections
@@ -179,6 +202,8 @@ def split_plan(cfg: RunConfig, n: int) -> list[WorkerPlan]:
                 ),
                 max_body=cfg.max_body_for_checks,
                 feeders=tuple(shares[i] for shares in feeds),
+                **tls,
+                unix_path=cfg.transport.unix_socket,
             )
         )
     return plans

@@ -204,7 +204,7 @@ def _connect_ttfb(report: dict[str, Any]) -> list[str]:
     (per completed response) of the totals. Shown for a single URL too: it tells a slow latency's
     connection set-up (accept backlog, SYN retries) from the server's think time."""
     conn, ttfb = report.get("connect_ms") or {}, report.get("ttfb_ms") or {}
-    if not conn.get("count") and not ttfb.get("count"):
+    if not conn.get("count") and not ttfb.get("count") and not report.get("tls"):
         return []
     parts = []
     for title, s in (("Connect", conn), ("TTFB", ttfb)):
@@ -213,7 +213,16 @@ def _connect_ttfb(report: dict[str, Any]) -> list[str]:
                 f"{title} p50 {fmt_ms(s['p50'])}, p99 {fmt_ms(s['p99'])}, "
                 f"max {fmt_ms(s['max'])} (n={s['count']})"
             )
-    return ["  " + "; ".join(parts)]
+    out = ["  " + "; ".join(parts)]
+    tls, hs = report.get("tls"), report.get("tls_ms") or {}
+    if tls:
+        line = f"  TLS handshakes {tls['handshakes']} ({tls['resumed']} resumed)"
+        if hs.get("count"):
+            line += f", p50 {fmt_ms(hs['p50'])}, p99 {fmt_ms(hs['p99'])}, max {fmt_ms(hs['max'])}"
+        if tls.get("failure"):
+            line += f"; first failure: {tls['failure']}"
+        out.append(line)
+    return out
 
 
 def _endpoints(report: dict[str, Any]) -> list[str]:

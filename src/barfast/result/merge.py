@@ -105,6 +105,7 @@ class WorkerState:
     rejected: int = 0
     clamped: dict[str, int] = field(default_factory=dict)
     endpoints: list[dict[str, int]] | None = None
+    tls_failure: str = ""
 
 
 class Merger:
@@ -195,6 +196,7 @@ class Merger:
             w.cpu = p.cpu
             w.ring = p.ring
             w.sys_errno = p.sys_errno
+            w.tls_failure = p.tls_failure or w.tls_failure
             if p.endpoints is not None:
                 w.endpoints = p.endpoints
         if p.sec > self._newest_second:

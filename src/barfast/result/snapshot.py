@@ -128,6 +128,7 @@ class Parsed:
     sys_errno: dict[str, dict[int, int]]
     endpoints: list[dict[str, int]] | None = None  # cumulative per-endpoint counters
     endpoint_parts: dict[int, EndpointPart] | None = None  # this interval, per endpoint index
+    tls_failure: str = ""  # https: the worker's first TLS failure, as one line
 
 
 def parse(snap: Any, views: Iterable[str], decoder: HistoblobDecoder) -> Parsed:
@@ -174,7 +175,17 @@ def parse(snap: Any, views: Iterable[str], decoder: HistoblobDecoder) -> Parsed:
             str(k): _int_int_map(v, "sys_errno")
             for k, v in _map(g("sys_errno"), "sys_errno").items()
         },
+        tls_failure=_line(g("tls_failure", ""), "tls_failure"),
     )
+
+
+def _line(v: Any, what: str) -> str:
+    """A short one-line text from a peer: at most 200 characters, no line breaks."""
+    if not isinstance(v, str):
+        raise BadSnapshot(f"{what} is a {type(v).__name__}, not text")
+    if len(v) > 200 or "\n" in v or "\r" in v:
+        raise BadSnapshot(f"{what} is not one short line")
+    return v
 
 
 def _endpoints(v: Any) -> list[dict[str, int]] | None:

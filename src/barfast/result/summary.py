@@ -87,6 +87,16 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
         # completed responses: request sent to the response's first byte
         "ttfb_ms": latency_summary(m.hists["ttfb"]),
     }
+    tls_failure = next((w.tls_failure for w in m.workers.values() if w.tls_failure), "")
+    if tot.get("tls_full", 0) or tot.get("tls_resumed", 0) or tls_failure:
+        # https: handshakes in full and resumed, the handshake time (once per connection, on
+        # its first request), and the first TLS failure's reason
+        rep["tls"] = {
+            "handshakes": int(tot.get("tls_full", 0) + tot.get("tls_resumed", 0)),
+            "resumed": int(tot.get("tls_resumed", 0)),
+            "failure": tls_failure,
+        }
+        rep["tls_ms"] = latency_summary(m.hists["tls"])
     hist_out: dict[str, Any] = {
         "encoding": "HdrHistogram V2 compressed histoblob, base64 (hdrh HdrHistogram.decode)",
         "units": "ns",
@@ -95,6 +105,8 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
         "connect": _text(m.hists["connect"].encode()),
         "ttfb": _text(m.hists["ttfb"].encode()),
     }
+    if "tls" in rep:
+        hist_out["tls"] = _text(m.hists["tls"].encode())
     if open_loop:
         rep["latency_uncorrected_ms"] = latency_summary(m.hists["uncorrected"])
         rep["send_lag_ms"] = latency_summary(m.hists["send_lag"])
@@ -150,6 +162,8 @@ def _endpoints(
             "errors": fig["errors"],
             "rps": round(done / duration_s, 3) if duration_s > 0 else 0.0,
             **{k: fig[k] for k in ("latency_ms", "connect_ms", "ttfb_ms")},
+            # https: the handshake time of the connections this endpoint's requests opened
+            **({"tls_ms": fig["tls_ms"]} if (fig.get("tls_ms") or {}).get("count") else {}),
         }
         if spec.get("checks"):
             row["checks"] = {
@@ -184,6 +198,7 @@ def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, 
         return [
             {
                 **{k: rep[k] for k in ("status", "errors", "latency_ms", "connect_ms", "ttfb_ms")},
+                "tls_ms": rep.get("tls_ms"),
                 "series": [
                     {k: p[k] for k in ("second", "requests", "errors", "p99_ms")}
                     for p in rep["series"]
@@ -205,6 +220,7 @@ def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, 
             ("latency_ms", "latency"),
             ("connect_ms", "connect"),
             ("ttfb_ms", "ttfb"),
+            ("tls_ms", "tls"),
         ):
             fig[key] = latency_summary(hists.get(view, empty)) if i < ENDPOINT_HISTS_MAX else None
         out.append(fig)
@@ -372,7 +388,23 @@ def config_info(cfg: RunConfig, workers: int | None = None) -> dict[str, Any]:
             "request_s": cfg.timeout_ns / NS_PER_S,
             "connect_s": cfg.connect_timeout_ns / NS_PER_S,
         },
-        "target": {"addr": cfg.target.addr, "port": cfg.target.port},
+        "target": {
+            "addr": cfg.target.addr,
+            "port": cfg.target.port,
+            **({"unix_socket": cfg.transport.unix_socket} if cfg.transport.unix_socket else {}),
+        },
+        **(
+            {
+                "tls": {
+                    "verify": cfg.transport.verify,
+                    "servername": cfg.transport.servername or cfg.target.host,
+                    "resume": cfg.transport.resume,
+                    "client_cert": bool(cfg.transport.cert),
+                }
+            }
+            if cfg.transport.tls
+            else {}
+        ),
         **(
             {
                 "endpoints": [

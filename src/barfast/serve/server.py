@@ -18,6 +18,10 @@ Option syntax (also in `barfast serve --help`):
                         RNG (deterministic for a given request order).
   --close-every N       close each connection after its Nth response (which carries
                         "Connection: close").
+  --tls-cert F --tls-key F
+                        serve HTTPS (the same core, OpenSSL; session tickets on); the key may be
+                        in the certificate file. --no-tls-resume: no tickets, no session cache,
+                        so every client's every handshake is a full one.
 """
 
 from __future__ import annotations
@@ -55,10 +59,14 @@ class ServeConfig:
     close_every: int = 0
     duration_ns: int = 0
     seed: int = 0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_resume: bool = True
 
     def url(self, port: int | None = None) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port if port is None else port}/"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{host}:{self.port if port is None else port}/"
 
 
 def parse_addr(text: str) -> tuple[str, int]:
@@ -164,6 +172,9 @@ def build_serve_config(
     close_every: int = 0,
     duration: str | None = None,
     seed: int = 0,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_resume: bool = True,
 ) -> ServeConfig:
     host, port = parse_addr(addr)
     if not 0 <= body_size <= MAX_BODY_SIZE:
@@ -176,6 +187,17 @@ def build_serve_config(
     statuses = parse_status_mix(status_mix) if status_mix is not None else ((200, 1),)
     if close_every < 0:
         raise UsageError(f"bad --close-every {close_every}: must be 0 (never) or positive")
+    if tls_key and not tls_cert:
+        raise UsageError("--tls-key needs --tls-cert")
+    if not tls_resume and not tls_cert:
+        raise UsageError("--no-tls-resume needs --tls-cert")
+    for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise UsageError(f"cannot read {flag} file {path!r}: {exc.strerror}") from None
     duration_ns = 0
     if duration is not None:
         duration_ns = parse_duration(duration)
@@ -195,6 +217,9 @@ def build_serve_config(
         close_every=close_every,
         duration_ns=duration_ns,
         seed=seed,
+        tls_cert=tls_cert or "",
+        tls_key=tls_key or "",
+        tls_resume=tls_resume,
     )
 
 
@@ -216,6 +241,9 @@ def make_server(cfg: ServeConfig):  # -> barfast.engine._core.Server
             statuses=list(cfg.statuses),
             close_every=cfg.close_every,
             seed=cfg.seed,
+            tls_cert=cfg.tls_cert,
+            tls_key=cfg.tls_key,
+            tls_resume=cfg.tls_resume,
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {cfg.url()}: {exc.strerror or exc}") from None
@@ -232,10 +260,23 @@ def serve_command(
     status_mix: str | None = None,
     close_every: int = 0,
     duration: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_resume: bool = True,
 ) -> int:
     """Serve until --duration elapses or SIGINT/SIGTERM arrives; both end cleanly with exit code 0."""
     cfg = build_serve_config(
-        addr, body_size, delay, delay_dist, stall, status_mix, close_every, duration
+        addr,
+        body_size,
+        delay,
+        delay_dist,
+        stall,
+        status_mix,
+        close_every,
+        duration,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_resume=tls_resume,
     )
     server = make_server(cfg)
     failure: list[BaseException] = []
@@ -272,7 +313,13 @@ def serve_command(
         )
     print(
         f"barfast serve: {c['requests']} requests, {c['responses']} responses, "
-        f"{c['connections_accepted']} connections, {c['bad_requests']} bad requests{late}",
+        f"{c['connections_accepted']} connections, {c['bad_requests']} bad requests{late}"
+        + (
+            f", {c['tls_handshakes']} TLS handshakes ({c['tls_resumed']} resumed, "
+            f"{c['tls_failures']} failed)"
+            if cfg.tls_cert
+            else ""
+        ),
         file=sys.stderr,
     )
     return int(ExitCode.OK)

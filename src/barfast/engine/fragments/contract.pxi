@@ -30,6 +30,7 @@ cdef extern from "barfast.h" nogil:
         BF_ERR_PARSE
         BF_ERR_CLOSED
         BF_ERR_NOT_SENT
+        BF_ERR_TLS
         BF_ERR__COUNT
         BF_FLAG_NEW_CONN
         BF_FLAG_CONN_CLOSE

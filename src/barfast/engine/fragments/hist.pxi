@@ -20,6 +20,8 @@
 #                                         round trip, without the transfer of the rest)
 #   connect     = connect_us * 1000      (connect() to established, once per connection: on the sample
 #                                         of its first request, BF_FLAG_NEW_CONN with connect_us > 0)
+#   tls         = sys_errno as bf_f16_us (the TLS handshake, once per https connection: on the sample
+#                                         of its first request when it completed)
 # Latency, send lag and ttfb take only samples that completed with an HTTP status (error == 0,
 # status != 0). Error samples are counted by kind (and their bytes counted) but never put in a
 # latency histogram: a refused connect's "latency" measures nothing about the server's responses.
@@ -46,16 +48,18 @@ cdef extern from *:
     int __builtin_clzll(unsigned long long x) nogil
 
 cdef enum:
-    HIST_VIEWS = 5            # corrected, uncorrected, send lag, connect, ttfb
+    HIST_VIEWS = 6            # corrected, uncorrected, send lag, connect, ttfb, tls
     HIST_LAT = 0
     HIST_UNC = 1
     HIST_LAG = 2
     HIST_CONN = 3
     HIST_TTFB = 4
-    HIST_EP_VIEWS = 3         # per endpoint: corrected, connect, ttfb
+    HIST_TLS = 5
+    HIST_EP_VIEWS = 4         # per endpoint: corrected, connect, ttfb, tls
     HIST_EP_LAT = 0
     HIST_EP_CONN = 1
     HIST_EP_TTFB = 2
+    HIST_EP_TLS = 3
     HIST_MAX_ENDPOINTS = 4096  # the engine's endpoint table bound
     HIST_STATUS_SLOTS = 1000  # HTTP status 0..999; anything else lands in slot 0
     HIST_ERROR_SLOTS = 16     # bf_error_t values; >= 16 lands in slot 15
@@ -245,6 +249,11 @@ cdef Py_ssize_t hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next
         hist_record(&views[HIST_UNC], hist_diff(r.done_ns, r.send_ns, t))
         hist_record(&views[HIST_LAG], hist_diff(r.send_ns, r.intended_ns, t))
         hist_record(&views[HIST_TTFB], ttfb)
+        if (r.flags & BF_FLAG_NEW_CONN) and r.sys_errno:
+            v = hist_f16_ns(r.sys_errno)
+            hist_record(&views[HIST_TLS], v)
+            if ep != NULL and ep.views[HIST_EP_TLS].counts != NULL:
+                hist_record(&ep.views[HIST_EP_TLS], v)
         if ep != NULL:
             ep.completed += 1
             ep.status[r.status if r.status < HIST_STATUS_SLOTS else 0] += 1
@@ -254,13 +263,21 @@ cdef Py_ssize_t hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next
     return n
 
 
-_HIST_VIEW_NAMES = ("latency", "uncorrected", "send_lag", "connect", "ttfb")
-_HIST_EP_VIEW_NAMES = ("latency", "connect", "ttfb")
+_HIST_VIEW_NAMES = ("latency", "uncorrected", "send_lag", "connect", "ttfb", "tls")
+_HIST_EP_VIEW_NAMES = ("latency", "connect", "ttfb", "tls")
+
+
+cdef inline uint64_t hist_f16_ns(uint16_t code) noexcept nogil:
+    """A bf_f16_us duration (barfast.h) in ns."""
+    cdef uint32_t ex = code >> 11
+    if ex == 0:
+        return <uint64_t>code * 1000
+    return ((<uint64_t>2048 + (code & 0x7FF)) << (ex - 1)) * 1000
 
 
 cdef class SampleRecorder:
-    """Records 64-byte sample records into five hdrh.HdrHistogram objects, and per endpoint into
-    three more each (see _core.pyi)."""
+    """Records 64-byte sample records into six hdrh.HdrHistogram objects, and per endpoint into
+    four more each (see _core.pyi)."""
 
     cdef hist_t views[HIST_VIEWS]
     cdef hist_tally_t _tally
@@ -273,10 +290,13 @@ cdef class SampleRecorder:
     cdef object _buffers           # the typed memoryviews the pointers come from
     cdef dict _ep_hists            # endpoint -> its three hdrh objects
 
-    def __cinit__(self, latency, uncorrected, send_lag, connect, ttfb, *,
+    def __cinit__(self, latency, uncorrected, send_lag, connect, ttfb, tls=None, *,
                   Py_ssize_t endpoints=0, Py_ssize_t endpoint_hists=0, factory=None):
         cdef int i
-        hists = (latency, uncorrected, send_lag, connect, ttfb)
+        if tls is None:   # a caller that does not read TLS handshakes: a private histogram
+            tls = type(latency)(latency.lowest_trackable_value, latency.highest_trackable_value,
+                                latency.significant_figures)
+        hists = (latency, uncorrected, send_lag, connect, ttfb, tls)
         self._hists = hists
         self._buffers = []
         self._ep_hists = {}
@@ -583,3 +603,8 @@ def hist_add_sparse(uint64_t[::1] dst not None, const int64_t[::1] idx not None,
                     "histogram counts would exceed INT64_MAX (or an index lies outside the counts)")
         for k in range(n):
             dst[idx[k]] += val[k]
+
+
+def f16_ns(uint16_t code) -> int:
+    """Test hook: hist_f16_ns (the sample's 16-bit handshake time back in ns)."""
+    return hist_f16_ns(code)

@@ -174,14 +174,23 @@ ctypedef struct loop_counters_t:
     uint64_t runq_wait_ns    # the loop thread's run-queue wait since t0 (runnable, but another
                              # task had the CPU; /proc/thread-self/schedstat); 0 where unavailable
     uint64_t check_failed    # completed responses whose status failed their endpoint's check
+    uint64_t tls_full        # https: handshakes completed in full
+    uint64_t tls_resumed     # https: handshakes that resumed the slot's previous session
     uint64_t err[BF_ERR__COUNT]
 
 
 ctypedef struct engine_t:
     int epfd
-    int family
+    int family               # AF_INET, AF_INET6 or AF_UNIX (--unix-socket)
     conn_addr_t addr
     socklen_t addrlen
+    SSL_CTX *ssl_ctx         # https: the client context (tls.pxi; NULL: plain HTTP)
+    const char *tls_sni      # the server name sent (NULL: none, the host is an IP literal)
+    const char *tls_host     # the name or address the certificate must match
+    bint tls_host_ip
+    long tls_verify          # the first TLS failure's X509_V_* result (0: not verification)
+    bint tls_noted           # tls_reason holds the first TLS failure's text
+    char tls_reason[TLS_REASON_MAX]
     conn_t *conns
     uint32_t nconns          # connections opened at the start
     uint32_t max_conns       # slots allocated (open loop may grow to this)
@@ -377,6 +386,8 @@ cdef void loop_finish(engine_t *e, conn_t *c, uint8_t err, int sys_errno, uint16
         cnt_add(&e.cnt.errors, 1)
         cnt_add(&e.cnt.err[err], 1)
         cnt_add(&ep.errors, 1)
+    if err == BF_ERR_NONE and (c.flags & BF_FLAG_NEW_CONN):
+        sys_errno = c.tls_f16   # the connection's handshake time (barfast.h), 0 for plain HTTP
     loop_publish(e, intended, c.send_ns, c.first_byte_ns, now, c.bytes_rx, c.bytes_tx, c.id,
                  c.ep, status, err, c.flags, sys_errno,
                  c.connect_us if c.flags & BF_FLAG_NEW_CONN else 0)
@@ -462,6 +473,11 @@ cdef inline conn_t *loop_free_pop(engine_t *e) noexcept nogil:
 
 cdef void loop_close(engine_t *e, conn_t *c) noexcept nogil:
     """Drop the slot's socket (close(2) also removes it from the epoll set)."""
+    if c.tls_up:
+        if not bf_tls_reset(c.ssl):
+            c.ssl = NULL
+        c.tls_up = 0
+    c.tls_hs = 0
     if c.fd >= 0:
         close(c.fd)
         c.fd = -1
@@ -473,10 +489,12 @@ cdef void loop_close(engine_t *e, conn_t *c) noexcept nogil:
     c.rlen = 0
 
 
-cdef void loop_connect_failed(engine_t *e, conn_t *c, int err, uint64_t now) noexcept nogil:
-    """A connect failed (refused, unreachable, timed out, socket() failed): the request it was for
-    fails (closed loop: the slot's; open loop: the oldest due one, if any), then the slot retries
-    after a backoff (10 ms doubling to 1 s) so that a refused target does not spin."""
+cdef void loop_connect_failed(engine_t *e, conn_t *c, int err, uint64_t now,
+                              uint8_t kind=BF_ERR_CONNECT) noexcept nogil:
+    """A connect failed (refused, unreachable, timed out, socket() failed; `kind` BF_ERR_TLS: its
+    TLS handshake failed): the request it was for fails (closed loop: the slot's; open loop: the
+    oldest due one, if any), then the slot retries after a backoff (10 ms doubling to 1 s) so that
+    a refused target does not spin."""
     cdef uint64_t t
     loop_close(e, c)
     cnt_add(&e.cnt.connect_failures, 1)
@@ -488,7 +506,7 @@ cdef void loop_connect_failed(engine_t *e, conn_t *c, int err, uint64_t now) noe
         pacing_advance(&e.pacing)
         loop_begin(e, c, t, BF_FLAG_OPEN_LOOP)   # after the advance: it may end the schedule
     if c.has_req:
-        loop_finish(e, c, BF_ERR_CONNECT, err, 0, now)
+        loop_finish(e, c, kind, err, 0, now)
     c.backoff_ns = LOOP_BACKOFF_MIN_NS if c.backoff_ns == 0 else c.backoff_ns * 2
     if c.backoff_ns > LOOP_BACKOFF_MAX_NS:
         c.backoff_ns = LOOP_BACKOFF_MAX_NS
@@ -520,6 +538,7 @@ cdef int loop_open(engine_t *e, conn_t *c, uint64_t now, bint setup) noexcept no
     c.gen += 1
     c.rlen = 0
     c.reqs_on_conn = 0
+    c.tls_f16 = 0
     c.connect_ns = now
     c.deadline_ns = now + e.connect_timeout_ns
     cnt_add(&e.cnt.connect_attempts, 1)
@@ -575,7 +594,12 @@ cdef void loop_send(engine_t *e, conn_t *c) noexcept nogil:
         c.reqs_on_conn += 1
         c.state = CONN_BUSY
     while c.wpos < c.req_len:
-        n = bf_send(c.fd, c.req + c.wpos, c.req_len - c.wpos, MSG_NOSIGNAL)
+        if c.tls_up:
+            n = loop_tls_send(e, c)
+            if n <= 0:
+                return          # waiting for EPOLLOUT, or the request failed
+        else:
+            n = bf_send(c.fd, c.req + c.wpos, c.req_len - c.wpos, MSG_NOSIGNAL)
         if n > 0:
             c.wpos += <size_t>n
             c.bytes_tx += <uint32_t>n
@@ -594,6 +618,30 @@ cdef void loop_send(engine_t *e, conn_t *c) noexcept nogil:
         return
     if c.events & EPOLLOUT:
         conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN, e.trigger)
+
+
+cdef ssize_t loop_tls_send(engine_t *e, conn_t *c) noexcept nogil:
+    """One SSL_write_ex of the rest of the request (partial writes on): the bytes taken (> 0), or
+    0 when it waits for EPOLLOUT (armed here) or the request failed (dealt with here)."""
+    cdef size_t put = 0
+    cdef int se = 0, err
+    cdef int r = bf_tls_write(c.ssl, c.req + c.wpos, c.req_len - c.wpos, &put, &se)
+    if r == BF_TLS_OK:
+        return <ssize_t>put
+    if r == BF_TLS_WANT_WRITE:
+        if not (c.events & EPOLLOUT):
+            err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT, e.trigger)
+            if err:
+                loop_fail(e, c, BF_ERR_WRITE, err, clock_now_ns())
+        return 0
+    if r == BF_TLS_SYSCALL or r == BF_TLS_EOF:
+        loop_fail(e, c, BF_ERR_WRITE, se if se else ECONNRESET, clock_now_ns())
+        return 0
+    # a TLS failure, or a write that needs a read first (renegotiation: not offered, TLS >= 1.2
+    # peers only send it when asked)
+    loop_tls_note(e, c)
+    loop_fail(e, c, BF_ERR_TLS, 0, clock_now_ns())
+    return 0
 
 
 cdef inline void loop_send_scheduled(engine_t *e, conn_t *c) noexcept nogil:
@@ -744,6 +792,59 @@ cdef void loop_rearm(engine_t *e, conn_t *c, int fd, uint32_t gen) noexcept nogi
             loop_reopen(e, c, clock_now_ns())
 
 
+cdef void loop_on_readable_tls(engine_t *e, conn_t *c) noexcept nogil:
+    """loop_on_readable for a TLS connection. TLS connections are level-triggered with OpenSSL's
+    read-ahead on: one SSL_read_ex takes what the socket has (one recv), and reading goes on only
+    while OpenSSL holds bytes it has not returned yet (SSL_has_pending); anything still in the
+    socket raises the next event, so no read ends in EAGAIN (wrk reads TLS the same way)."""
+    cdef size_t got = 0, space
+    cdef int r, se
+    cdef uint64_t now
+    while True:
+        space = CONN_RBUF_SIZE - c.rlen
+        se = 0
+        r = bf_tls_read(c.ssl, c.rbuf + c.rlen, space, &got, &se)
+        if r == BF_TLS_OK:
+            now = clock_now_ns()   # first_byte_ns and/or done_ns (see "What is timed")
+            cnt_add(&e.cnt.bytes_rx, <uint64_t>got)
+            if not c.has_req:
+                loop_close(e, c)   # bytes nobody asked for: the server is out of sync
+                loop_reopen(e, c, now)
+                return
+            if c.first_byte_ns == 0:
+                c.first_byte_ns = now
+            c.bytes_rx += <uint32_t>got
+            c.rlen += got
+            if loop_parse(e, c, now):
+                return
+            if c.rlen >= CONN_RBUF_SIZE:
+                loop_fail(e, c, BF_ERR_PARSE, 0, now)
+                return
+            if not SSL_has_pending(c.ssl):
+                return
+            continue
+        if r == BF_TLS_WANT_READ:
+            return
+        now = clock_now_ns()
+        if r == BF_TLS_EOF:
+            loop_on_eof(e, c, now)
+            return
+        if r == BF_TLS_SYSCALL:
+            if c.has_req:
+                loop_fail(e, c, BF_ERR_READ, se, now)
+            else:
+                loop_close(e, c)
+                loop_reopen(e, c, now)
+            return
+        loop_tls_note(e, c)        # an alert, a bad record, or a read that needs a write
+        if c.has_req:
+            loop_fail(e, c, BF_ERR_TLS, 0, now)
+        else:
+            loop_close(e, c)
+            loop_reopen(e, c, now)
+        return
+
+
 cdef void loop_on_readable(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
     """Read what the socket has and feed it to the parser. It reads until a short read (the socket
     is drained: with EPOLLET any later byte, or a FIN, raises a new edge) or LOOP_READS_PER_EVENT
@@ -760,6 +861,9 @@ cdef void loop_on_readable(engine_t *e, conn_t *c, uint32_t events) noexcept nog
     cdef bint stamped
     cdef int fd = c.fd
     cdef uint32_t gen = c.gen
+    if c.tls_up:
+        loop_on_readable_tls(e, c)
+        return
     while True:
         space = CONN_RBUF_SIZE - c.rlen
         # Stamped reads: after a deferred sleep, and while waiting for the first stamp to show
@@ -820,11 +924,87 @@ cdef void loop_on_readable(engine_t *e, conn_t *c, uint32_t events) noexcept nog
         return
 
 
+cdef void loop_connected(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
+    """The connection is usable (TCP established, and TLS done for https): count it, read only,
+    and give it work."""
+    cdef int err
+    e.n_connecting -= 1
+    c.state = CONN_IDLE
+    c.ever_connected = 1
+    c.backoff_ns = 0
+    cnt_add(&e.cnt.connects, 1)
+    err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN, e.trigger)
+    if err:
+        if not c.has_req:
+            loop_begin(e, c, now, 0)
+        loop_fail(e, c, BF_ERR_CONNECT, err, now)
+        return
+    loop_next(e, c, now)
+
+
+cdef void loop_tls_note(engine_t *e, conn_t *c) noexcept nogil:
+    """Keep the first TLS failure's reason for the report (later ones only drain OpenSSL's
+    error queue)."""
+    if e.tls_noted:
+        bf_tls_clear()
+        return
+    e.tls_verify = bf_tls_verify_code(c.ssl) if c.ssl != NULL else 0
+    bf_tls_reason(c.ssl, e.tls_reason, TLS_REASON_MAX)
+    e.tls_noted = 1
+
+
+cdef void loop_tls_begin(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
+    """TCP is up on an https connection: start the TLS handshake (the connect deadline still
+    runs: a handshake that never ends fails as a TLS timeout)."""
+    c.ssl = bf_tls_new(c.ssl, e.ssl_ctx, c.fd, e.tls_sni, e.tls_host, e.tls_host_ip, &c.sess)
+    if c.ssl == NULL:
+        loop_connect_failed(e, c, ENOMEM, now, BF_ERR_TLS)
+        return
+    c.tls_up = 1
+    c.tls_hs = 1
+    c.tls_ns = now
+    loop_tls_step(e, c, now)
+
+
+cdef void loop_tls_step(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
+    """Drive the handshake one step: done -> connected; wants the socket readable or writable ->
+    that interest (write interest only while the handshake needs it); else it failed."""
+    cdef int se = 0, err = 0
+    cdef uint32_t want
+    cdef int r = bf_tls_handshake(c.ssl, &se)
+    if r == BF_TLS_OK:
+        c.tls_hs = 0
+        c.tls_f16 = conn_f16_us(now - c.tls_ns)
+        if SSL_session_reused(c.ssl):
+            cnt_add(&e.cnt.tls_resumed, 1)
+        else:
+            cnt_add(&e.cnt.tls_full, 1)
+        loop_connected(e, c, now)
+        return
+    if r == BF_TLS_WANT_READ or r == BF_TLS_WANT_WRITE:
+        want = EPOLLIN | EPOLLOUT if r == BF_TLS_WANT_WRITE else EPOLLIN
+        if c.events != want:
+            err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, want, e.trigger)
+        if err:
+            loop_connect_failed(e, c, err, now, BF_ERR_TLS)
+        return
+    if r == BF_TLS_FAIL:
+        loop_tls_note(e, c)
+    elif not e.tls_noted:
+        # the peer closed or reset the connection in the middle of the handshake
+        snprintf(e.tls_reason, TLS_REASON_MAX, "connection %s during the TLS handshake",
+                 <const char *>(b"reset" if r == BF_TLS_SYSCALL else b"closed"))
+        e.tls_noted = 1
+    loop_connect_failed(e, c, se if r == BF_TLS_SYSCALL else 0, now, BF_ERR_TLS)
+
+
 cdef void loop_on_event(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
     cdef int err, fd
     cdef uint64_t now
     if c.state == CONN_CONNECTING:
-        if events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
+        if c.tls_hs:
+            loop_tls_step(e, c, clock_now_ns())
+        elif events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
             now = clock_now_ns()
             err = conn_connect_result(c)
             if err == 0 and (events & (EPOLLERR | EPOLLHUP)):
@@ -832,19 +1012,11 @@ cdef void loop_on_event(engine_t *e, conn_t *c, uint32_t events) noexcept nogil:
             if err:
                 loop_connect_failed(e, c, err, now)
                 return
-            e.n_connecting -= 1
             c.connect_us = conn_us_up(now - c.connect_ns)
-            c.state = CONN_IDLE
-            c.ever_connected = 1
-            c.backoff_ns = 0
-            cnt_add(&e.cnt.connects, 1)
-            err = conn_epoll_set(e.epfd, c, EPOLL_CTL_MOD, EPOLLIN, e.trigger)
-            if err:
-                if not c.has_req:
-                    loop_begin(e, c, now, 0)
-                loop_fail(e, c, BF_ERR_CONNECT, err, now)
-                return
-            loop_next(e, c, now)
+            if e.ssl_ctx != NULL:
+                loop_tls_begin(e, c, now)
+            else:
+                loop_connected(e, c, now)
         return
     fd = c.fd
     if (events & EPOLLOUT) and c.state == CONN_BUSY and c.wpos < c.req_len:
@@ -912,7 +1084,10 @@ cdef void loop_scan(engine_t *e, uint64_t now) noexcept nogil:
         c = &e.conns[i]
         if c.state == CONN_CONNECTING:
             if now >= c.deadline_ns:
-                loop_connect_failed(e, c, ETIMEDOUT, now)
+                if c.tls_hs and not e.tls_noted:
+                    snprintf(e.tls_reason, TLS_REASON_MAX, "TLS handshake timed out")
+                    e.tls_noted = 1
+                loop_connect_failed(e, c, ETIMEDOUT, now, BF_ERR_TLS if c.tls_hs else BF_ERR_CONNECT)
         elif c.state == CONN_BUSY:
             if c.send_ns and now > c.send_ns and now - c.send_ns >= e.timeout_ns:
                 # No complete response within the request timeout: the connection is closed and
@@ -1182,7 +1357,7 @@ cdef int loop_run(engine_t *e) noexcept nogil:
 
 # ------------------------------------------------------------------ Python surface
 
-_ERROR_KEYS = ("none", "connect", "timeout", "read", "write", "parse", "closed", "not_sent")
+_ERROR_KEYS = ("none", "connect", "timeout", "read", "write", "parse", "closed", "not_sent", "tls")
 
 
 def _alias_table(weights):
@@ -1219,6 +1394,8 @@ cdef class Engine:
     cdef bytes _request
     cdef list _requests       # the endpoints' request bytes (their buffers are read nogil)
     cdef list _data           # template blobs and ops, feeder arenas and offsets (read nogil)
+    cdef bytes _tls_sni       # https: the strings the engine's tls_sni/tls_host point into
+    cdef bytes _tls_host
     cdef bint _ran
 
     def __cinit__(self):
@@ -1229,7 +1406,7 @@ cdef class Engine:
                  uint64_t duration_ns=0, uint64_t timeout_ns, uint64_t connect_timeout_ns,
                  double rate=0.0, stages=(), int arrival=0, uint64_t seed=0,
                  uint64_t start_ns=0, endpoints=None, feeders=(), uint64_t seq_start=0,
-                 uint64_t seq_step=1, uint32_t max_body=65536):
+                 uint64_t seq_step=1, uint32_t max_body=65536, str unix_path="", tls=None):
         cdef engine_t *e
         cdef int rc
         cdef bytes a
@@ -1240,7 +1417,9 @@ cdef class Engine:
             raise ValueError("connections must be at least 1")
         if not request:
             raise ValueError("request must not be empty")
-        if family not in (AF_INET, AF_INET6):
+        if unix_path:
+            family = AF_UNIX
+        if family not in (AF_INET, AF_INET6, AF_UNIX):
             raise ValueError(f"unsupported address family {family}")
         if not 0 < port < 65536:
             raise ValueError(f"bad port {port}")
@@ -1258,7 +1437,16 @@ cdef class Engine:
         e.idle_epfd = -1
         e.family = family
         a = addr.encode("ascii")
-        if family == AF_INET:
+        rc = 1
+        if family == AF_UNIX:
+            a = unix_path.encode()
+            if len(a) >= sizeof(e.addr.un.sun_path) or b"\0" in a:
+                raise ValueError(f"unix socket path: at most {sizeof(e.addr.un.sun_path) - 1} "
+                                 f"bytes, no NUL ({unix_path!r})")
+            e.addr.un.sun_family = AF_UNIX
+            memcpy(e.addr.un.sun_path, <const char *>a, len(a))
+            e.addrlen = sizeof(sockaddr_un)
+        elif family == AF_INET:
             e.addr.v4.sin_family = AF_INET
             e.addr.v4.sin_port = htons(<uint16_t>port)
             rc = inet_pton(AF_INET, a, &e.addr.v4.sin_addr)
@@ -1387,6 +1575,47 @@ cdef class Engine:
         if e.idle_epfd < 0:
             errors_raise(errno, "epoll_create1")
         e.defer_reads = 1
+        if tls is not None:
+            self._setup_tls(dict(tls))
+
+    def _setup_tls(self, dict tls):
+        """https: the SSL_CTX (tls.pxi) and the names, from a dict: host (the certificate must
+        match it), sni ("" for none), verify, cafile, certfile, keyfile, resume, alpn (wire
+        format). TLS connections are level-triggered and read without receive stamps, so the
+        deferred sleeps and naps (which time reads by those stamps) are off."""
+        cdef engine_t *e = self.e
+        host = str(tls.get("host") or "")
+        if not host:
+            raise ValueError("tls: the host the certificate must match is required")
+        e.ssl_ctx = tls_ctx_new(bool(tls.get("verify", True)), str(tls.get("cafile") or ""),
+                                str(tls.get("certfile") or ""), str(tls.get("keyfile") or ""),
+                                bool(tls.get("resume", True)), bytes(tls.get("alpn") or b""))
+        self._tls_host = host.encode()
+        e.tls_host = self._tls_host
+        try:
+            import ipaddress
+            ipaddress.ip_address(host)
+            e.tls_host_ip = 1
+        except ValueError:
+            e.tls_host_ip = 0
+        sni = str(tls.get("sni") or "")
+        if sni:
+            self._tls_sni = sni.encode()
+            e.tls_sni = self._tls_sni
+        e.trigger = 0
+        e.defer_reads = 0
+        e.defer_off = 1
+        e.nap.nap_ns = 0
+
+    def tls_info(self) -> dict:
+        """https: handshakes in full and resumed (exact, like counters()), and the first TLS
+        failure's reason and X509 verification result (read after run())."""
+        return {
+            "full": bf_load_relaxed_u64(&self.e.cnt.tls_full),
+            "resumed": bf_load_relaxed_u64(&self.e.cnt.tls_resumed),
+            "reason": self.e.tls_reason.decode("utf-8", "replace") if self.e.tls_noted else "",
+            "verify": self.e.tls_verify,
+        }
 
     def __dealloc__(self):
         cdef engine_t *e = self.e
@@ -1395,8 +1624,14 @@ cdef class Engine:
             return
         if e.conns != NULL:
             for i in range(e.max_conns):
+                if e.conns[i].ssl != NULL:
+                    bf_tls_free(e.conns[i].ssl)
+                if e.conns[i].sess != NULL:
+                    SSL_SESSION_free(e.conns[i].sess)
                 if e.conns[i].fd >= 0:
                     close(e.conns[i].fd)
+        if e.ssl_ctx != NULL:
+            SSL_CTX_free(e.ssl_ctx)
         if e.epfd >= 0:
             close(e.epfd)
         if e.idle_epfd >= 0:
@@ -1677,6 +1912,8 @@ cdef class Engine:
             "spin_ns": bf_load_relaxed_u64(&k.spin_ns),
             "runq_wait_ns": bf_load_relaxed_u64(&k.runq_wait_ns),
             "check_failed": bf_load_relaxed_u64(&k.check_failed),
+            "tls_full": bf_load_relaxed_u64(&k.tls_full),
+            "tls_resumed": bf_load_relaxed_u64(&k.tls_resumed),
             # 0, or 1 + the unique feeder whose rows ran out (the run's last request took its last)
             "data_out": self.e.tctx.data_out,
             # closed loop: time naps were on (nap.pxi); exact once run() returned

@@ -143,6 +143,7 @@ cdef extern from *:
 
     /* EAGAIN and EWOULDBLOCK are the same value on Linux but need not be (socket(7)). */
     static inline int srv_would_block(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+    static inline void errno_set(int e) { errno = e; }
 
     static inline void srv_wake(int fd) { uint64_t one = 1; ssize_t r = write(fd, &one, 8); (void)r; }
     static inline void srv_drain(int fd) { uint64_t v; ssize_t r = read(fd, &v, 8); (void)r; }
@@ -215,6 +216,7 @@ cdef extern from *:
         SRV_ENOBUFS "ENOBUFS"
         SRV_ENOMEM "ENOMEM"
         SRV_SHUT_WR "SHUT_WR"
+        SRV_EPIPE "EPIPE"
 
     int srv_errno "errno"
     uint64_t srv_now_ns() nogil
@@ -227,6 +229,7 @@ cdef extern from *:
     int srv_epoll_set(int epfd, int op, int fd, uint32_t events, uint64_t tag) nogil
     srv_ssize_t srv_sendv(int fd, srv_iovec *iov, int n) nogil
     bint srv_would_block(int e) nogil
+    void errno_set(int e) nogil
     void srv_wake(int fd) nogil
     void srv_drain(int fd) nogil
     uint64_t srv_rand(uint64_t *state) nogil
@@ -259,6 +262,7 @@ cdef enum:
     SRV_MAX_STATUSES = 16
     SRV_BACKLOG = 4096
     SRV_CONTIGUOUS_MAX = 16384  # bodies up to this size are stored after each header block (one iovec)
+    SRV_TLS_WBUF = 262144       # TLS: bytes gathered for one SSL_write (16 records)
     # response table: 3 variants per status, then the error responses
     SRV_V_KEEP = 0              # HTTP/1.1 keep-alive: no Connection header (RFC 9112 §9.3 default)
     SRV_V_CLOSE = 1             # "Connection: close", the connection is closed after it
@@ -316,6 +320,8 @@ ctypedef struct srv_conn_t:
     uint32_t qhead
     uint32_t qcount
     uint32_t qoff               # bytes of the head response already written
+    SSL *ssl                    # --tls-cert: the connection's TLS state (NULL: plain)
+    bint hs                     # its handshake is not done yet
     srv_out_t q[SRV_QCAP]
     unsigned char rbuf[SRV_RBUF_SIZE]
 
@@ -345,6 +351,9 @@ ctypedef struct srv_counters_t:
     uint64_t delayed            # delayed responses written (timer accuracy self-check below)
     uint64_t late_ns_sum        # sum over them of (time of the sendmsg - due time)
     uint64_t late_ns_max
+    uint64_t tls_handshakes     # --tls-cert: handshakes completed, of which resumed
+    uint64_t tls_resumed
+    uint64_t tls_failures       # handshakes or records that failed (the connection is closed)
     uint64_t status[SRV_MAX_STATUSES]
 
 ctypedef struct srv_t:
@@ -380,6 +389,8 @@ ctypedef struct srv_t:
     uint64_t close_every
     uint64_t rng
     uint64_t accept_resume_ns   # 0: accepting; else listen fd removed from epoll until then
+    SSL_CTX *ssl_ctx            # --tls-cert (NULL: plain HTTP)
+    char *tbuf                  # TLS: the due responses of one flush, gathered for one SSL_write
     srv_counters_t c
 
 
@@ -478,11 +489,16 @@ cdef srv_conn_t *srv_conn_get(srv_t *s) noexcept nogil:
     c.qhead = 0
     c.qcount = 0
     c.qoff = 0
+    c.ssl = NULL
+    c.hs = 0
     return c
 
 
 cdef void srv_close(srv_t *s, srv_conn_t *c) noexcept nogil:
     """Close and return to the pool. close() also removes the fd from the epoll set (epoll(7))."""
+    if c.ssl != NULL:
+        bf_tls_free(c.ssl)
+        c.ssl = NULL
     srv_close_fd(c.fd)
     c.fd = -1
     c.gen += 1
@@ -512,7 +528,9 @@ cdef void srv_linger(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
     """Server-initiated close, RFC 9112 §9.6: half-close first, then read and discard until the client's
     FIN (or a timer), so that unread request bytes cannot make close() send a RST that destroys the
     response before the client read it."""
-    if c.flags & SRV_C_RDEOF or not srv_heap_push(s, now + SRV_LINGER_NS, c.slot, (c.gen << 1) | SRV_T_LINGER):
+    # TLS: closed at once (a half-close under TLS would need a close_notify exchange first)
+    if (c.ssl != NULL or c.flags & SRV_C_RDEOF
+            or not srv_heap_push(s, now + SRV_LINGER_NS, c.slot, (c.gen << 1) | SRV_T_LINGER)):
         srv_close(s, c)
         return
     srv_shutdown(c.fd, SRV_SHUT_WR)
@@ -756,6 +774,33 @@ cdef bint srv_parse(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
 
 # ------------------------------------------------------------------------------------------- responses
 
+cdef srv_ssize_t srv_tls_sendv(srv_t *s, srv_conn_t *c, srv_iovec *iov, int niov) noexcept nogil:
+    """The iovecs gathered into tbuf (up to SRV_TLS_WBUF: the rest waits, as after a short write)
+    and written with one SSL_write_ex: bytes written, or -1 with errno (EAGAIN: wait for EPOLLOUT;
+    a retry offers the same bytes again from the queue, as OpenSSL requires)."""
+    cdef size_t off = 0, take, put = 0
+    cdef int i, se = 0, r
+    for i in range(niov):
+        take = iov[i].iov_len
+        if take > SRV_TLS_WBUF - off:
+            take = SRV_TLS_WBUF - off
+        srv_memcpy(s.tbuf + off, iov[i].iov_base, take)
+        off += take
+        if off == SRV_TLS_WBUF:
+            break
+    r = bf_tls_write(c.ssl, s.tbuf, off, &put, &se)
+    if r == BF_TLS_OK:
+        return <srv_ssize_t>put
+    if r == BF_TLS_WANT_WRITE or r == BF_TLS_WANT_READ:
+        errno_set(SRV_EAGAIN)
+        return -1
+    if r == BF_TLS_FAIL:
+        srv_add(&s.c.tls_failures, 1)
+        bf_tls_clear()
+    errno_set(SRV_EPIPE)
+    return -1
+
+
 cdef int srv_flush(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
     """Write every due response at the head of the queue with ONE sendmsg. Returns the number of
     responses completed, or -1 when the connection was closed or went lingering (the caller stops)."""
@@ -798,7 +843,7 @@ cdef int srv_flush(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
         return 0
     if c.q[c.qhead].due_ns:
         sent_ns = srv_now_ns()
-    n = srv_sendv(c.fd, iov, niov)
+    n = srv_tls_sendv(s, c, iov, niov) if c.ssl != NULL else srv_sendv(c.fd, iov, niov)
     if n < 0:
         if srv_would_block(srv_errno) or srv_errno == SRV_EINTR:
             c.flags |= SRV_C_WBLOCK
@@ -857,8 +902,68 @@ cdef void srv_progress(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
     srv_interest(s, c)
 
 
+cdef void srv_tls_handshake(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
+    """One step of a TLS connection's handshake: done -> read what came with it; wants the socket
+    readable or writable -> that interest; else it failed and the connection is closed."""
+    cdef int se = 0
+    cdef uint32_t want
+    cdef int r = bf_tls_handshake(c.ssl, &se)
+    if r == BF_TLS_OK:
+        c.hs = 0
+        srv_add(&s.c.tls_handshakes, 1)
+        if SSL_session_reused(c.ssl):
+            srv_add(&s.c.tls_resumed, 1)
+        srv_tls_read(s, c, now)   # a request may have come with the client's Finished
+        return
+    if r == BF_TLS_WANT_READ or r == BF_TLS_WANT_WRITE:
+        want = SRV_EPOLLOUT if r == BF_TLS_WANT_WRITE else SRV_EPOLLIN
+        if want != c.events:
+            srv_epoll_set(s.epfd, SRV_EPOLL_CTL_MOD, c.fd, want, c.slot + SRV_TAG_BASE)
+            c.events = want
+        return
+    srv_add(&s.c.tls_failures, 1)
+    bf_tls_clear()
+    srv_close(s, c)
+
+
+cdef void srv_tls_read(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
+    """The TLS side of srv_on_event's read: SSL_read_ex until OpenSSL holds nothing more it read
+    ahead (epoll is level-triggered: what is still in the socket raises the next event)."""
+    cdef size_t got = 0
+    cdef int se, r
+    cdef uint32_t gen = c.gen
+    while c.rlen < SRV_RBUF_SIZE:
+        se = 0
+        r = bf_tls_read(c.ssl, c.rbuf + c.rlen, SRV_RBUF_SIZE - c.rlen, &got, &se)
+        if r == BF_TLS_OK:
+            c.rlen += <uint32_t>got
+            srv_add(&s.c.bytes_rx, <uint64_t>got)
+            srv_progress(s, c, now)
+            if c.gen != gen or c.ssl == NULL or not SSL_has_pending(c.ssl):
+                return   # closed, or nothing more buffered
+            continue
+        if r == BF_TLS_WANT_READ:
+            srv_interest(s, c)
+            return
+        if r == BF_TLS_EOF:
+            c.flags |= SRV_C_RDEOF
+            if c.qcount == 0:
+                srv_close(s, c)
+            else:
+                srv_interest(s, c)
+            return
+        if r == BF_TLS_FAIL or r == BF_TLS_WANT_WRITE:
+            srv_add(&s.c.tls_failures, 1)
+            bf_tls_clear()
+        srv_close(s, c)
+        return
+
+
 cdef void srv_on_event(srv_t *s, srv_conn_t *c, uint32_t ev, uint64_t now) noexcept nogil:
     cdef srv_ssize_t n
+    if c.hs:
+        srv_tls_handshake(s, c, now)
+        return
     if c.flags & SRV_C_WBLOCK and ev & (SRV_EPOLLOUT | SRV_EPOLLERR | SRV_EPOLLHUP):
         c.flags &= ~SRV_C_WBLOCK
         srv_progress(s, c, now)  # a peer that reset makes sendmsg fail: the conn is closed there
@@ -875,6 +980,9 @@ cdef void srv_on_event(srv_t *s, srv_conn_t *c, uint32_t ev, uint64_t now) noexc
     if c.flags & SRV_C_RDEOF or c.rlen >= SRV_RBUF_SIZE:
         # Interest is off while we wait on timers; only ERR/HUP get here: the peer is gone entirely.
         srv_close(s, c)
+        return
+    if c.ssl != NULL:
+        srv_tls_read(s, c, now)
         return
     n = srv_read(c.fd, c.rbuf + c.rlen, SRV_RBUF_SIZE - c.rlen)
     if n > 0:
@@ -925,6 +1033,12 @@ cdef void srv_on_accept(srv_t *s, uint64_t now) noexcept nogil:
             srv_add(&s.c.accept_errors, 1)
             continue
         srv_add(&s.c.connections_accepted, 1)
+        if s.ssl_ctx != NULL:
+            c.ssl = bf_tls_accept_new(s.ssl_ctx, fd)
+            if c.ssl == NULL:
+                srv_close(s, c)
+                continue
+            c.hs = 1
 
 
 cdef void srv_on_timers(srv_t *s, uint64_t now) noexcept nogil:
@@ -1065,7 +1179,8 @@ cdef class Server:
 
     def __init__(self, str host, int port, *, int body_size=12, delay_ns=0, int delay_dist=0,
                  delay_a_ns=0, delay_b_ns=0, stall_ns=0, stall_every_ns=0,
-                 statuses=((200, 1),), close_every=0, seed=0):
+                 statuses=((200, 1),), close_every=0, seed=0, str tls_cert="", str tls_key="",
+                 bint tls_resume=True):
         cdef int bound = 0, fd, k, variant
         cdef uint64_t cum = 0
         cdef bytes hb, full, bd
@@ -1134,6 +1249,16 @@ cdef class Server:
             raise OSError(k, srv_strerror(k).decode(errors="replace"))
         self.s.lfd = fd
         self.s.port = bound
+        if tls_cert:
+            try:
+                self.s.ssl_ctx = tls_server_ctx_new(tls_cert, tls_key, tls_resume)
+            except ValueError:
+                self.close()
+                raise
+            self.s.tbuf = <char *>srv_malloc(SRV_TLS_WBUF)
+            if self.s.tbuf == NULL:
+                self.close()
+                raise MemoryError()
         self._host = host
         self.s.epfd = srv_epoll_create1(SRV_EPOLL_CLOEXEC)
         self.s.wakefd = srv_eventfd(0, SRV_EFD_NONBLOCK | SRV_EFD_CLOEXEC)
@@ -1203,6 +1328,9 @@ cdef class Server:
             "delayed": bf_load_relaxed_u64(&c.delayed),
             "late_ns_sum": bf_load_relaxed_u64(&c.late_ns_sum),
             "late_ns_max": bf_load_relaxed_u64(&c.late_ns_max),
+            "tls_handshakes": bf_load_relaxed_u64(&c.tls_handshakes),
+            "tls_resumed": bf_load_relaxed_u64(&c.tls_resumed),
+            "tls_failures": bf_load_relaxed_u64(&c.tls_failures),
         }
 
     def status_counts(self):
@@ -1219,6 +1347,9 @@ cdef class Server:
             raise RuntimeError("stop() the server and let run() return before close()")
         for i in range(self.s.cap):
             if self.s.conns[i] != NULL:
+                if self.s.conns[i].ssl != NULL:
+                    bf_tls_free(self.s.conns[i].ssl)
+                    self.s.conns[i].ssl = NULL
                 if self.s.conns[i].fd >= 0:
                     srv_close_fd(self.s.conns[i].fd)
                 srv_free(self.s.conns[i])
@@ -1257,3 +1388,8 @@ cdef class Server:
             self.s.resp[k].a = NULL
         srv_free(self.s.body)
         self.s.body = NULL
+        srv_free(self.s.tbuf)
+        self.s.tbuf = NULL
+        if self.s.ssl_ctx != NULL:
+            SSL_CTX_free(self.s.ssl_ctx)
+            self.s.ssl_ctx = NULL

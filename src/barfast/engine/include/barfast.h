@@ -26,7 +26,9 @@ typedef struct bf_sample_s {
     uint16_t status;         /* 54: HTTP status code, 0 when no final status was parsed */
     uint8_t  error;          /* 56: bf_error_t, 0 = none */
     uint8_t  flags;          /* 57: BF_FLAG_* bits */
-    uint16_t sys_errno;      /* 58: errno for connect/read/write errors, else 0 */
+    uint16_t sys_errno;      /* 58: errno for connect/read/write/tls errors; on a completed request
+                              *     that opened a TLS connection (NEW_CONN, error 0): its handshake
+                              *     time as bf_f16_us (below); else 0 */
     uint32_t connect_us;     /* 60: BF_FLAG_NEW_CONN: its connection's connect() to established, µs
                               *     (rounded up, >= 1; saturates at 2^32-1); else 0 */
 } bf_sample_t;
@@ -43,8 +45,12 @@ enum bf_error_e {
     BF_ERR_PARSE = 5,       /* malformed response (bad status line, bad lengths, oversized headers) */
     BF_ERR_CLOSED = 6,      /* peer closed the connection before the response was complete */
     BF_ERR_NOT_SENT = 7,    /* open loop: the run ended before a scheduled request could be sent */
-    BF_ERR__COUNT = 8
+    BF_ERR_TLS = 8,         /* TLS handshake or record failure (verification, alert, bad record) */
+    BF_ERR__COUNT = 9
 };
+
+/* bf_f16_us: a duration in µs in 16 bits. exp = code >> 11: 0 -> code µs exactly (< 2048 µs);
+ * else (2048 + (code & 0x7FF)) << (exp - 1) µs (11 bits of mantissa: 0.05 %), rounded up. */
 
 #define BF_FLAG_NEW_CONN   0x01  /* this request was the first on a freshly opened connection */
 #define BF_FLAG_CONN_CLOSE 0x02  /* the connection was closed after this response */
