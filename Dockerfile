@@ -1,12 +1,13 @@
 # The barfast image for Kubernetes runs (docs/kubernetes.md): `docker build -t barfast .`
 # Two stages: the Cython core is compiled in the first, the second holds only the installed wheel.
 FROM python:3.11-slim AS build
-# gcc for the native core (setup.py); pyzmq, numpy and hdrhistogram come as wheels. Not pinned
+# gcc and OpenSSL's headers for the native core (setup.py; https links libssl, which the slim
+# base already has at run time); pyzmq, numpy and hdrhistogram come as wheels. Not pinned
 # (DL3008): the base image's Debian release fixes the compiler, and its point releases replace
 # the exact versions a pin would name.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml setup.py README.md MANIFEST.in ./

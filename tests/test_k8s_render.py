@@ -87,6 +87,8 @@ COMBINATIONS = [
             ttl="10m",
         ),
     ),
+    ("url", dict(workers=2, duration="5s", insecure=True, servername="shop.example")),
+    ("ca", dict(workers=3, duration="5s")),
     ("scenario", dict(workers=5, namespace="perf")),
     ("scenario", dict(workers=2, duration="5s", connections=4)),
 ]
@@ -97,9 +99,14 @@ def test_every_combination_validates_against_the_pinned_schemas(
     kind: str, kw: dict, scenario: Path
 ) -> None:
     target = str(scenario) if kind == "scenario" else "http://svc.default.svc:8080/"
+    if kind == "ca" or "insecure" in kw:
+        target = "https://svc.default.svc:8443/"
+    if kind == "ca":
+        (scenario.parent / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+        kw = dict(kw, cacert=str(scenario.parent / "ca.pem"))
     docs = render(target, name="run-a", **kw)
     kinds = [d["kind"] for d in docs]
-    assert kinds == (["Secret", "ConfigMap"] if kind == "scenario" else ["Secret"]) + [
+    assert kinds == (["Secret", "ConfigMap"] if kind in ("scenario", "ca") else ["Secret"]) + [
         "Service",
         "Job",
         "Job",
@@ -200,6 +207,31 @@ def test_scenario_files_go_into_the_configmap_where_the_coordinator_reads_them(
     assert docs["coordinator"]["spec"]["activeDeadlineSeconds"] == 300 + 20 + 10 + 60
 
 
+def test_https_options_reach_the_coordinator_and_the_ca_every_pod(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    docs = by_kind(
+        render(
+            "https://shop:8443/",
+            workers=2,
+            duration="5s",
+            cacert=str(tmp_path / "ca.pem"),
+            servername="shop.example",
+        )
+    )
+    args = docs["coordinator"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    ca = args[args.index("--cacert") + 1]
+    assert ca == "/etc/barfast/files/barfast-tls/ca.pem"
+    assert args[args.index("--servername") + 1] == "shop.example"
+    assert docs["ConfigMap"]["data"]["barfast-tls__ca.pem"] == "-----BEGIN CERTIFICATE-----\n"
+    for job in ("coordinator", "workers"):
+        c = docs[job]["spec"]["template"]["spec"]["containers"][0]
+        assert {"name": "files", "mountPath": "/etc/barfast/files", "readOnly": True} in c[
+            "volumeMounts"
+        ]
+    with pytest.raises(UsageError, match="only for an https:// URL"):
+        render("http://shop/", workers=1, duration="5s", insecure=True)
+
+
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "barfast", *args],
@@ -227,7 +259,7 @@ def test_cli_prints_yaml_that_kubectl_would_read() -> None:
         (["http://svc/", "-d", "5s", "--name", "Bad_Name"], "bad --name"),
         (["http://svc/", "-d", "5s", "--namespace", "a b"], "bad --namespace"),
         (["http://svc/", "-n", "1000"], "needs a time bound"),
-        (["https://svc/", "-d", "5s"], "unsupported scheme 'https'"),
+        (["ftp://svc/", "-d", "5s"], "bad URL"),
         (["http://svc/", "-d", "5s", "--memory", "lots"], "bad --memory"),
         (["http://svc/", "-d", "5s", "--wait-timeout", "0s"], "bad --wait-timeout"),
         (["http://svc/", "-d", "soon"], "duration"),
@@ -299,7 +331,8 @@ def test_dockerfile_builds_what_the_manifests_run() -> None:
     froms = [rest for word, rest in ins if word == "FROM"]
     assert froms and all(f.split()[0] == "python:3.11-slim" for f in froms)
     runs = " ".join(rest for word, rest in ins if word == "RUN")
-    assert "gcc" in runs and "pip wheel" in runs and "pip install" in runs
+    assert "gcc" in runs and "libssl-dev" in runs  # setup.py: the core links OpenSSL
+    assert "pip wheel" in runs and "pip install" in runs
     # every file the build copies exists, and together they are what `pip install .` needs
     copied = set()
     for word, rest in ins:

@@ -492,6 +492,16 @@ def k8s_render(
     ] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the run.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="k=v metadata.")] = None,
+    insecure: Annotated[
+        bool, typer.Option("-k", "--insecure", help="https: do not verify the certificate.")
+    ] = False,
+    cacert: Annotated[
+        str | None,
+        typer.Option("--cacert", help="https: CA bundle (PEM), into the ConfigMap of every pod."),
+    ] = None,
+    servername: Annotated[
+        str | None, typer.Option("--servername", help="https: SNI and certificate name.")
+    ] = None,
 ) -> None:
     from barfast.k8s.render import render_command
 
@@ -525,6 +535,9 @@ def k8s_render(
                 fail_on_worker_loss=fail_on_worker_loss,
                 seed=seed,
                 tags=tag or [],
+                insecure=insecure,
+                cacert=cacert,
+                servername=servername,
             )
         )
     )

@@ -167,6 +167,21 @@ def _pod_env() -> list[dict[str, Any]]:
     ]
 
 
+def _files_volume(run: Run) -> dict[str, Any]:
+    return {
+        "name": "files",
+        "configMap": {
+            "name": f"{run.name}-files",
+            "defaultMode": 0o444,
+            "items": [{"key": file_key(p), "path": p} for p in sorted(run.files)],
+        },
+    }
+
+
+def _files_mount() -> dict[str, Any]:
+    return {"name": "files", "mountPath": FILES_MOUNT, "readOnly": True}
+
+
 def coordinator_job(run: Run) -> dict[str, Any]:
     pod_sc, ctr_sc = _security()
     args = [
@@ -207,17 +222,8 @@ def coordinator_job(run: Run) -> dict[str, Any]:
         {"name": "tmp", "mountPath": TMP_MOUNT},
     ]
     if run.files:
-        volumes.append(
-            {
-                "name": "files",
-                "configMap": {
-                    "name": f"{run.name}-files",
-                    "defaultMode": 0o444,
-                    "items": [{"key": file_key(p), "path": p} for p in sorted(run.files)],
-                },
-            }
-        )
-        mounts.append({"name": "files", "mountPath": FILES_MOUNT, "readOnly": True})
+        volumes.append(_files_volume(run))
+        mounts.append(_files_mount())
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -351,6 +357,8 @@ def workers_job(run: Run) -> dict[str, Any]:
                                 {"name": "keys", "mountPath": KEYS_MOUNT, "readOnly": True},
                                 {"name": "results", "mountPath": RESULTS_MOUNT},
                                 {"name": "tmp", "mountPath": TMP_MOUNT},
+                                # a worker reads a --cacert bundle on its own host
+                                *([_files_mount()] if run.files else []),
                             ],
                         }
                     ],
@@ -365,6 +373,7 @@ def workers_job(run: Run) -> dict[str, Any]:
                         },
                         _results_volume(run),
                         {"name": "tmp", "emptyDir": {}},
+                        *([_files_volume(run)] if run.files else []),
                     ],
                 },
             },

@@ -29,6 +29,7 @@ DEADLINE_MARGIN_S = 60  # start-up, the coordinator's end grace and its report, 
 WORKER_IDLE_MARGIN_S = 30  # a worker waits this much longer for its plan than the coordinator
 DEFAULT_WAIT_TIMEOUT = "5m"  # image pulls and scheduling: pods start over minutes, not seconds
 DEFAULT_TTL_S = 3600
+TLS_CA_PATH = "barfast-tls/ca.pem"  # --cacert's bundle, in the ConfigMap
 MAX_WORKERS = 1000
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # RFC 1035 label (a Service's name)
 NAME_MAX = 40  # + "-coordinator"/"-workers" and the pods' suffixes stay under 63
@@ -189,6 +190,8 @@ def _run_args(o: dict[str, Any], body_file_in_pod: str | None) -> list[str]:
         ("--arrival", o.get("arrival_given")),
         ("--max-connections", o.get("max_connections") or None),
         ("--seed", o.get("seed")),
+        ("--cacert", o.get("cacert_in_pod")),
+        ("--servername", o.get("servername")),
     ]
     for flag, value in pairs:
         if value is not None:
@@ -203,6 +206,8 @@ def _run_args(o: dict[str, Any], body_file_in_pod: str | None) -> list[str]:
         args.append("--latency")
     if o.get("fail_on_worker_loss"):
         args.append("--fail-on-worker-loss")
+    if o.get("insecure"):
+        args.append("--insecure")
     return args
 
 
@@ -235,6 +240,9 @@ def render_command(
     fail_on_worker_loss: bool = False,
     seed: int | None = None,
     tags: list[str] | None = None,
+    insecure: bool = False,
+    cacert: str | None = None,
+    servername: str | None = None,
     out: Any = None,
 ) -> int:
     """Print the run's manifests (YAML, one document per object) to `out` (stdout)."""
@@ -291,6 +299,9 @@ def render_command(
         naps=naps,
     )
     cfg = _run_config(target, is_scenario, options, workers)
+    from barfast.config import build_transport
+
+    build_transport(cfg.target, insecure=insecure, cacert=cacert, servername=servername)
     from barfast.fanout.plan import effective_workers
 
     usable = effective_workers(cfg, workers)
@@ -313,6 +324,10 @@ def render_command(
     if body_file is not None:
         files["body"] = Path(body_file).read_bytes()  # readable: build_run_config read it
         body_in_pod = f"{FILES_MOUNT}/body"
+    cacert_in_pod = None
+    if cacert is not None:  # read by every worker on its own host: mounted in all pods
+        files[TLS_CA_PATH] = Path(cacert).read_bytes()  # readable: build_transport opened it
+        cacert_in_pod = f"{FILES_MOUNT}/{TLS_CA_PATH}"
     check_configmap_size(files)
     run_opts = dict(
         options,
@@ -323,6 +338,9 @@ def render_command(
         tag_list=tags or [],
         latency=latency,
         fail_on_worker_loss=fail_on_worker_loss,
+        insecure=insecure,
+        cacert_in_pod=cacert_in_pod,
+        servername=servername,
     )
     deadline_s = math.ceil(
         (wait_ns + cfg.duration_ns + cfg.timeout_ns) / NS_PER_S + DEADLINE_MARGIN_S
