@@ -42,6 +42,8 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmark barfast's own parts.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+k8s_app = typer.Typer(help="Run barfast on Kubernetes (docs/kubernetes.md).", no_args_is_help=True)
+app.add_typer(k8s_app, name="k8s")
 
 _state = {"debug": False}
 
@@ -347,6 +349,21 @@ def worker(
     idle_timeout: Annotated[
         str, typer.Option("--idle-timeout", help="Exit if no coordinator is heard for this long.")
     ] = "60s",
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Serve one run and exit with its code (3 if no plan came within --idle-timeout).",
+        ),
+    ] = False,
+    result_file: Annotated[
+        str | None,
+        typer.Option(
+            "--result-file",
+            help="Also write this worker's exact result (JSON) here after each run, for "
+            "`barfast merge`; it always goes to stderr as a 'barfast-result: ' line.",
+        ),
+    ] = None,
 ) -> None:
     from barfast.fanout.worker import worker_command
 
@@ -357,9 +374,36 @@ def worker(
                 curve_secret=curve_secret,
                 curve_server=curve_server,
                 idle_timeout=idle_timeout,
+                once=once,
+                result_file=result_file,
             )
         )
     )
+
+
+@app.command(
+    help="Merge remote workers' result files (or their logs) into the run's report, as the "
+    "coordinator would have made it.\n\nExit codes: 0 merged; 2 a file is not a result of one "
+    "run; 3 merged, but partial (a worker's run ended early, or a worker's result is missing)."
+)
+def merge(
+    files: Annotated[
+        list[str],
+        typer.Argument(help="Worker result files (--result-file) or logs with result lines."),
+    ],
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the JSON report to stdout.")
+    ] = False,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write the JSON report to FILE.")
+    ] = None,
+    latency: Annotated[
+        bool, typer.Option("--latency", help="Print the full percentile spectrum.")
+    ] = False,
+) -> None:
+    from barfast.result.workerfile import merge_command
+
+    raise typer.Exit(int(merge_command(files, json_out=json_out, output=output, latency=latency)))
 
 
 @app.command(help="Generate a CURVE key pair: NAME.key (public) and NAME.key_secret in DIR.")
@@ -370,6 +414,133 @@ def keys(
     from barfast.fanout.keys import keys_command
 
     raise typer.Exit(int(keys_command(name=name, directory=directory)))
+
+
+@k8s_app.command(
+    "render",
+    help="Print the manifests of one distributed run (a Secret of CURVE keys, a ConfigMap of the "
+    "scenario's files, a headless Service, a coordinator Job and an Indexed Job of worker pods) "
+    "for `kubectl apply -f -`.\n\nExit codes: 0 printed; 2 a bad option or file (one line on "
+    "stderr).",
+)
+def k8s_render(
+    url: Annotated[
+        str | None,
+        typer.Argument(help="http://HOST[:PORT]/PATH as the pods see it, or a YAML scenario file"),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Worker pods (one CPU each).")] = 1,
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", help="Namespace of every object.")
+    ] = None,
+    image: Annotated[
+        str, typer.Option("--image", help="The barfast image (the repository's Dockerfile).")
+    ] = "barfast:latest",
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="The run's name, prefix of every object (default: random)."),
+    ] = None,
+    wait_timeout: Annotated[
+        str, typer.Option("--wait-timeout", help="How long the coordinator waits for workers.")
+    ] = "5m",
+    ttl: Annotated[
+        str, typer.Option("--ttl", help="Delete the finished Jobs and their pods after this long.")
+    ] = "1h",
+    memory: Annotated[
+        str, typer.Option("--memory", help="Memory request = limit of each pod.")
+    ] = "512Mi",
+    results_claim: Annotated[
+        str | None,
+        typer.Option(
+            "--results-claim",
+            help="A PersistentVolumeClaim (ReadWriteMany) for the reports and worker results "
+            "(default: an emptyDir; the logs hold them too).",
+        ),
+    ] = None,
+    connections: Annotated[
+        int | None, typer.Option("-c", "--connections", help="Open connections (total).")
+    ] = None,
+    duration: Annotated[str | None, typer.Option("-d", "--duration", help="Run time.")] = None,
+    requests: Annotated[
+        int | None, typer.Option("-n", "--requests", help="Stop after N requests.")
+    ] = None,
+    method: Annotated[str | None, typer.Option("-m", "--method", help="HTTP method.")] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
+    ] = None,
+    body: Annotated[str | None, typer.Option("--body", help="Request body.")] = None,
+    body_file: Annotated[
+        str | None, typer.Option("--body-file", help="Request body file (into the ConfigMap).")
+    ] = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", help="Request timeout.")] = None,
+    connect_timeout: Annotated[
+        str | None, typer.Option("--connect-timeout", help="Connect timeout.")
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option("-R", "--rate", help="Open loop: total requests per second.")
+    ] = None,
+    stages: Annotated[str | None, typer.Option("--stages", help="Open loop ramps.")] = None,
+    arrival: Annotated[str | None, typer.Option("--arrival", help="constant or poisson.")] = None,
+    max_connections: Annotated[
+        int | None, typer.Option("--max-connections", help="Open loop: connection ceiling.")
+    ] = None,
+    naps: Annotated[bool, typer.Option("--naps/--no-naps", help="Closed-loop naps.")] = True,
+    latency: Annotated[
+        bool, typer.Option("--latency", help="Full percentile spectrum in the report.")
+    ] = False,
+    fail_on_worker_loss: Annotated[
+        bool, typer.Option("--fail-on-worker-loss", help="Stop the run when a worker is lost.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the run.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="k=v metadata.")] = None,
+    insecure: Annotated[
+        bool, typer.Option("-k", "--insecure", help="https: do not verify the certificate.")
+    ] = False,
+    cacert: Annotated[
+        str | None,
+        typer.Option("--cacert", help="https: CA bundle (PEM), into the ConfigMap of every pod."),
+    ] = None,
+    servername: Annotated[
+        str | None, typer.Option("--servername", help="https: SNI and certificate name.")
+    ] = None,
+) -> None:
+    from barfast.k8s.render import render_command
+
+    raise typer.Exit(
+        int(
+            render_command(
+                url,
+                workers=workers,
+                namespace=namespace,
+                image=image,
+                name=name,
+                wait_timeout=wait_timeout,
+                ttl=ttl,
+                memory=memory,
+                results_claim=results_claim,
+                connections=connections,
+                duration=duration,
+                requests=requests,
+                method=method,
+                headers=header or [],
+                body=body,
+                body_file=body_file,
+                timeout=timeout,
+                connect_timeout=connect_timeout,
+                rate=rate,
+                stages=stages,
+                arrival=arrival,
+                max_connections=max_connections,
+                naps=naps,
+                latency=latency,
+                fail_on_worker_loss=fail_on_worker_loss,
+                seed=seed,
+                tags=tag or [],
+                insecure=insecure,
+                cacert=cacert,
+                servername=servername,
+            )
+        )
+    )
 
 
 @bench_app.command("ring", help="Benchmark the sample ring cross-process (records/s, GB/s).")

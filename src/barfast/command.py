@@ -29,6 +29,7 @@ from barfast.fanout.coordinator import Coordinator
 from barfast.fanout.plan import effective_workers, split_plan
 from barfast.report.progress import Progress, choose_mode
 from barfast.result import config_info
+from barfast.result.summary import add_worker_info
 from barfast.status import ExitCode, NoLoadError, UsageError, WorkerLostError
 
 
@@ -293,16 +294,7 @@ def _report(
     info = config_info(cfg, coord.n_total)
     info.update(extra)
     rep = coord.merger.report(info)
-    # The Merger's per-worker rows (totals) get where each worker ran and how it ended.
-    extra_rows = {w["worker"]: w for w in coord.workers_info()}
-    rows = rep.setdefault("workers", [])
-    for row in rows:
-        more = extra_rows.pop(row.get("worker"), None)
-        if more:
-            row.update({k: v for k, v in more.items() if k not in row or k in ("lost", "state")})
-    rows.extend(extra_rows.values())  # workers that never sent a snapshot
-    rows.sort(key=lambda r: r.get("worker", 0))
-    rep["workers_lost"] = sorted({p.index for p in coord.lost} | set(rep.get("workers_lost", [])))
+    add_worker_info(rep, coord.workers_info(), {p.index for p in coord.lost})
     rep["interrupted"] = bool(coord.interrupted or rep.get("interrupted"))
     if coord.failed:
         rep["workers_failed"] = [

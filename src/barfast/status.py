@@ -4,7 +4,7 @@
 |------|---------|
 | 0    | the run completed (HTTP error statuses and request errors are data, not failures) |
 | 2    | usage or configuration error: one line on stderr says what is wrong |
-| 3    | no load could be generated (every connection refused, name does not resolve), or a worker was lost |
+| 3    | no load could be generated (every connection refused, name does not resolve), or a worker was lost; `barfast merge`: the merged report is partial |
 | 130  | interrupted (Ctrl-C); the partial report is printed first |
 """
 

@@ -38,7 +38,7 @@ from barfast.fanout.plan import split_plan
 from barfast.fanout.protocol import MsgKind
 from barfast.fanout.spawn import LocalWorkers, WorkerProcess
 from barfast.report.progress import Progress, tick_run
-from barfast.result import Merger
+from barfast.result import Merger, config_info
 from barfast.status import ExitCode, NoLoadError, ProtocolError, UsageError
 
 POLL_MS = 100
@@ -69,6 +69,7 @@ class Peer:
     local: bool
     last_heard: float
     proc: WorkerProcess | None = None
+    pod: str = ""
     index: int = -1
     state: str = "hello"  # hello -> planned -> ready -> running -> done | lost | failed
     snapshots: int = 0
@@ -80,6 +81,8 @@ class Peer:
         return self.state in ("hello", "planned", "ready", "running")
 
     def describe(self) -> str:
+        if self.pod:  # Kubernetes: the pod's name is what a user can look up
+            return f"worker {self.index} (pod {self.pod})"
         where = "local" if self.local else "remote"
         return f"worker {self.index} ({where} {self.host} pid {self.pid})"
 
@@ -218,6 +221,7 @@ class Coordinator:
                 self.send(tmp, MsgKind.STOP, {"reason": "this run has all the workers it expects"})
                 return
             peer = Peer(sock, ident, b["pid"], b["host"], b["cpus"], b.get("name", ""), local, now)
+            peer.pod = b.get("pod", "")
             if local:
                 peer.proc = self.local.find(peer.pid)
             self.peers[key] = peer
@@ -355,12 +359,14 @@ class Coordinator:
         if len(plans) != self.n_total:  # run_command sized the run with effective_workers()
             raise UsageError(f"the plan has {len(plans)} shares for {self.n_total} workers")
         ordered = sorted(self.peers.values(), key=lambda p: (not p.local, p.last_heard))
+        report_config = config_info(self.cfg, self.n_total)
         for i, (peer, plan) in enumerate(zip(ordered, plans, strict=True)):
             peer.index = i
             peer.state = "planned"
-            self.send(
-                peer, MsgKind.PLAN, {"worker": i, "run_id": self.run_id, "plan": plan.to_dict()}
-            )
+            body = {"worker": i, "run_id": self.run_id, "plan": plan.to_dict()}
+            if not peer.local:  # remote workers keep their own result file (result/workerfile.py)
+                body["report_config"] = report_config
+            self.send(peer, MsgKind.PLAN, body)
 
         def ack_timeout() -> None:
             slow = [p.describe() for p in self.peers.values() if p.state == "planned"]
@@ -486,6 +492,7 @@ class Coordinator:
                     "snapshots": p.snapshots,
                     "completed": int(p.last_counters.get("completed", 0)),
                     "errors": int(p.last_counters.get("errors", 0)),
+                    **({"pod": p.pod} if p.pod else {}),
                 }
             )
         return out

@@ -76,11 +76,14 @@ _SCHEMAS: dict[MsgKind, dict[str, tuple[_Spec, bool]]] = {
         "host": (str, True),
         "cpus": (_INT, True),
         "name": (str, False),
+        "pod": (str, False),  # Kubernetes: the pod's name (POD_NAME from the downward API)
     },
     MsgKind.PLAN: {
         "worker": (_INT, True),
         "run_id": (str, True),
         "plan": ("data_map", True),
+        # the report's `config`, so that a worker's own result file can rebuild the report
+        "report_config": ("data_map", False),
     },
     MsgKind.ACK: {"worker": (_INT, True)},
     MsgKind.START: {"start_in_ns": (_INT, True)},

@@ -140,12 +140,31 @@ class _Run:
         self.worker_index = -1
         self.stopping = False
         self.interrupted = False
+        # This run's own record (result/workerfile.py): what the coordinator sent, what we sent.
+        self.run_id = ""
+        self.report_config: dict[str, Any] | None = None
+        self.frames: list[bytes] = []
+        self.ended = ""
 
     # -- sending ----------------------------------------------------------------------------------
     def send(self, kind: MsgKind, body: dict[str, Any] | None = None) -> None:
+        frame = protocol.encode(kind, body)
+        if kind in (MsgKind.SNAPSHOT, MsgKind.FINAL):
+            self.frames.append(frame)
         # EAGAIN at the HWM means the coordinator is gone or stalled: liveness decides, not us.
         with contextlib.suppress(zmq.Again):
-            self.sock.send(protocol.encode(kind, body), zmq.NOBLOCK)
+            self.sock.send(frame, zmq.NOBLOCK)
+
+    def _keep_last_snapshots(self) -> None:
+        """After the engine stopped without a coordinator: keep its last snapshots (FINAL among
+        them) in this run's record; nobody is listening for them."""
+        while True:
+            try:
+                kind, body = self.out.get_nowait()
+            except queue.Empty:
+                return
+            if kind in (MsgKind.SNAPSHOT, MsgKind.FINAL):
+                self.frames.append(protocol.encode(kind, body))
 
     def hello(self) -> None:
         self.send(
@@ -155,6 +174,7 @@ class _Run:
                 "host": socket.gethostname(),
                 "cpus": available_cpus(),
                 "name": f"{socket.gethostname()}:{os.getpid()}",
+                **({"pod": pod} if (pod := pod_name()) else {}),
             },
         )
 
@@ -176,8 +196,12 @@ class _Run:
         from barfast.fanout.plan import WorkerPlan
 
         self.worker_index = int(body["worker"])
+        self.run_id = str(body["run_id"])
+        self.report_config = body.get("report_config")
         try:
             plan = WorkerPlan.from_dict(body["plan"])
+            if self.report_config is not None:  # a remote worker: its host's limits are its own
+                warn_limits(max(plan.connections, plan.max_connections))
             self.runner = EngineRunner(plan, self._on_snapshot)
         except Exception as exc:
             reason = str(exc) or type(exc).__name__
@@ -214,6 +238,8 @@ class _Run:
                 if now - last_heard >= WORKER_LOST_AFTER_S:
                     self._stop_engine()
                     self._join(5.0)
+                    self._keep_last_snapshots()
+                    self.ended = f"coordinator silent for {WORKER_LOST_AFTER_S:g} s"
                     _log(f"coordinator silent for {WORKER_LOST_AFTER_S:g} s: load stopped, exiting")
                     return int(ExitCode.NO_LOAD)
                 if now - last_sent >= HEARTBEAT_INTERVAL_S:
@@ -237,6 +263,7 @@ class _Run:
             if final_sent:
                 self._join(5.0)
                 self.send(MsgKind.BYE, {"reason": "done"})
+                self.ended = "interrupted" if self.interrupted else "done"
                 return self._finish(int(ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK))
             if _SIGINTS[0] and not self.interrupted:  # Ctrl-C on a remote worker
                 self.interrupted = True
@@ -318,6 +345,26 @@ class _Run:
             )
         return None
 
+    def result_doc(self) -> dict[str, Any] | None:
+        """This run's record for result/workerfile.py, or None (no plan, or a local worker)."""
+        if self.report_config is None or self.worker_index < 0:
+            return None
+        from barfast.result import workerfile
+
+        return workerfile.build_doc(
+            run_id=self.run_id,
+            worker=self.worker_index,
+            config=self.report_config,
+            peer={
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "cpus": available_cpus(),
+                **({"pod": pod} if (pod := pod_name()) else {}),
+            },
+            ended=self.ended or "ended before its final snapshot",
+            frames=self.frames,
+        )
+
     def _join(self, timeout_s: float) -> None:
         if self.thread is not None:
             self.thread.join(timeout_s)
@@ -346,7 +393,88 @@ def _curve_from_files(curve_secret: str | None, curve_server: str | None) -> _Cu
     return _Curve(public, secret, server)
 
 
-def serve_runs(connect: str, curve: _Curve | None, idle_timeout_s: float, once: bool) -> int:
+PORT_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+PORTS_WANTED = 28232  # Linux's default range (32768-60999): warn only below it
+NOFILE_WANTED = 65536
+
+
+def local_port_range(path: str = PORT_RANGE_FILE) -> tuple[int, int] | None:
+    try:
+        with open(path) as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return None
+    return lo, hi
+
+
+def limit_warnings(connections: int | None = None) -> list[str]:
+    """What in this host's limits caps a worker's connections: the ephemeral ports (one per
+    connection to one destination address and port, ip(7) ip_local_port_range) and the
+    file-descriptor hard limit (one per connection). With `connections`, against that need;
+    without, against the defaults a load generator should have."""
+    import resource
+
+    from barfast.engine._core import FD_HEADROOM  # type: ignore[attr-defined]
+
+    out = []
+    ports = local_port_range()
+    span = ports[1] - ports[0] + 1 if ports else None
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if span is not None and (
+        (connections is None and span < PORTS_WANTED)
+        or (connections is not None and connections > span)
+    ):
+        out.append(
+            f"net.ipv4.ip_local_port_range is {ports[0]}-{ports[1]} ({span} ports): at most "  # type: ignore[index]
+            f"{span} connections to one destination (set it to 1024 65535; docs/kubernetes.md)"
+        )
+    if hard != resource.RLIM_INFINITY and (
+        (connections is None and hard < NOFILE_WANTED)
+        or (connections is not None and connections + FD_HEADROOM > hard)
+    ):
+        out.append(
+            f"the file-descriptor hard limit is {hard}: at most about {max(0, hard - FD_HEADROOM)} "
+            "connections (raise it: ulimit -Hn, or the container runtime's nofile limit)"
+        )
+    return out
+
+
+def warn_limits(connections: int | None = None) -> None:
+    for w in limit_warnings(connections):
+        _log(f"warning: {w}")
+
+
+def pod_name() -> str:
+    """The Kubernetes pod this worker runs in (POD_NAME, set from the downward API by the
+    manifests of barfast.k8s), or ""."""
+    return os.environ.get("POD_NAME", "")[:253]
+
+
+def _save_result(run: _Run, result_file: str | None) -> None:
+    doc = run.result_doc()
+    if doc is None:
+        return
+    from barfast.result import workerfile
+
+    # The log line first: it costs nothing, and a pod's log outlives a volume nobody mounted.
+    sys.stderr.write(workerfile.RESULT_LINE_PREFIX + workerfile.dumps(doc) + "\n")
+    sys.stderr.flush()
+    if result_file:
+        try:
+            workerfile.write(doc, result_file)
+        except OSError as exc:
+            _log(f"cannot write --result-file {result_file}: {exc.strerror}")
+            return
+        _log(f"result of worker {run.worker_index} written to {result_file}")
+
+
+def serve_runs(
+    connect: str,
+    curve: _Curve | None,
+    idle_timeout_s: float,
+    once: bool,
+    result_file: str | None = None,
+) -> int:
     ctx = zmq.Context()
     try:
         code = int(ExitCode.OK)
@@ -356,6 +484,7 @@ def serve_runs(connect: str, curve: _Curve | None, idle_timeout_s: float, once: 
                 result = run.serve()
             finally:
                 run.close()
+                _save_result(run, result_file)
             if _SIGINTS[0]:
                 return int(ExitCode.INTERRUPTED)
             if result is None:
@@ -376,9 +505,16 @@ def worker_command(
     curve_secret: str | None = None,
     curve_server: str | None = None,
     idle_timeout: str = "60s",
+    once: bool = False,
+    result_file: str | None = None,
 ) -> int:
-    """`barfast worker`: serve plans from the coordinator at `connect` until idle for idle_timeout."""
+    """`barfast worker`: serve plans from the coordinator at `connect` until idle for idle_timeout
+    (with `once`: one run, whose exit code is ours; 3 if no plan came within idle_timeout)."""
     check_endpoint(connect)
+    if result_file:
+        from barfast.result.workerfile import check_result_path
+
+        check_result_path(result_file)
     idle_ns = parse_duration(idle_timeout, "--idle-timeout")
     if idle_ns <= 0:
         raise UsageError(f"bad --idle-timeout {idle_timeout!r}: must be positive")
@@ -392,7 +528,8 @@ def worker_command(
     _log(f"waiting for plans from {connect} (exits after {idle_timeout} without one)")
     old = signal.signal(signal.SIGINT, _count_sigint)
     try:
-        return serve_runs(connect, curve, idle_ns / 1e9, once=False)
+        warn_limits()
+        return serve_runs(connect, curve, idle_ns / 1e9, once=once, result_file=result_file)
     finally:
         signal.signal(signal.SIGINT, old)
 

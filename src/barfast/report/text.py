@@ -274,7 +274,10 @@ def _workers(rows: list[dict[str, Any]]) -> list[str]:
         return []
     out = ["Workers:"]
     for r in rows:
-        where = f"{r['host']} pid {r['pid']}" if r.get("host") else "local"
+        if r.get("pod"):  # Kubernetes: the pod's name says where it ran
+            where = f"pod {r['pod']}"
+        else:
+            where = f"{r['host']} pid {r['pid']}" if r.get("host") else "local"
         state = "LOST" if r.get("lost") else r.get("state", "done")
         out.append(
             f"  {r.get('worker', '?'):>3}  {where:<24} {state:<6} {r.get('completed', 0):>10} completed"

@@ -355,6 +355,20 @@ def errno_name(e: int) -> str:
     return _errno.errorcode.get(e, str(e))
 
 
+def add_worker_info(rep: dict[str, Any], infos: list[dict[str, Any]], lost: set[int]) -> None:
+    """The Merger's per-worker rows (totals) get where each worker ran and how it ended (the
+    coordinator's view of its peers, or the workers' own result files: result/workerfile.py)."""
+    extra_rows = {w["worker"]: w for w in infos}
+    rows = rep.setdefault("workers", [])
+    for row in rows:
+        more = extra_rows.pop(row.get("worker"), None)
+        if more:
+            row.update({k: v for k, v in more.items() if k not in row or k in ("lost", "state")})
+    rows.extend(extra_rows.values())  # workers that never sent a snapshot
+    rows.sort(key=lambda r: r.get("worker", 0))
+    rep["workers_lost"] = sorted(lost | set(rep.get("workers_lost", [])))
+
+
 def config_info(cfg: RunConfig, workers: int | None = None) -> dict[str, Any]:
     """What the report's `config` says about a run (times in seconds, as a user typed them)."""
     return {
