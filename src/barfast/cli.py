@@ -28,7 +28,8 @@ from barfast.status import BarfastError, ExitCode
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 the run completed (HTTP errors are data); 2 usage or configuration error; "
-    "3 no load could be generated, or a worker was lost; 130 interrupted (partial report printed)."
+    "3 no load could be generated, or a worker was lost; 99 a threshold failed (every report "
+    "written); 130 interrupted (partial report printed)."
 )
 
 app = typer.Typer(
@@ -214,6 +215,19 @@ def run(
             "--unix-socket", help="Connect to this unix socket (the URL gives Host and path)."
         ),
     ] = None,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--threshold",
+            help="Pass/fail gate on the merged result, e.g. 'p99<200ms', 'error_rate<1%', "
+            "'p95{endpoint=login}<300ms, abort_on_fail, delay=10s' (repeatable; exit 99 when "
+            "one fails; docs/thresholds.md).",
+        ),
+    ] = None,
+    junit: Annotated[
+        str | None,
+        typer.Option("--junit", help="Write the thresholds as JUnit XML to FILE (for CI)."),
+    ] = None,
 ) -> None:
     from barfast.command import run_command
 
@@ -246,6 +260,8 @@ def run(
         fail_on_worker_loss=fail_on_worker_loss,
         seed=seed,
         tags=tag or [],
+        thresholds=threshold or [],
+        junit=junit,
         transport=dict(
             insecure=insecure,
             cacert=cacert,
