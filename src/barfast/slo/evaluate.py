@@ -18,7 +18,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from barfast.engine.aggregate import ENDPOINT_HISTS_MAX
-from barfast.result.hist import mean_stdev_counts, percentiles
+from barfast.result.hist import mean_stdev_counts, ms, percentiles
 from barfast.slo.figures import Figures
 from barfast.slo.grammar import NS_PER_UNIT, Threshold
 from barfast.status import UsageError
@@ -170,7 +170,7 @@ def result_row(
         "limit": round(limit, 9),
         "unit": t.unit,
         # base units: ms for times (as latency_ms), fractions for rates
-        "measured": None if v is None else round(v / 1e6 if t.kind == "time" else v, 9),
+        "measured": None if v is None else (ms(v) if t.kind == "time" else round(v, 9)),
         "measured_text": show(t, v),
         "passed": passed,
         "abort_on_fail": t.abort_on_fail,

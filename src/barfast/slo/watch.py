@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from barfast.result.hist import ms
 from barfast.slo.evaluate import Plan, measure, show
 from barfast.slo.figures import Sparse, cumulative, sparse, window
 
@@ -57,7 +58,7 @@ class Watch:
             self.aborted[i] = {
                 "at_s": round(elapsed_s, 3),
                 "window_s": round(span, 3),
-                "measured": round(v / 1e6 if t.kind == "time" else v, 9),
+                "measured": ms(v) if t.kind == "time" else round(v, 9),
                 "measured_text": show(t, v),
             }
             return (
