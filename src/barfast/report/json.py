@@ -18,7 +18,9 @@ Top-level keys (units in the key names; times in seconds unless `_ms`):
   request: each is a sleep and a wake-up), warnings}; with a scenario checks {passed, failed} and
   endpoints {name: {weight, requests {started, completed, errors}, status, errors, rps, latency_ms,
   connect_ms, ttfb_ms, [checks {names, passed, failed}], series [{second, requests, errors,
-  p99_ms}]}} (docs/scenarios.md).
+  p99_ms}]}} (docs/scenarios.md); with thresholds, thresholds [{threshold, metric, scope, op, limit,
+  unit, measured, measured_text, passed, abort_on_fail, [delay_s, window_s], [aborted]}] and, when
+  an abort_on_fail threshold stopped the run, aborted (the reason; docs/thresholds.md).
 Only completed requests (a final HTTP status) are in the latency figures; errors are counted by kind.
 """
 
