@@ -15,6 +15,7 @@ import dataclasses
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -272,6 +273,7 @@ def _run(
         from barfast.slo.watch import Watch
 
         watch = Watch(plan)
+    started = time.time()
     coord = Coordinator(
         cfg,
         local_workers=n_local,
@@ -294,7 +296,7 @@ def _run(
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
-    return _report(coord, cfg, extra=extra, plan=plan, watch=watch, **out)
+    return _report(coord, cfg, extra=extra, plan=plan, watch=watch, started=started, **out)
 
 
 def _threshold_plan(limits: list[Any], cfg: RunConfig, scenario: Any) -> Any:
@@ -329,6 +331,7 @@ def _report(
     *,
     plan: Any = None,
     watch: Any = None,
+    started: float | None = None,
     junit: str | None = None,
     latency: bool,
     output: str | None,
@@ -337,10 +340,14 @@ def _report(
     sink: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
     from barfast.report import json as report_json
+    from barfast.result.meta import run_meta
 
     info = config_info(cfg, coord.n_total)
     info.update(extra)
+    if plan is not None:
+        info["thresholds"] = [t.text for t in plan.thresholds]
     rep = coord.merger.report(info)
+    rep["meta"] = run_meta(time.time() if started is None else started)
     # The Merger's per-worker rows (totals) get where each worker ran and how it ended.
     extra_rows = {w["worker"]: w for w in coord.workers_info()}
     rows = rep.setdefault("workers", [])
