@@ -319,6 +319,13 @@ def serve(
         str | None,
         typer.Option("--tls-key", help="The certificate's private key (default: in --tls-cert)."),
     ] = None,
+    max_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--max-concurrency",
+            help="At most N requests in service (needs a fixed --delay): capacity = N / delay.",
+        ),
+    ] = 0,
 ) -> None:
     from barfast.serve.server import serve_command
 
@@ -335,6 +342,7 @@ def serve(
                 duration=duration,
                 tls_cert=tls_cert,
                 tls_key=tls_key,
+                max_concurrency=max_concurrency,
             )
         )
     )
@@ -378,6 +386,76 @@ def keys(
     from barfast.fanout.keys import keys_command
 
     raise typer.Exit(int(keys_command(name=name, directory=directory)))
+
+
+@app.command(
+    help="Find the highest open-loop rate at which every --slo holds (ramp, then bisection; "
+    "docs/thresholds.md). Exit codes: 0 an answer; 2 usage; 3 no load; 99 no rate holds."
+)
+def search(
+    target: Annotated[str, typer.Argument(help="URL or scenario file.")],
+    slo: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slo", help="A threshold every step must hold, e.g. 'p99<50ms' (repeatable)."
+        ),
+    ] = None,
+    start_rate: Annotated[
+        str, typer.Option("--start-rate", help="First step's rate (req/s).")
+    ] = "100",
+    max_rate: Annotated[
+        str, typer.Option("--max-rate", help="Highest rate tried (req/s).")
+    ] = "1000000",
+    step_duration: Annotated[
+        str, typer.Option("--step-duration", help="Measured time per step (after the warm-up).")
+    ] = "3s",
+    warmup: Annotated[
+        str, typer.Option("--warmup", help="Start of each step left out of its verdict.")
+    ] = "1s",
+    precision: Annotated[
+        str, typer.Option("--precision", help="Stop when the bracket is this narrow.")
+    ] = "5%",
+    noise: Annotated[
+        str, typer.Option("--noise", help="Repeat a step whose figure is this close to its limit.")
+    ] = "5%",
+    max_steps: Annotated[int, typer.Option("--max-steps", help="At most this many trials.")] = 30,
+    cooldown: Annotated[
+        str, typer.Option("--cooldown", help="Pause between steps (the target's queue drains).")
+    ] = "1s",
+    connections: Annotated[
+        int | None, typer.Option("-c", "--connections", help="Connections per step.")
+    ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option("--max-connections", help="Open loop: grow up to this many.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("-w", "--workers", help="Worker processes.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write the JSON to FILE.")
+    ] = None,
+) -> None:
+    from barfast.search.command import search_command
+
+    code = search_command(
+        target,
+        slos=slo or [],
+        start_rate=start_rate,
+        max_rate=max_rate,
+        step_duration=step_duration,
+        warmup=warmup,
+        precision=precision,
+        noise=noise,
+        max_steps=max_steps,
+        cooldown=cooldown,
+        connections=connections,
+        max_connections=max_connections,
+        workers=workers,
+        json_out=json_out,
+        output=output,
+    )
+    raise typer.Exit(int(code))
 
 
 @bench_app.command("ring", help="Benchmark the sample ring cross-process (records/s, GB/s).")

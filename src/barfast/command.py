@@ -109,6 +109,7 @@ def run_command(
     transport: dict[str, Any] | None = None,
     thresholds: list[Any] | None = None,
     junit: str | None = None,
+    warmup_s: float = 0.0,
 ) -> int:
     """`barfast run`: validate, coordinate local and remote workers, print the report, exit code.
     The Python API (api.py) passes a Scenario object as `scenario` and a `sink` that takes the
@@ -224,6 +225,7 @@ def run_command(
         transport=dict(transport or {}),
     )
     run["thresholds"] = limits
+    run["warmup_s"] = warmup_s
     out = dict(latency=latency, output=output, json_out=json_out, sink=sink, junit=junit)
     if url is None:
         build_run_config(PLACEHOLDER_URL, **options)  # bad options fail before a server starts
@@ -269,10 +271,13 @@ def _run(
     _check_local_fds(cfg, n_total, n_local)
     plan = _threshold_plan(run.get("thresholds") or [], cfg, run.get("scenario"))
     watch = None
+    baseline: dict[int, Any] = {}
+    on_tick = None
     if plan is not None:
         from barfast.slo.watch import Watch
 
         watch = Watch(plan)
+        on_tick = _ticker(plan, watch, float(run.get("warmup_s") or 0.0), baseline)
     started = time.time()
     coord = Coordinator(
         cfg,
@@ -284,7 +289,7 @@ def _run(
         curve_clients=run["curve_clients"],
         fail_on_worker_loss=run["fail_on_worker_loss"],
         progress=Progress(choose_mode(run["quiet"])),
-        on_tick=watch.tick if watch else None,
+        on_tick=on_tick,
     )
     old_int = signal.signal(signal.SIGINT, coord.request_interrupt)
     old_term = signal.signal(signal.SIGTERM, coord.request_interrupt)
@@ -296,7 +301,28 @@ def _run(
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
-    return _report(coord, cfg, extra=extra, plan=plan, watch=watch, started=started, **out)
+    return _report(
+        coord, cfg, extra=extra, plan=plan, watch=watch, started=started, baseline=baseline, **out
+    )
+
+
+def _ticker(plan: Any, watch: Any, warmup_s: float, baseline: dict[int, Any]) -> Any:
+    """The coordinator's once-a-second call: abort_on_fail windows, and with a warm-up (barfast
+    search's trials) the merged state at its end, which the final evaluation subtracts."""
+    from barfast.slo.figures import cumulative, sparse
+
+    def tick(m: Any, elapsed_s: float) -> str | None:
+        if warmup_s and not baseline and elapsed_s >= warmup_s and m.workers:
+            for i in range(len(plan.thresholds)):
+                baseline[i] = sparse(
+                    cumulative(
+                        m, plan.scopes[i], plan.views(i), plan.checked, plan.main_view,
+                        plan.endpoint_count,
+                    )
+                )  # fmt: skip
+        return watch.tick(m, elapsed_s) if watch else None
+
+    return tick
 
 
 def _threshold_plan(limits: list[Any], cfg: RunConfig, scenario: Any) -> Any:
@@ -310,8 +336,11 @@ def _threshold_plan(limits: list[Any], cfg: RunConfig, scenario: Any) -> Any:
     return resolve(limits, endpoints, dict(cfg.tags), cfg.open_loop, scenario is not None)
 
 
-def _thresholds(coord: Coordinator, plan: Any, watch: Any) -> list[dict[str, Any]]:
-    """Every threshold evaluated on the merged result (all workers, local and remote)."""
+def _thresholds(
+    coord: Coordinator, plan: Any, watch: Any, baseline: dict[int, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every threshold evaluated on the merged result (all workers, local and remote); with a
+    warm-up baseline, on what was merged after it."""
     from barfast.slo.evaluate import evaluate
     from barfast.slo.figures import cumulative
 
@@ -332,6 +361,7 @@ def _report(
     plan: Any = None,
     watch: Any = None,
     started: float | None = None,
+    baseline: dict[int, Any] | None = None,
     junit: str | None = None,
     latency: bool,
     output: str | None,
@@ -364,7 +394,7 @@ def _report(
             {"worker": p.index if p else None, "reason": reason} for p, reason, _ in coord.failed
         ]
     if plan is not None and coord.merger is not None:
-        rep["thresholds"] = _thresholds(coord, plan, watch)
+        rep["thresholds"] = _thresholds(coord, plan, watch, baseline)
         if coord.aborted:
             rep["aborted"] = coord.aborted
     code, reason = outcome(rep, coord.interrupted)
@@ -390,7 +420,7 @@ def _report(
     elif coord.lost:
         names = ", ".join(p.describe() for p in coord.lost)
         _log(f"worker lost: {names}; its data up to its last snapshot is in the report (exit 3)")
-    elif code == ExitCode.THRESHOLDS_FAILED:
+    elif code == ExitCode.THRESHOLDS_FAILED and sink is None:  # API callers read Result
         bad = [r["threshold"] for r in rep["thresholds"] if not r["passed"]]
         _log(f"threshold{'s' if len(bad) > 1 else ''} failed: {', '.join(bad)} (exit 99)")
     return _exit_code(coord, code)

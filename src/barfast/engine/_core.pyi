@@ -475,6 +475,8 @@ class Server:
                       stall_ns of every stall_every_ns period, counted from the first run().
       statuses        [(status, weight), ...]: weighted random status per response (200..599).
       close_every     close each connection after its Nth response (sent with Connection: close).
+      max_concurrency at most this many requests in service (needs a fixed delay_ns): the others
+                      queue in arrival order for the next free slot, so capacity = N / delay.
     """
 
     def __init__(
@@ -492,6 +494,9 @@ class Server:
         statuses: list[tuple[int, int]] | tuple[tuple[int, int], ...] = ((200, 1),),
         close_every: int = 0,
         seed: int = 0,
+        tls_cert: str = "",
+        tls_key: str = "",
+        max_concurrency: int = 0,
     ) -> None: ...
     @property
     def port(self) -> int:
