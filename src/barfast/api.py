@@ -35,6 +35,8 @@ KNOBS = (
     "body_file",
     "output",
     *TRANSPORT_KNOBS,
+    "thresholds",
+    "junit",
 )
 NS = 1e-9
 
@@ -97,6 +99,33 @@ class Endpoint:
         return f"<Endpoint {self.name}: {self.completed} completed, {self.errors} errors>"
 
 
+@dataclass(frozen=True)
+class ThresholdResult:
+    """One threshold's verdict on the merged result (the report's `thresholds` row). `measured`
+    is in ms for times, a fraction for rates (None: no data); `aborted` says when its window
+    failed and stopped the run (abort_on_fail)."""
+
+    threshold: str
+    metric: str
+    scope: dict[str, str]
+    passed: bool
+    measured: float | None
+    measured_text: str
+    aborted: dict[str, Any] | None
+
+    @classmethod
+    def from_report(cls, row: dict[str, Any]) -> ThresholdResult:
+        return cls(
+            threshold=row["threshold"],
+            metric=row["metric"],
+            scope=dict(row.get("scope", {})),
+            passed=bool(row["passed"]),
+            measured=row.get("measured"),
+            measured_text=row.get("measured_text", ""),
+            aborted=row.get("aborted"),
+        )
+
+
 class Result:
     """A finished run, read from its JSON report (`raw`)."""
 
@@ -122,6 +151,8 @@ class Result:
         self.config = cfg
         self.tags = dict(cfg.get("tags", {}))
         self.exit_code = int(report.get("exit_code", 0))
+        self.thresholds = [ThresholdResult.from_report(r) for r in report.get("thresholds", [])]
+        self.thresholds_passed = all(t.passed for t in self.thresholds)
 
     def percentile(self, q: float) -> float:
         """Any latency percentile (0 < q <= 100) in seconds, from the report's exact merged
@@ -159,7 +190,10 @@ def run(target: Any = None, **load: Any) -> Result:
     duration, requests, rate, stages, arrival, timeout, connect_timeout, max_connections, workers,
     naps, seed, tags (a dict), and for a URL method, headers, body, body_file; for https
     insecure, cacert, cert, key, servername, tls_resume; unix_socket); they override a
-    scenario's `load`, seed and tags.
+    scenario's `load`, seed and tags. thresholds: a list of expressions ("p99<200ms", or
+    {"expr": ..., "abort_on_fail": True, "delay": "5s"}) added to a scenario's; their verdicts are
+    `Result.thresholds` (a failed one is no exception: `Result.exit_code` is 99), and junit=FILE
+    writes them as JUnit XML.
     """
     from barfast.command import run_command
     from barfast.scenario.model import Scenario
@@ -176,6 +210,8 @@ def run(target: Any = None, **load: Any) -> Result:
             opts[k] = f"{opts[k]}s"  # a number is seconds, as in a scenario file
     if isinstance(opts.get("tags"), dict):
         opts["tags"] = [f"{k}={v}" for k, v in opts["tags"].items()]
+    if isinstance(opts.get("thresholds"), (str, dict)):
+        opts["thresholds"] = [opts["thresholds"]]
     if isinstance(opts.get("stages"), (list, tuple)):
         opts["stages"] = ",".join(str(s) for s in opts["stages"])
     box: dict[str, Any] = {}
@@ -185,4 +221,4 @@ def run(target: Any = None, **load: Any) -> Result:
     return Result(box)
 
 
-__all__ = ["Endpoint", "Latency", "Result", "run"]
+__all__ = ["Endpoint", "Latency", "Result", "ThresholdResult", "run"]

@@ -28,7 +28,8 @@ from barfast.status import BarfastError, ExitCode
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 the run completed (HTTP errors are data); 2 usage or configuration error; "
-    "3 no load could be generated, or a worker was lost; 130 interrupted (partial report printed)."
+    "3 no load could be generated, or a worker was lost; 99 a threshold failed (every report "
+    "written); 130 interrupted (partial report printed)."
 )
 
 app = typer.Typer(
@@ -216,6 +217,19 @@ def run(
             "--unix-socket", help="Connect to this unix socket (the URL gives Host and path)."
         ),
     ] = None,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--threshold",
+            help="Pass/fail gate on the merged result, e.g. 'p99<200ms', 'error_rate<1%', "
+            "'p95{endpoint=login}<300ms, abort_on_fail, delay=10s' (repeatable; exit 99 when "
+            "one fails; docs/thresholds.md).",
+        ),
+    ] = None,
+    junit: Annotated[
+        str | None,
+        typer.Option("--junit", help="Write the thresholds as JUnit XML to FILE (for CI)."),
+    ] = None,
 ) -> None:
     from barfast.command import run_command
 
@@ -248,6 +262,8 @@ def run(
         fail_on_worker_loss=fail_on_worker_loss,
         seed=seed,
         tags=tag or [],
+        thresholds=threshold or [],
+        junit=junit,
         transport=dict(
             insecure=insecure,
             cacert=cacert,
@@ -312,6 +328,13 @@ def serve(
             help="HTTPS: let clients resume sessions (default on; off: every handshake in full).",
         ),
     ] = True,
+    max_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--max-concurrency",
+            help="At most N requests in service (needs a fixed --delay): capacity = N / delay.",
+        ),
+    ] = 0,
 ) -> None:
     from barfast.serve.server import serve_command
 
@@ -329,6 +352,7 @@ def serve(
                 tls_cert=tls_cert,
                 tls_key=tls_key,
                 tls_resume=tls_resume,
+                max_concurrency=max_concurrency,
             )
         )
     )
@@ -541,6 +565,76 @@ def k8s_render(
             )
         )
     )
+
+
+@app.command(
+    help="Find the highest open-loop rate at which every --slo holds (ramp, then bisection; "
+    "docs/thresholds.md). Exit codes: 0 an answer; 2 usage; 3 no load; 99 no rate holds."
+)
+def search(
+    target: Annotated[str, typer.Argument(help="URL or scenario file.")],
+    slo: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--slo", help="A threshold every step must hold, e.g. 'p99<50ms' (repeatable)."
+        ),
+    ] = None,
+    start_rate: Annotated[
+        str, typer.Option("--start-rate", help="First step's rate (req/s).")
+    ] = "100",
+    max_rate: Annotated[
+        str, typer.Option("--max-rate", help="Highest rate tried (req/s).")
+    ] = "1000000",
+    step_duration: Annotated[
+        str, typer.Option("--step-duration", help="Measured time per step (after the warm-up).")
+    ] = "3s",
+    warmup: Annotated[
+        str, typer.Option("--warmup", help="Start of each step left out of its verdict.")
+    ] = "1s",
+    precision: Annotated[
+        str, typer.Option("--precision", help="Stop when the bracket is this narrow.")
+    ] = "5%",
+    noise: Annotated[
+        str, typer.Option("--noise", help="Repeat a step whose figure is this close to its limit.")
+    ] = "5%",
+    max_steps: Annotated[int, typer.Option("--max-steps", help="At most this many trials.")] = 30,
+    cooldown: Annotated[
+        str, typer.Option("--cooldown", help="Pause between steps (the target's queue drains).")
+    ] = "1s",
+    connections: Annotated[
+        int | None, typer.Option("-c", "--connections", help="Connections per step.")
+    ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option("--max-connections", help="Open loop: grow up to this many.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("-w", "--workers", help="Worker processes.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="Write the JSON to FILE.")
+    ] = None,
+) -> None:
+    from barfast.search.command import search_command
+
+    code = search_command(
+        target,
+        slos=slo or [],
+        start_rate=start_rate,
+        max_rate=max_rate,
+        step_duration=step_duration,
+        warmup=warmup,
+        precision=precision,
+        noise=noise,
+        max_steps=max_steps,
+        cooldown=cooldown,
+        connections=connections,
+        max_connections=max_connections,
+        workers=workers,
+        json_out=json_out,
+        output=output,
+    )
+    raise typer.Exit(int(code))
 
 
 @bench_app.command("ring", help="Benchmark the sample ring cross-process (records/s, GB/s).")

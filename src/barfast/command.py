@@ -4,7 +4,9 @@ The CLI (cli.py) parses flags into run_command(); this module decides how many l
 start (one per CPU by default, none with --expect-workers alone), refuses what cannot work before
 anything starts (bad options, a -o path that cannot be written, too few file descriptors), starts
 the embedded target when no URL is given, and turns the merged report into output and an exit code:
-0 ok, 2 usage, 3 no load or a worker lost, 130 interrupted (status.py).
+0 ok, 2 usage, 3 no load or a worker lost, 99 a threshold failed, 130 interrupted (status.py).
+Thresholds (slo/) are resolved against the run before it starts, watched during it when they
+abort_on_fail, and evaluated on the merged result at the end.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import dataclasses
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +108,9 @@ def run_command(
     scenario: Any = None,
     sink: Callable[[dict[str, Any]], None] | None = None,
     transport: dict[str, Any] | None = None,
+    thresholds: list[Any] | None = None,
+    junit: str | None = None,
+    warmup_s: float = 0.0,
 ) -> int:
     """`barfast run`: validate, coordinate local and remote workers, print the report, exit code.
     The Python API (api.py) passes a Scenario object as `scenario` and a `sink` that takes the
@@ -147,6 +153,10 @@ def run_command(
         timeout, connect_timeout = load.get("timeout"), load.get("connect_timeout")
         if workers is None and "workers" in scenario.load:
             workers = int(scenario.load["workers"])
+    from barfast.slo.grammar import parse_thresholds
+
+    limits = parse_thresholds(list(scenario.thresholds) if scenario is not None else [])
+    limits += parse_thresholds(list(thresholds or []))
     flag_tags = _parse_tags(tags or [])
     if seed is not None and seed < 0:
         raise UsageError(f"bad --seed {seed}: must be >= 0")
@@ -158,6 +168,9 @@ def run_command(
         )
     _decide_workers(workers, expect_workers)  # validate -w early
     check_output_path(output)  # fail before the run, not after it
+    check_output_path(junit, "JUnit report")
+    if junit and not limits:
+        raise UsageError("--junit writes one testcase per threshold: add --threshold EXPR")
     if expect_workers and not bind:
         raise UsageError("--expect-workers needs --bind tcp://ADDR:PORT for the workers to reach")
     if bind and not expect_workers:
@@ -212,7 +225,9 @@ def run_command(
         tags=flag_tags,
         transport=dict(transport or {}),
     )
-    out = dict(latency=latency, output=output, json_out=json_out, sink=sink)
+    run["thresholds"] = limits
+    run["warmup_s"] = warmup_s
+    out = dict(latency=latency, output=output, json_out=json_out, sink=sink, junit=junit)
     if url is None:
         build_run_config(PLACEHOLDER_URL, **options)  # bad options fail before a server starts
         # The embedded target takes the last CPU and pins us to the others, so the default worker
@@ -255,6 +270,16 @@ def _run(
         n_total = usable
     cfg = dataclasses.replace(cfg, workers=n_total)
     _check_local_fds(cfg, n_total, n_local)
+    plan = _threshold_plan(run.get("thresholds") or [], cfg, run.get("scenario"))
+    watch = None
+    baseline: dict[int, Any] = {}
+    on_tick = None
+    if plan is not None:
+        from barfast.slo.watch import Watch
+
+        watch = Watch(plan)
+        on_tick = _ticker(plan, watch, float(run.get("warmup_s") or 0.0), baseline)
+    started = time.time()
     coord = Coordinator(
         cfg,
         local_workers=n_local,
@@ -265,6 +290,7 @@ def _run(
         curve_clients=run["curve_clients"],
         fail_on_worker_loss=run["fail_on_worker_loss"],
         progress=Progress(choose_mode(run["quiet"])),
+        on_tick=on_tick,
     )
     old_int = signal.signal(signal.SIGINT, coord.request_interrupt)
     old_term = signal.signal(signal.SIGTERM, coord.request_interrupt)
@@ -276,13 +302,68 @@ def _run(
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
-    return _report(coord, cfg, extra=extra, **out)
+    return _report(
+        coord, cfg, extra=extra, plan=plan, watch=watch, started=started, baseline=baseline, **out
+    )
+
+
+def _ticker(plan: Any, watch: Any, warmup_s: float, baseline: dict[int, Any]) -> Any:
+    """The coordinator's once-a-second call: abort_on_fail windows, and with a warm-up (barfast
+    search's trials) the merged state at its end, which the final evaluation subtracts."""
+    from barfast.slo.figures import cumulative, sparse
+
+    def tick(m: Any, elapsed_s: float) -> str | None:
+        if warmup_s and not baseline and elapsed_s >= warmup_s and m.workers:
+            for i in range(len(plan.thresholds)):
+                baseline[i] = sparse(
+                    cumulative(
+                        m, plan.scopes[i], plan.views(i), plan.checked, plan.main_view,
+                        plan.endpoint_count,
+                    )
+                )  # fmt: skip
+        return watch.tick(m, elapsed_s) if watch else None
+
+    return tick
+
+
+def _threshold_plan(limits: list[Any], cfg: RunConfig, scenario: Any) -> Any:
+    """The thresholds' scopes resolved against this run (a usage error now, not after it)."""
+    if not limits:
+        return None
+    from barfast.slo.evaluate import Endpoint, resolve
+
+    tags = {r.name: dict(r.tags) for r in scenario.requests} if scenario is not None else {}
+    endpoints = [Endpoint(e.name, tags.get(e.name, {}), bool(e.checks)) for e in cfg.endpoints]
+    return resolve(limits, endpoints, dict(cfg.tags), cfg.open_loop, scenario is not None)
+
+
+def _thresholds(
+    coord: Coordinator, plan: Any, watch: Any, baseline: dict[int, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every threshold evaluated on the merged result (all workers, local and remote); with a
+    warm-up baseline, on what was merged after it."""
+    from barfast.slo.evaluate import evaluate
+    from barfast.slo.figures import cumulative
+
+    m = coord.merger
+    figs = [
+        cumulative(
+            m, plan.scopes[i], plan.views(i), plan.checked, plan.main_view, plan.endpoint_count
+        )
+        for i in range(len(plan.thresholds))
+    ]
+    return evaluate(plan, figs, m.hists["latency"], watch.aborted if watch else None)
 
 
 def _report(
     coord: Coordinator,
     cfg: RunConfig,
     *,
+    plan: Any = None,
+    watch: Any = None,
+    started: float | None = None,
+    baseline: dict[int, Any] | None = None,
+    junit: str | None = None,
     latency: bool,
     output: str | None,
     json_out: bool,
@@ -290,21 +371,35 @@ def _report(
     sink: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
     from barfast.report import json as report_json
+    from barfast.result.meta import run_meta
 
     info = config_info(cfg, coord.n_total)
     info.update(extra)
+    if plan is not None:
+        info["thresholds"] = [t.text for t in plan.thresholds]
     rep = coord.merger.report(info)
+    rep["meta"] = run_meta(time.time() if started is None else started)
     add_worker_info(rep, coord.workers_info(), {p.index for p in coord.lost})
     rep["interrupted"] = bool(coord.interrupted or rep.get("interrupted"))
     if coord.failed:
         rep["workers_failed"] = [
             {"worker": p.index if p else None, "reason": reason} for p, reason, _ in coord.failed
         ]
+    if plan is not None and coord.merger is not None:
+        rep["thresholds"] = _thresholds(coord, plan, watch, baseline)
+        if coord.aborted:
+            rep["aborted"] = coord.aborted
     code, reason = outcome(rep, coord.interrupted)
+    if junit and "thresholds" in rep:
+        from barfast.report import junit as report_junit
+
+        report_junit.write(rep, junit)
     if code == ExitCode.NO_LOAD and not coord.lost:
         if output:  # the record of a failed run is still worth keeping
             report_json.write(rep, output)
         raise NoLoadError(reason or "no load could be generated")
+    if code == ExitCode.OK and any(not r["passed"] for r in rep.get("thresholds", [])):
+        code = ExitCode.THRESHOLDS_FAILED
     if sink is not None:
         rep["exit_code"] = int(_exit_code(coord, code))
         sink(rep)
@@ -317,6 +412,9 @@ def _report(
     elif coord.lost:
         names = ", ".join(p.describe() for p in coord.lost)
         _log(f"worker lost: {names}; its data up to its last snapshot is in the report (exit 3)")
+    elif code == ExitCode.THRESHOLDS_FAILED and sink is None:  # API callers read Result
+        bad = [r["threshold"] for r in rep["thresholds"] if not r["passed"]]
+        _log(f"threshold{'s' if len(bad) > 1 else ''} failed: {', '.join(bad)} (exit 99)")
     return _exit_code(coord, code)
 
 
@@ -397,19 +495,19 @@ def emit(
         report_json.write(report, output)
 
 
-def check_output_path(output: str | None) -> None:
-    """Fail before the run (exit 2) when the -o file could not be written afterwards."""
+def check_output_path(output: str | None, what: str = "report") -> None:
+    """Fail before the run (exit 2) when the -o (or --junit) file could not be written afterwards."""
     if not output:
         return
     parent = os.path.dirname(os.path.abspath(output))
     if os.path.isdir(output):
-        raise UsageError(f"cannot write report to {output!r}: it is a directory")
+        raise UsageError(f"cannot write {what} to {output!r}: it is a directory")
     if not os.path.isdir(parent):
-        raise UsageError(f"cannot write report to {output!r}: no directory {parent!r}")
+        raise UsageError(f"cannot write {what} to {output!r}: no directory {parent!r}")
     if not os.access(parent, os.W_OK) or (
         os.path.exists(output) and not os.access(output, os.W_OK)
     ):
-        raise UsageError(f"cannot write report to {output!r}: permission denied")
+        raise UsageError(f"cannot write {what} to {output!r}: permission denied")
 
 
 __all__ = ["check_output_path", "emit", "no_load_reason", "outcome", "run_command"]

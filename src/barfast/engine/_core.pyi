@@ -475,6 +475,8 @@ class Server:
                       stall_ns of every stall_every_ns period, counted from the first run().
       statuses        [(status, weight), ...]: weighted random status per response (200..599).
       close_every     close each connection after its Nth response (sent with Connection: close).
+      max_concurrency at most this many requests in service (needs a fixed delay_ns): the others
+                      queue in arrival order for the next free slot, so capacity = N / delay.
     """
 
     def __init__(
@@ -495,6 +497,7 @@ class Server:
         tls_cert: str = "",
         tls_key: str = "",
         tls_resume: bool = True,
+        max_concurrency: int = 0,
     ) -> None:
         """tls_cert (PEM chain; tls_key: its key, default in the same file): serve HTTPS, the
         handshake driven by the same loop, session tickets on unless tls_resume is False (then

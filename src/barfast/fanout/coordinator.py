@@ -103,6 +103,7 @@ class Coordinator:
         fail_on_worker_loss: bool = False,
         progress: Progress | None = None,
         worker_cmd: list[str] | None = None,
+        on_tick: Any = None,
     ):
         self.cfg = cfg
         self.n_local = local_workers
@@ -126,6 +127,10 @@ class Coordinator:
         self.stop_sent = False
         self.start_t = 0.0
         self.merger: Any = None
+        # called about once a second with (merger, seconds since the start); a string it returns
+        # stops every worker with that reason (thresholds' abort_on_fail: slo/watch.py)
+        self.on_tick = on_tick
+        self.aborted: str | None = None
         self._curve_secret = curve_secret
         self._curve_clients = curve_clients
 
@@ -424,6 +429,12 @@ class Coordinator:
             if now - last_tick >= 1.0:
                 self._tick_progress()
                 last_tick = now
+                if self.on_tick is not None and not self.stop_sent and now >= self.start_t:
+                    reason = self.on_tick(self.merger, now - self.start_t)
+                    if reason:
+                        self.aborted = reason
+                        _log(reason)
+                        self.stop_all("a threshold failed")
             if planned_end is not None and now > planned_end and not self.stop_sent:
                 _log("workers ran past the planned end; stopping them")
                 self.stop_all("past the planned end")

@@ -2,7 +2,9 @@
 
 Top-level keys (units in the key names; times in seconds unless `_ms`):
   schema, config {url, method, connections, max_connections, workers, duration_s, requests, rate,
-    stages, arrival, open_loop, timeouts {request_s, connect_s}, target}, interrupted, duration_s
+    stages, arrival, open_loop, seed, [headers (credentials redacted), body_bytes], timeouts
+    {request_s, connect_s}, target, [tags], [thresholds]}, meta {barfast_version, host, python,
+    platform, started_at, [git {commit, branch, dirty}]}, interrupted, duration_s
     (measured), requests {started, completed, errors, in_flight, not_sent}, status {code: count},
   errors {kind: count}, errors_errno {kind: {ERRNO_NAME: count}}, rps, transfer {bytes_rx, bytes_tx,
     rx_per_s, tx_per_s}, latency_ms {count, min, mean, stdev, p50, p75, p90, p99, p99.9, p99.99, max}
@@ -18,7 +20,9 @@ Top-level keys (units in the key names; times in seconds unless `_ms`):
   request: each is a sleep and a wake-up), warnings}; with a scenario checks {passed, failed} and
   endpoints {name: {weight, requests {started, completed, errors}, status, errors, rps, latency_ms,
   connect_ms, ttfb_ms, [checks {names, passed, failed}], series [{second, requests, errors,
-  p99_ms}]}} (docs/scenarios.md).
+  p99_ms}]}} (docs/scenarios.md); with thresholds, thresholds [{threshold, metric, scope, op, limit,
+  unit, measured, measured_text, passed, abort_on_fail, [delay_s, window_s], [aborted]}] and, when
+  an abort_on_fail threshold stopped the run, aborted (the reason; docs/thresholds.md).
 Only completed requests (a final HTTP status) are in the latency figures; errors are counted by kind.
 """
 

@@ -196,7 +196,28 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
     out += _workers(report.get("workers") or [])
     for wmsg in gen.get("warnings", []):
         out.append(f"Warning: {wmsg}")
+    out += thresholds_lines(report.get("thresholds") or [])
     return "\n".join(out) + "\n"
+
+
+def thresholds_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per threshold: ✓/✗, the expression, the measured value (and a windowed abort)."""
+    if not rows:
+        return []
+    bad = sum(1 for r in rows if not r["passed"])
+    out = [f"Thresholds: {len(rows) - bad} passed, {bad} failed"]
+    width = max(len(r["threshold"]) for r in rows)
+    for r in rows:
+        mark = "✓" if r["passed"] else "✗"
+        line = f"  {mark} {r['threshold']:<{width}}  {r['metric']} = {r['measured_text']}"
+        ab = r.get("aborted")
+        if ab:
+            line += (
+                f"; {ab['measured_text']} over the {ab['window_s']:g}s before {ab['at_s']:g}s "
+                "stopped the run"
+            )
+        out.append(line)
+    return out
 
 
 def _connect_ttfb(report: dict[str, Any]) -> list[str]:

@@ -91,30 +91,9 @@ def mean_stdev(h: HdrHistogram) -> tuple[float, float]:
     """hdrh's get_mean_value() and get_stddev(), same arithmetic in the same order, but visiting only
     the non-zero counts (hdrh walks all 33,792 buckets in Python: ~90 ms per call at our layout)."""
     total = h.get_total_count()
-    if not total:
-        return 0.0, 0.0
     counts = np.frombuffer(h.counts, dtype=np.uint64)
-    idx = np.flatnonzero(counts).tolist()
-    cnt = counts[idx].tolist()
-    half, shcm, um = h.sub_bucket_half_count, h.sub_bucket_half_count_magnitude, h.unit_magnitude
-    medians = []
-    for i in idx:
-        bucket = (i >> shcm) - 1
-        sub = (i & (half - 1)) + half
-        if bucket < 0:
-            sub -= half
-            bucket = 0
-        lowest = sub << (bucket + um)
-        medians.append(lowest + ((1 << (um + bucket)) >> 1))
-    acc = 0
-    for m, c in zip(medians, cnt, strict=True):
-        acc += c * m
-    mean = float(acc) / total
-    dev_total = 0.0
-    for m, c in zip(medians, cnt, strict=True):
-        dev = (m * 1.0) - mean
-        dev_total += (dev * dev) * c
-    return mean, math.sqrt(dev_total / total)
+    idx = np.flatnonzero(counts)
+    return mean_stdev_counts(h, idx, counts[idx], total)
 
 
 def latency_summary(
@@ -141,3 +120,31 @@ def latency_summary(
 def histogram_from_report(rep: dict[str, Any], view: str = "latency") -> HdrHistogram:
     """Decode one of the report's encoded histograms (ns)."""
     return HdrHistogram.decode(rep["histogram"][view].encode("ascii"))
+
+
+def mean_stdev_counts(
+    h: HdrHistogram, idx: np.ndarray, cnt: np.ndarray, total: int
+) -> tuple[float, float]:
+    """mean_stdev() of counts `cnt` at sorted indexes `idx` of h's layout holding `total` samples
+    (a window, a sum of endpoints): the same arithmetic, on counts that are no hdrh object."""
+    if not total:
+        return 0.0, 0.0
+    half, shcm, um = h.sub_bucket_half_count, h.sub_bucket_half_count_magnitude, h.unit_magnitude
+    idx_l, cnt_l = idx.tolist(), cnt.tolist()
+    medians = []
+    for i in idx_l:
+        bucket = (i >> shcm) - 1
+        sub = (i & (half - 1)) + half
+        if bucket < 0:
+            sub -= half
+            bucket = 0
+        medians.append((sub << (bucket + um)) + ((1 << (um + bucket)) >> 1))
+    acc = 0
+    for m, c in zip(medians, cnt_l, strict=True):
+        acc += c * m
+    mean = float(acc) / total
+    dev_total = 0.0
+    for m, c in zip(medians, cnt_l, strict=True):
+        dev = (m * 1.0) - mean
+        dev_total += (dev * dev) * c
+    return mean, math.sqrt(dev_total / total)

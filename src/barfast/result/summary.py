@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from barfast.config import NS_PER_S, RunConfig, format_duration
 from barfast.engine.aggregate import ENDPOINT_HISTS_MAX, HIST_VIEWS, new_histogram
 from barfast.result.hist import latency_summary
+from barfast.result.meta import redact_headers
 
 if TYPE_CHECKING:
     from barfast.result.merge import Merger, WorkerState
@@ -390,6 +391,13 @@ def config_info(cfg: RunConfig, workers: int | None = None) -> dict[str, Any]:
         ],
         "arrival": cfg.arrival,
         "open_loop": cfg.open_loop,
+        "seed": cfg.seed,
+        # the one request of a URL run (a scenario's endpoints are below): credentials redacted
+        **(
+            {"headers": redact_headers(cfg.headers), "body_bytes": len(cfg.body)}
+            if not cfg.endpoints
+            else {}
+        ),
         "naps": cfg.naps and not cfg.open_loop,
         "timeouts": {
             "request_s": cfg.timeout_ns / NS_PER_S,

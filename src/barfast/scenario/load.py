@@ -55,6 +55,7 @@ class _Doc:
         if node is None:
             raise ScenarioError(f"{name}:1:1: the file is empty")
         self.data = self._plain(node, ())
+        self.lines = text.splitlines() or [""]
 
     def error(self, mark: Any, msg: str) -> ScenarioError:
         if mark is None:
@@ -234,6 +235,7 @@ def _build(doc: _Doc, data: dict[str, Any], base: Path) -> Scenario:
     if "target" not in data and any(r.url is None for r in reqs):
         raise doc.at((), "no target: give `target` or a `url` on every request")
     tags = {str(k): str(v) for k, v in data.get("tags", {}).items()}
+    limits = _thresholds(doc, data.get("thresholds", []))
     try:
         return Scenario(
             requests=tuple(reqs),
@@ -245,9 +247,36 @@ def _build(doc: _Doc, data: dict[str, Any], base: Path) -> Scenario:
             seed=int(data.get("seed", 0)),
             data=feeds,
             max_body_for_checks=int(defaults.get("max_body_for_checks", DEFAULT_MAX_BODY)),
+            thresholds=tuple(limits),
         )
     except ScenarioError as exc:
         raise doc.at((), str(exc)) from None
+
+
+def _thresholds(doc: _Doc, items: list[Any]) -> list[Any]:
+    """Each threshold parsed here, so its error points at FILE:LINE:COL of the fault itself (in a
+    plain or quoted one-line string: the string's column plus the offset in the expression)."""
+    from barfast.slo.grammar import ThresholdError, parse_threshold
+
+    out = []
+    for i, it in enumerate(items):
+        at: Path_ = ("thresholds", i)
+        expr, opts = (it, {}) if isinstance(it, str) else (it["expr"], dict(it))
+        opts.pop("expr", None)
+        try:
+            out.append(parse_threshold(expr, **opts))
+        except ThresholdError as exc:
+            where = at if isinstance(it, str) else at + ("expr",)
+            mark = doc.marks.get(where)
+            msg = f"bad threshold '{exc.text}': {exc.reason}"
+            if mark is None or exc.pos is None or not isinstance(it, str):
+                raise doc.at(where, msg) from None
+            first = doc.lines[mark.line][mark.column : mark.column + 1]
+            quoted = 1 if first and first in "'\"" else 0
+            raise ScenarioError(
+                f"{doc.name}:{mark.line + 1}:{mark.column + 1 + quoted + exc.pos}: {msg}"
+            ) from None
+    return out
 
 
 def _request(doc: _Doc, r: dict[str, Any], i: int, base: Path) -> Request:
@@ -295,6 +324,7 @@ def _request(doc: _Doc, r: dict[str, Any], i: int, base: Path) -> Request:
             checks=tuple(checks),
             url=url,
             json=r.get("json"),
+            tags={str(k): str(v) for k, v in r.get("tags", {}).items()},
         )
     except ScenarioError as exc:
         raise doc.at(at, str(exc)) from None

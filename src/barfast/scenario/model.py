@@ -26,6 +26,19 @@ class ScenarioError(UsageError):
     """A scenario that cannot run: one line, `FILE:LINE:COL: what` when it came from a file (exit 2)."""
 
 
+def parse_scenario_thresholds(items: Any) -> tuple[Any, ...]:
+    """A scenario's thresholds -> slo.Threshold objects; a bad one is a one-line ScenarioError
+    (no caret line: the scenario's FILE:LINE:COL points at the fault instead)."""
+    from barfast.slo.grammar import ThresholdError, parse_thresholds
+
+    if isinstance(items, (str, dict)) or not isinstance(items, (list, tuple)):
+        raise ScenarioError("thresholds is a list: ['p99<200ms', {expr: 'error_rate<1%', ...}]")
+    try:
+        return tuple(parse_thresholds(list(items)))
+    except ThresholdError as exc:
+        raise ScenarioError(f"bad threshold '{exc.text}': {exc.reason}") from None
+
+
 def status_ranges(
     spec: int | str | list[int | str] | tuple[int | str, ...],
 ) -> tuple[tuple[int, int], ...]:
@@ -162,8 +175,10 @@ class Request:
     checks: tuple[Check, ...] = ()
     url: str | None = None
     json: Any = None  # a JSON body (serialised compactly; Content-Type: application/json)
+    tags: dict[str, str] = field(default_factory=dict)  # what thresholds' {TAG=VALUE} scopes match
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", {str(k): str(v) for k, v in self.tags.items()})
         if not self.name:
             raise ScenarioError("a request needs a name")
         if isinstance(self.weight, bool) or not self.weight > 0:
@@ -195,9 +210,13 @@ class Scenario:
     data: dict[str, Any] = field(default_factory=dict)  # feeder name -> template.Feeder
     max_body_for_checks: int = DEFAULT_MAX_BODY  # body bytes a check may read; a longer body
     # fails a check it does not pass within them, counted as "body too long"
+    # pass/fail gates on the merged result: "p99<200ms", {"expr": ..., "abort_on_fail": True,
+    # "delay": "10s", "window": "10s"} or slo.Threshold objects (docs/thresholds.md)
+    thresholds: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "requests", tuple(self.requests))
+        object.__setattr__(self, "thresholds", parse_scenario_thresholds(self.thresholds))
         if not self.requests:
             raise ScenarioError("a scenario needs at least one request")
         if len(self.requests) > MAX_ENDPOINTS:

@@ -18,6 +18,9 @@ Option syntax (also in `barfast serve --help`):
                         RNG (deterministic for a given request order).
   --close-every N       close each connection after its Nth response (which carries
                         "Connection: close").
+  --max-concurrency N   at most N requests in service at once (needs a fixed --delay, no
+                        --delay-dist): the others queue in arrival order, so the server's
+                        capacity is N / delay (a known knee for `barfast search`).
   --tls-cert F --tls-key F
                         serve HTTPS (the same core, OpenSSL; session tickets on); the key may be
                         in the certificate file. --no-tls-resume: no tickets, no session cache,
@@ -62,6 +65,7 @@ class ServeConfig:
     tls_cert: str = ""
     tls_key: str = ""
     tls_resume: bool = True
+    max_concurrency: int = 0
 
     def url(self, port: int | None = None) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -175,6 +179,7 @@ def build_serve_config(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_resume: bool = True,
+    max_concurrency: int = 0,
 ) -> ServeConfig:
     host, port = parse_addr(addr)
     if not 0 <= body_size <= MAX_BODY_SIZE:
@@ -191,6 +196,10 @@ def build_serve_config(
         raise UsageError("--tls-key needs --tls-cert")
     if not tls_resume and not tls_cert:
         raise UsageError("--no-tls-resume needs --tls-cert")
+    if not 0 <= max_concurrency <= 1 << 24:
+        raise UsageError(f"bad --max-concurrency {max_concurrency}: must be within 0..16777216")
+    if max_concurrency and (delay_ns <= 0 or dist):
+        raise UsageError("--max-concurrency needs a fixed --delay (and no --delay-dist)")
     for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
         if path:
             try:
@@ -220,6 +229,7 @@ def build_serve_config(
         tls_cert=tls_cert or "",
         tls_key=tls_key or "",
         tls_resume=tls_resume,
+        max_concurrency=max_concurrency,
     )
 
 
@@ -244,6 +254,7 @@ def make_server(cfg: ServeConfig):  # -> barfast.engine._core.Server
             tls_cert=cfg.tls_cert,
             tls_key=cfg.tls_key,
             tls_resume=cfg.tls_resume,
+            max_concurrency=cfg.max_concurrency,
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {cfg.url()}: {exc.strerror or exc}") from None
@@ -263,6 +274,7 @@ def serve_command(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_resume: bool = True,
+    max_concurrency: int = 0,
 ) -> int:
     """Serve until --duration elapses or SIGINT/SIGTERM arrives; both end cleanly with exit code 0."""
     cfg = build_serve_config(
@@ -277,6 +289,7 @@ def serve_command(
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_resume=tls_resume,
+        max_concurrency=max_concurrency,
     )
     server = make_server(cfg)
     failure: list[BaseException] = []

@@ -387,6 +387,12 @@ ctypedef struct srv_t:
     uint64_t stall_every_ns
     uint64_t stall_epoch_ns     # periods count from the first run()
     uint64_t close_every
+    # --max-concurrency: at most max_conc requests in service; busy_until[k] is when service slot
+    # k frees. With one fixed delay, slots taken round robin are an exact FIFO queue of max_conc
+    # servers (the slot taken longest ago frees first), so the capacity is max_conc / delay.
+    uint64_t *busy_until
+    uint32_t max_conc
+    uint32_t busy_next
     uint64_t rng
     uint64_t accept_resume_ns   # 0: accepting; else listen fd removed from epoll until then
     SSL_CTX *ssl_ctx            # --tls-cert (NULL: plain HTTP)
@@ -662,6 +668,21 @@ cdef inline uint64_t srv_due(srv_t *s, uint64_t now) noexcept nogil:
     return now + d if d else 0
 
 
+cdef inline uint64_t srv_capped(srv_t *s, uint64_t now, uint64_t due) noexcept nogil:
+    """With a concurrency cap, service starts when the next slot frees (FIFO): due moves later by
+    the time the request queued. Due times stay in arrival order, so per connection too."""
+    cdef uint32_t k
+    cdef uint64_t start
+    if not s.max_conc or not due:
+        return due
+    k = s.busy_next
+    start = now if s.busy_until[k] < now else s.busy_until[k]
+    due = start + (due - now)
+    s.busy_until[k] = due
+    s.busy_next = k + 1 if k + 1 < s.max_conc else 0
+    return due
+
+
 cdef void srv_push_out(srv_t *s, srv_conn_t *c, uint64_t due, uint32_t resp, uint32_t flags) noexcept nogil:
     cdef srv_out_t *o = &c.q[(c.qhead + c.qcount) & SRV_QMASK]
     o.resp = resp
@@ -692,7 +713,7 @@ cdef void srv_respond(srv_t *s, srv_conn_t *c, uint64_t now, uint32_t req) noexc
         flags |= SRV_OUT_HEAD
     if s.delay_ns or s.delay_dist:
         now = srv_now_ns()  # the arrival time of THIS request, not of the epoll batch
-        srv_push_out(s, c, srv_due(s, now), idx * 3 + variant, flags)
+        srv_push_out(s, c, srv_capped(s, now, srv_due(s, now)), idx * 3 + variant, flags)
     else:
         srv_push_out(s, c, 0, idx * 3 + variant, flags)
     srv_add(&s.c.requests, 1)
@@ -1180,7 +1201,7 @@ cdef class Server:
     def __init__(self, str host, int port, *, int body_size=12, delay_ns=0, int delay_dist=0,
                  delay_a_ns=0, delay_b_ns=0, stall_ns=0, stall_every_ns=0,
                  statuses=((200, 1),), close_every=0, seed=0, str tls_cert="", str tls_key="",
-                 bint tls_resume=True):
+                 bint tls_resume=True, int max_concurrency=0):
         cdef int bound = 0, fd, k, variant
         cdef uint64_t cum = 0
         cdef bytes hb, full, bd
@@ -1210,6 +1231,16 @@ cdef class Server:
                 raise ValueError(f"weight of status {st} must be positive")
         if close_every < 0:
             raise ValueError("close_every must not be negative")
+        if max_concurrency < 0 or max_concurrency > (1 << 24):
+            raise ValueError("max_concurrency must be within 0..16777216")
+        if max_concurrency and (delay_ns <= 0 or delay_dist):
+            raise ValueError("max_concurrency needs a fixed delay (delay_ns > 0, no delay_dist)")
+        if max_concurrency:
+            self.s.busy_until = <uint64_t *>srv_malloc(max_concurrency * sizeof(uint64_t))
+            if self.s.busy_until == NULL:
+                raise MemoryError()
+            srv_memset(self.s.busy_until, 0, max_concurrency * sizeof(uint64_t))
+            self.s.max_conc = max_concurrency
         self.s.delay_ns = delay_ns
         self.s.delay_dist = delay_dist
         self.s.delay_a_ns = delay_a_ns
@@ -1390,6 +1421,9 @@ cdef class Server:
         self.s.body = NULL
         srv_free(self.s.tbuf)
         self.s.tbuf = NULL
+        srv_free(self.s.busy_until)
+        self.s.busy_until = NULL
+        self.s.max_conc = 0
         if self.s.ssl_ctx != NULL:
             SSL_CTX_free(self.s.ssl_ctx)
             self.s.ssl_ctx = NULL
