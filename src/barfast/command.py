@@ -292,6 +292,10 @@ def _run(
         progress=Progress(choose_mode(run["quiet"])),
         on_tick=on_tick,
     )
+    coord.report_info = _report_info(cfg, coord.n_total, plan, extra)
+    from barfast.result.meta import run_meta
+
+    coord.report_meta = run_meta(started)
     old_int = signal.signal(signal.SIGINT, coord.request_interrupt)
     old_term = signal.signal(signal.SIGTERM, coord.request_interrupt)
     try:
@@ -324,6 +328,15 @@ def _ticker(plan: Any, watch: Any, warmup_s: float, baseline: dict[int, Any]) ->
         return watch.tick(m, elapsed_s) if watch else None
 
     return tick
+
+
+def _report_info(cfg: RunConfig, n_total: int, plan: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """The report's `config`: the run's settings, the caller's extras, the thresholds' texts."""
+    info = config_info(cfg, n_total)
+    info.update(extra)
+    if plan is not None:
+        info["thresholds"] = [t.text for t in plan.thresholds]
+    return info
 
 
 def _threshold_plan(limits: list[Any], cfg: RunConfig, scenario: Any) -> Any:
@@ -373,12 +386,8 @@ def _report(
     from barfast.report import json as report_json
     from barfast.result.meta import run_meta
 
-    info = config_info(cfg, coord.n_total)
-    info.update(extra)
-    if plan is not None:
-        info["thresholds"] = [t.text for t in plan.thresholds]
-    rep = coord.merger.report(info)
-    rep["meta"] = run_meta(time.time() if started is None else started)
+    rep = coord.merger.report(coord.report_info or _report_info(cfg, coord.n_total, plan, extra))
+    rep["meta"] = coord.report_meta or run_meta(time.time() if started is None else started)
     add_worker_info(rep, coord.workers_info(), {p.index for p in coord.lost})
     rep["interrupted"] = bool(coord.interrupted or rep.get("interrupted"))
     if coord.failed:

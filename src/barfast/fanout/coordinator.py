@@ -106,6 +106,8 @@ class Coordinator:
         on_tick: Any = None,
     ):
         self.cfg = cfg
+        self.report_info: dict[str, Any] | None = None  # the report's config (run_command sets it)
+        self.report_meta: dict[str, Any] | None = None  # and its meta
         self.n_local = local_workers
         self.n_remote = expect_workers
         self.n_total = local_workers + expect_workers
@@ -364,13 +366,17 @@ class Coordinator:
         if len(plans) != self.n_total:  # run_command sized the run with effective_workers()
             raise UsageError(f"the plan has {len(plans)} shares for {self.n_total} workers")
         ordered = sorted(self.peers.values(), key=lambda p: (not p.local, p.last_heard))
-        report_config = config_info(self.cfg, self.n_total)
+        # the report's `config` as the caller will write it (remote workers keep it in their
+        # result files, so `barfast merge` rebuilds the same report)
+        report_config = self.report_info or config_info(self.cfg, self.n_total)
         for i, (peer, plan) in enumerate(zip(ordered, plans, strict=True)):
             peer.index = i
             peer.state = "planned"
             body = {"worker": i, "run_id": self.run_id, "plan": plan.to_dict()}
             if not peer.local:  # remote workers keep their own result file (result/workerfile.py)
                 body["report_config"] = report_config
+                if self.report_meta is not None:
+                    body["report_meta"] = self.report_meta
             self.send(peer, MsgKind.PLAN, body)
 
         def ack_timeout() -> None:

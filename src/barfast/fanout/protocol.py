@@ -84,6 +84,7 @@ _SCHEMAS: dict[MsgKind, dict[str, tuple[_Spec, bool]]] = {
         "plan": ("data_map", True),
         # the report's `config`, so that a worker's own result file can rebuild the report
         "report_config": ("data_map", False),
+        "report_meta": ("data_map", False),  # and its `meta` (the coordinator's host, start)
     },
     MsgKind.ACK: {"worker": (_INT, True)},
     MsgKind.START: {"start_in_ns": (_INT, True)},

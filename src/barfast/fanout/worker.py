@@ -143,6 +143,7 @@ class _Run:
         # This run's own record (result/workerfile.py): what the coordinator sent, what we sent.
         self.run_id = ""
         self.report_config: dict[str, Any] | None = None
+        self.report_meta: dict[str, Any] | None = None
         self.frames: list[bytes] = []
         self.ended = ""
 
@@ -198,6 +199,7 @@ class _Run:
         self.worker_index = int(body["worker"])
         self.run_id = str(body["run_id"])
         self.report_config = body.get("report_config")
+        self.report_meta = body.get("report_meta")
         try:
             plan = WorkerPlan.from_dict(body["plan"])
             if self.report_config is not None:  # a remote worker: its host's limits are its own
@@ -355,6 +357,7 @@ class _Run:
             run_id=self.run_id,
             worker=self.worker_index,
             config=self.report_config,
+            meta=self.report_meta,
             peer={
                 "host": socket.gethostname(),
                 "pid": os.getpid(),

@@ -66,6 +66,7 @@ def build_doc(
     peer: dict[str, Any],
     ended: str,
     frames: list[bytes],
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The result document of one worker's run; `frames` are its SNAPSHOT/FINAL frames as sent."""
     from barfast.fanout import protocol
@@ -78,6 +79,7 @@ def build_doc(
         "ended": ended,
         "peer": peer,
         "config": config,
+        **({"meta": meta} if meta is not None else {}),
         "snapshots": [_to_json(s) for s in snaps],
     }
 
@@ -204,6 +206,8 @@ def merge_docs(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
         counts[d["worker"]] = counts.get(d["worker"], 0) + 1
         last[d["worker"]] = s
     rep = merger.report(config)
+    if isinstance(docs[0].get("meta"), dict):
+        rep["meta"] = docs[0]["meta"]  # the coordinator's: where and when the run was made
     infos = []
     partial = []
     for w, d in sorted(by_worker.items()):
