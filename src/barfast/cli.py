@@ -150,6 +150,16 @@ def run(
         bool, typer.Option("--json", help="Print the JSON report to stdout.")
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only the final report.")] = False,
+    html: Annotated[
+        str | None, typer.Option("--html", help="Write the report as one HTML page to FILE.")
+    ] = None,
+    hlog: Annotated[
+        str | None, typer.Option("--hlog", help="Write an HdrHistogram interval log to FILE.")
+    ] = None,
+    csv_dir: Annotated[
+        str | None,
+        typer.Option("--csv", help="Write series.csv and endpoints.csv into DIR."),
+    ] = None,
     bind: Annotated[
         str | None,
         typer.Option("--bind", help="Coordinator address for remote workers, tcp://ADDR:PORT."),
@@ -182,6 +192,7 @@ def run(
     ] = None,
 ) -> None:
     from barfast.command import run_command
+    from barfast.report.outputs import Outputs
 
     code = run_command(
         url=url,
@@ -203,6 +214,7 @@ def run(
         latency=latency,
         output=output,
         json_out=json_out,
+        outputs=Outputs(html=html, hlog=hlog, csv_dir=csv_dir),
         quiet=quiet,
         bind=bind,
         expect_workers=expect_workers,
@@ -214,6 +226,30 @@ def run(
         tags=tag or [],
     )
     raise typer.Exit(int(code))
+
+
+@app.command(help="Render a saved JSON report again: text, HTML, CSV, HdrHistogram log.")
+def report(
+    path: Annotated[str, typer.Argument(help="A JSON report (barfast run -o FILE).")],
+    html: Annotated[
+        str | None, typer.Option("--html", help="Write the report as one HTML page to FILE.")
+    ] = None,
+    text: Annotated[bool, typer.Option("--text", help="Print the text report.")] = False,
+    latency: Annotated[
+        bool, typer.Option("--latency", help="With --text: the full percentile spectrum.")
+    ] = False,
+    csv_dir: Annotated[
+        str | None, typer.Option("--csv", help="Write series.csv and endpoints.csv into DIR.")
+    ] = None,
+    hlog: Annotated[
+        str | None, typer.Option("--hlog", help="Write an HdrHistogram interval log to FILE.")
+    ] = None,
+) -> None:
+    from barfast.report.command import report_command
+    from barfast.report.outputs import Outputs
+
+    outputs = Outputs(html=html, hlog=hlog, csv_dir=csv_dir)
+    raise typer.Exit(int(report_command(path, outputs, text=text, latency=latency)))
 
 
 @app.command(help="Serve a fixed HTTP/1.1 response from the native core (a benchmark target).")

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from barfast.config import (
 from barfast.fanout.admission import check_bind
 from barfast.fanout.coordinator import Coordinator
 from barfast.fanout.plan import effective_workers, split_plan
+from barfast.report.outputs import Outputs
 from barfast.report.progress import Progress, choose_mode
 from barfast.result import config_info
 from barfast.status import ExitCode, NoLoadError, UsageError, WorkerLostError
@@ -91,6 +93,7 @@ def run_command(
     latency: bool = False,
     output: str | None = None,
     json_out: bool = False,
+    outputs: Outputs | None = None,
     quiet: bool = False,
     bind: str | None = None,
     expect_workers: int = 0,
@@ -155,6 +158,8 @@ def run_command(
         )
     _decide_workers(workers, expect_workers)  # validate -w early
     check_output_path(output)  # fail before the run, not after it
+    outputs = outputs or Outputs()
+    outputs.check()
     if expect_workers and not bind:
         raise UsageError("--expect-workers needs --bind tcp://ADDR:PORT for the workers to reach")
     if bind and not expect_workers:
@@ -208,7 +213,7 @@ def run_command(
         seed=seed,
         tags=flag_tags,
     )
-    out = dict(latency=latency, output=output, json_out=json_out, sink=sink)
+    out = dict(latency=latency, output=output, json_out=json_out, sink=sink, outputs=outputs)
     if url is None:
         build_run_config(PLACEHOLDER_URL, **options)  # bad options fail before a server starts
         # The embedded target takes the last CPU and pins us to the others, so the default worker
@@ -259,6 +264,7 @@ def _run(
         fail_on_worker_loss=run["fail_on_worker_loss"],
         progress=Progress(choose_mode(run["quiet"])),
     )
+    extra = {**extra, "started_unix_s": round(time.time(), 3)}
     old_int = signal.signal(signal.SIGINT, coord.request_interrupt)
     old_term = signal.signal(signal.SIGTERM, coord.request_interrupt)
     try:
@@ -281,12 +287,17 @@ def _report(
     json_out: bool,
     extra: dict[str, Any],
     sink: Callable[[dict[str, Any]], None] | None = None,
+    outputs: Outputs | None = None,
 ) -> int:
     from barfast.report import json as report_json
 
     info = config_info(cfg, coord.n_total)
+    extra = dict(extra)
+    started = extra.pop("started_unix_s", None)
     info.update(extra)
     rep = coord.merger.report(info)
+    if started is not None:
+        rep["started_unix_s"] = started
     # The Merger's per-worker rows (totals) get where each worker ran and how it ended.
     extra_rows = {w["worker"]: w for w in coord.workers_info()}
     rows = rep.setdefault("workers", [])
@@ -314,6 +325,8 @@ def _report(
             report_json.write(rep, output)
     else:
         emit(rep, latency=latency, json_out=json_out, output=output)
+    if outputs is not None:
+        outputs.write(rep)
     if coord.interrupted:
         _log("interrupted: the report above is partial")
     elif coord.lost:
