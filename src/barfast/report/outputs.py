@@ -26,9 +26,12 @@ class Outputs:
                 raise UsageError(f"cannot write {flag} {path!r}: it is a directory")
             if not os.path.isdir(parent):
                 raise UsageError(f"cannot write {flag} {path!r}: no directory {parent!r}")
-        if self.csv_dir is not None and os.path.exists(self.csv_dir):
-            if not os.path.isdir(self.csv_dir):
-                raise UsageError(f"cannot write --csv {self.csv_dir!r}: it is not a directory")
+        if (
+            self.csv_dir is not None
+            and os.path.exists(self.csv_dir)
+            and not os.path.isdir(self.csv_dir)
+        ):
+            raise UsageError(f"cannot write --csv {self.csv_dir!r}: it is not a directory")
 
     def write(self, rep: dict[str, Any]) -> None:
         if self.hlog:
