@@ -138,7 +138,12 @@ def _spectrum(iv: Intervals, blob: str | None) -> dict[str, list[float]]:
 
 
 def _asset(name: str) -> str:
-    return resources.files("barfast.report").joinpath("assets", name).read_text(encoding="utf-8")
+    return (
+        resources.files("barfast.report")
+        .joinpath("assets")
+        .joinpath(name)
+        .read_text(encoding="utf-8")
+    )
 
 
 def _inline_json(obj: Any) -> str:
