@@ -252,6 +252,23 @@ def report(
     raise typer.Exit(int(report_command(path, outputs, text=text, latency=latency)))
 
 
+@app.command(help="Compare two saved JSON reports: change per endpoint with a confidence interval.")
+def compare(
+    base: Annotated[str, typer.Argument(help="The baseline JSON report.")],
+    new: Annotated[str, typer.Argument(help="The JSON report to compare with it.")],
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on", help="Exit 4 on a detected change past a limit, e.g. 'p99>+10%,rps<-5%'."
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    from barfast.report.command import compare_command
+
+    raise typer.Exit(int(compare_command(base, new, fail_on=fail_on, json_out=json_out)))
+
+
 @app.command(help="Serve a fixed HTTP/1.1 response from the native core (a benchmark target).")
 def serve(
     addr: Annotated[

@@ -5,6 +5,7 @@
 | 0    | the run completed (HTTP error statuses and request errors are data, not failures) |
 | 2    | usage or configuration error: one line on stderr says what is wrong |
 | 3    | no load could be generated (every connection refused, name does not resolve), or a worker was lost |
+| 4    | `barfast compare --fail-on`: a detected change crossed a limit |
 | 130  | interrupted (Ctrl-C); the partial report is printed first |
 """
 
@@ -17,6 +18,7 @@ class ExitCode(IntEnum):
     OK = 0
     USAGE = 2
     NO_LOAD = 3
+    REGRESSION = 4
     INTERRUPTED = 130
 
 

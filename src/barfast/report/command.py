@@ -21,3 +21,22 @@ def report_command(path: str, outputs: Outputs, *, text: bool, latency: bool = F
         sys.stdout.flush()
     outputs.write(rep)
     return int(ExitCode.OK)
+
+
+def compare_command(base: str, new: str, *, fail_on: str | None, json_out: bool) -> int:
+    """Print the comparison; exit 4 when a --fail-on limit is crossed by a detected change."""
+    from barfast.report import compare
+
+    rules = compare.parse_rules(fail_on)  # bad rules fail before anything is read
+    rows = compare.compare(load(base), load(new))
+    failed = compare.failures(rows, rules)
+    if json_out:
+        import json
+
+        sys.stdout.write(json.dumps({"rows": rows, "failed": failed}, indent=2) + "\n")
+    else:
+        sys.stdout.write(compare.render(rows))
+    sys.stdout.flush()
+    for line in failed:
+        print(f"barfast compare: {line}", file=sys.stderr)
+    return int(ExitCode.REGRESSION if failed else ExitCode.OK)
