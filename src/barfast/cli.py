@@ -28,7 +28,8 @@ from barfast.status import BarfastError, ExitCode
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 the run completed (HTTP errors are data); 2 usage or configuration error; "
-    "3 no load could be generated, or a worker was lost; 130 interrupted (partial report printed)."
+    "3 no load could be generated, or a worker was lost; 4 compare --fail-on crossed; "
+    "130 interrupted (partial report printed)."
 )
 
 app = typer.Typer(
