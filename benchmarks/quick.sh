@@ -16,3 +16,4 @@ python benchmarks/bench_open_peers.py --quick --tools bf-1proc,bf-1proc-lt-nomem
 python benchmarks/bench_same_rate.py --seconds 0.5 --repeat 1 --delays 5ms --nginx-connections 2
 python benchmarks/bench_spawn.py --quick
 python benchmarks/bench_thresholds.py --quick
+python benchmarks/bench_reports.py --quick

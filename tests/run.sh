@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for p in nginx:nginx wrk:wrk ab:apache2-utils h2load:nghttp2-client ip:iproute2; do
+for p in nginx:nginx wrk:wrk ab:apache2-utils h2load:nghttp2-client ip:iproute2 chromium:chromium chromedriver:chromium-driver; do
   command -v "${p%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${p%%:*}" ] || need+=("${p#*:}")
 done
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

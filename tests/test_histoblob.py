@@ -513,8 +513,8 @@ def test_index_value_tables_equal_hdrh() -> None:
 
 
 def test_late_seconds_do_not_keep_counts_arrays() -> None:
-    """A snapshot for a second already past the open window is reduced to its percentiles at once
-    (its counts still reach the merged histogram): old seconds cannot pile up counts arrays."""
+    """A snapshot for a second already past the open window is reduced to its blob and percentiles
+    at once (its counts still reach the merged histogram): old seconds cannot pile up counts."""
     h = hist_of([(1_000_000, 2), (3_000_000, 1)])
     m = Merger()
     m.add({"worker": 0, "seq": 0, "final": False, "interval": 100, "counters": {},
@@ -522,9 +522,37 @@ def test_late_seconds_do_not_keep_counts_arrays() -> None:
     for sec in range(50):
         m.add({"worker": 1, "seq": sec, "final": False, "interval": sec, "counters": {},
                "interval_completed": 3, "hist": {"latency": blob_of(h)}})  # fmt: skip
-    assert sum(1 for p in m.seconds.values() if p.counts is not None) == 1  # second 100 only
+    open_parts = [s for s, p in m.seconds.items() if any(v.idx for v in p.views.values())]
+    assert open_parts == [100]
     assert m.hists["latency"].get_total_count() == 51 * 3
     pt = m.series_point(7)
     assert pt is not None and pt["requests"] == 3
     v = h.get_percentile_to_value_dict([50.0, 99.0])
     assert (pt["p50_ms"], pt["p99_ms"]) == (round(v[50.0] / 1e6, 6), round(v[99.0] / 1e6, 6))
+
+
+def test_a_late_snapshot_for_a_closed_second_reaches_its_blob_and_figures() -> None:
+    """Second 0 closes when second 10 arrives; a worker's snapshot for second 0 that comes after
+    that is added to the second's interval histogram and its figures are reduced again."""
+    early = hist_of([(1_000_000, 5)])
+    late = hist_of([(9_000_000, 5)])
+    m = Merger()
+    m.add({"worker": 0, "seq": 0, "final": False, "interval": 0, "counters": {},
+           "interval_completed": 5, "hist": {"latency": blob_of(early)}})  # fmt: skip
+    m.add({"worker": 0, "seq": 1, "final": False, "interval": 10, "counters": {},
+           "hist": {"latency": blob_of(early)}})  # fmt: skip
+    assert m.seconds[0].pcts is not None  # closed
+    before = m.series_point(0)
+    m.add({"worker": 1, "seq": 0, "final": False, "interval": 0, "counters": {},
+           "interval_completed": 5, "hist": {"latency": blob_of(late)}})  # fmt: skip
+    both = new_histogram()
+    add_hist(both, early)
+    add_hist(both, late)
+    blob = m.interval_blobs()[0]["latency"]
+    assert HdrHistogram.decode(blob).encode() == both.encode()
+    pt = m.series_point(0)
+    assert before is not None and pt is not None
+    assert before["p99_ms"] == round(early.get_value_at_percentile(99) / 1e6, 6)
+    assert pt["p99_ms"] == round(both.get_value_at_percentile(99) / 1e6, 6)
+    assert pt["max_ms"] == round(both.get_max_value() / 1e6, 6)
+    assert pt["requests"] == 10

@@ -28,8 +28,8 @@ from barfast.status import BarfastError, ExitCode
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 the run completed (HTTP errors are data); 2 usage or configuration error; "
-    "3 no load could be generated, or a worker was lost; 99 a threshold failed (every report "
-    "written); 130 interrupted (partial report printed)."
+    "3 no load could be generated, or a worker was lost; 4 compare --fail-on crossed; 99 a "
+    "threshold failed (every report written); 130 interrupted (partial report printed)."
 )
 
 app = typer.Typer(
@@ -153,6 +153,16 @@ def run(
         bool, typer.Option("--json", help="Print the JSON report to stdout.")
     ] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only the final report.")] = False,
+    html: Annotated[
+        str | None, typer.Option("--html", help="Write the report as one HTML page to FILE.")
+    ] = None,
+    hlog: Annotated[
+        str | None, typer.Option("--hlog", help="Write an HdrHistogram interval log to FILE.")
+    ] = None,
+    csv_dir: Annotated[
+        str | None,
+        typer.Option("--csv", help="Write series.csv and endpoints.csv into DIR."),
+    ] = None,
     bind: Annotated[
         str | None,
         typer.Option("--bind", help="Coordinator address for remote workers, tcp://ADDR:PORT."),
@@ -232,6 +242,7 @@ def run(
     ] = None,
 ) -> None:
     from barfast.command import run_command
+    from barfast.report.outputs import Outputs
 
     code = run_command(
         url=url,
@@ -253,6 +264,7 @@ def run(
         latency=latency,
         output=output,
         json_out=json_out,
+        outputs=Outputs(html=html, hlog=hlog, csv_dir=csv_dir),
         quiet=quiet,
         bind=bind,
         expect_workers=expect_workers,
@@ -275,6 +287,47 @@ def run(
         ),
     )
     raise typer.Exit(int(code))
+
+
+@app.command(help="Render a saved JSON report again: text, HTML, CSV, HdrHistogram log.")
+def report(
+    path: Annotated[str, typer.Argument(help="A JSON report (barfast run -o FILE).")],
+    html: Annotated[
+        str | None, typer.Option("--html", help="Write the report as one HTML page to FILE.")
+    ] = None,
+    text: Annotated[bool, typer.Option("--text", help="Print the text report.")] = False,
+    latency: Annotated[
+        bool, typer.Option("--latency", help="With --text: the full percentile spectrum.")
+    ] = False,
+    csv_dir: Annotated[
+        str | None, typer.Option("--csv", help="Write series.csv and endpoints.csv into DIR.")
+    ] = None,
+    hlog: Annotated[
+        str | None, typer.Option("--hlog", help="Write an HdrHistogram interval log to FILE.")
+    ] = None,
+) -> None:
+    from barfast.report.command import report_command
+    from barfast.report.outputs import Outputs
+
+    outputs = Outputs(html=html, hlog=hlog, csv_dir=csv_dir)
+    raise typer.Exit(int(report_command(path, outputs, text=text, latency=latency)))
+
+
+@app.command(help="Compare two saved JSON reports: change per endpoint with a confidence interval.")
+def compare(
+    base: Annotated[str, typer.Argument(help="The baseline JSON report.")],
+    new: Annotated[str, typer.Argument(help="The JSON report to compare with it.")],
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on", help="Exit 4 on a detected change past a limit, e.g. 'p99>+10%,rps<-5%'."
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    from barfast.report.command import compare_command
+
+    raise typer.Exit(int(compare_command(base, new, fail_on=fail_on, json_out=json_out)))
 
 
 @app.command(help="Serve a fixed HTTP/1.1 response from the native core (a benchmark target).")

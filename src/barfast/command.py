@@ -30,6 +30,7 @@ from barfast.config import (
 from barfast.fanout.admission import check_bind
 from barfast.fanout.coordinator import Coordinator
 from barfast.fanout.plan import effective_workers, split_plan
+from barfast.report.outputs import Outputs
 from barfast.report.progress import Progress, choose_mode
 from barfast.result import config_info
 from barfast.result.summary import add_worker_info
@@ -96,6 +97,7 @@ def run_command(
     latency: bool = False,
     output: str | None = None,
     json_out: bool = False,
+    outputs: Outputs | None = None,
     quiet: bool = False,
     bind: str | None = None,
     expect_workers: int = 0,
@@ -171,6 +173,8 @@ def run_command(
     check_output_path(junit, "JUnit report")
     if junit and not limits:
         raise UsageError("--junit writes one testcase per threshold: add --threshold EXPR")
+    outputs = outputs or Outputs()
+    outputs.check()
     if expect_workers and not bind:
         raise UsageError("--expect-workers needs --bind tcp://ADDR:PORT for the workers to reach")
     if bind and not expect_workers:
@@ -227,7 +231,9 @@ def run_command(
     )
     run["thresholds"] = limits
     run["warmup_s"] = warmup_s
-    out = dict(latency=latency, output=output, json_out=json_out, sink=sink, junit=junit)
+    out = dict(
+        latency=latency, output=output, json_out=json_out, sink=sink, junit=junit, outputs=outputs
+    )
     if url is None:
         build_run_config(PLACEHOLDER_URL, **options)  # bad options fail before a server starts
         # The embedded target takes the last CPU and pins us to the others, so the default worker
@@ -295,7 +301,8 @@ def _run(
     coord.report_info = _report_info(cfg, coord.n_total, plan, extra)
     from barfast.result.meta import run_meta
 
-    coord.report_meta = run_meta(started)
+    # where and when: the report's `meta`, and its start time for interval logs (report/hlog.py)
+    coord.report_meta = {**run_meta(started), "started_unix_s": round(started, 3)}
     old_int = signal.signal(signal.SIGINT, coord.request_interrupt)
     old_term = signal.signal(signal.SIGTERM, coord.request_interrupt)
     try:
@@ -382,12 +389,15 @@ def _report(
     json_out: bool,
     extra: dict[str, Any],
     sink: Callable[[dict[str, Any]], None] | None = None,
+    outputs: Outputs | None = None,
 ) -> int:
     from barfast.report import json as report_json
     from barfast.result.meta import run_meta
 
     rep = coord.merger.report(coord.report_info or _report_info(cfg, coord.n_total, plan, extra))
     rep["meta"] = coord.report_meta or run_meta(time.time() if started is None else started)
+    if "started_unix_s" in rep["meta"]:
+        rep["started_unix_s"] = rep["meta"]["started_unix_s"]
     add_worker_info(rep, coord.workers_info(), {p.index for p in coord.lost})
     rep["interrupted"] = bool(coord.interrupted or rep.get("interrupted"))
     if coord.failed:
@@ -416,6 +426,8 @@ def _report(
             report_json.write(rep, output)
     else:
         emit(rep, latency=latency, json_out=json_out, output=output)
+    if outputs is not None:
+        outputs.write(rep)
     if coord.interrupted:
         _log("interrupted: the report above is partial")
     elif coord.lost:

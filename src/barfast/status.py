@@ -5,6 +5,7 @@
 | 0    | the run completed (HTTP error statuses and request errors are data, not failures) |
 | 2    | usage or configuration error: one line on stderr says what is wrong |
 | 3    | no load could be generated (every connection refused, name does not resolve), or a worker was lost; `barfast merge`: the merged report is partial |
+| 4    | `barfast compare --fail-on`: a detected change crossed a limit |
 | 99   | the run completed but a threshold (`--threshold`, a scenario's `thresholds`) failed; every report is written |
 | 130  | interrupted (Ctrl-C); the partial report is printed first |
 """
@@ -18,6 +19,7 @@ class ExitCode(IntEnum):
     OK = 0
     USAGE = 2
     NO_LOAD = 3
+    REGRESSION = 4
     # k6's code for the same outcome: CI scripts written for it read barfast's the same way
     THRESHOLDS_FAILED = 99
     INTERRUPTED = 130

@@ -13,14 +13,17 @@ Top-level keys (units in the key names; times in seconds unless `_ms`):
   open loop also latency_uncorrected_ms and send_lag_ms, histogram {encoding, units: "ns", layout,
   latency, connect, ttfb, [uncorrected, send_lag]} (base64 HdrHistogram V2 blobs:
   `hdrh.histogram.HdrHistogram.decode`),
-  series [{second, requests, errors, p50_ms, p90_ms, p99_ms}], samples {aggregated, dropped_by_ring,
+  series [{second, requests, errors, p50_ms, p90_ms, p99_ms, max_ms}], intervals {encoding, units,
+  period_s, views, seconds [{second, VIEW: base64 compressed V2 blob}]} (docs/reports.md), samples {aggregated, dropped_by_ring,
   failures_without_sample (open loop: backlog failures counted in bulk), clamped_to_1h,
   snapshots_rejected (malformed snapshots refused whole)}, workers [per-worker totals], workers_lost, generator {cpu_user_s, cpu_sys_s,
   cpu_us_per_request, wakeups_per_request (voluntary context switches of the workers per completed
   request: each is a sleep and a wake-up), warnings}; with a scenario checks {passed, failed} and
   endpoints {name: {weight, requests {started, completed, errors}, status, errors, rps, latency_ms,
   connect_ms, ttfb_ms, [checks {names, passed, failed}], series [{second, requests, errors,
-  p99_ms}]}} (docs/scenarios.md); with thresholds, thresholds [{threshold, metric, scope, op, limit,
+  p50_ms, p90_ms, p99_ms, max_ms}], histogram {latency, connect, ttfb}, intervals [{second,
+  latency}]}} (docs/scenarios.md, docs/reports.md);
+  with thresholds, thresholds [{threshold, metric, scope, op, limit,
   unit, measured, measured_text, passed, abort_on_fail, [delay_s, window_s], [aborted]}] and, when
   an abort_on_fail threshold stopped the run, aborted (the reason; docs/thresholds.md).
 Only completed requests (a final HTTP status) are in the latency figures; errors are counted by kind.

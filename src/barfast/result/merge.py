@@ -16,20 +16,21 @@ that no merged count would pass INT64_MAX before merging any of it; a bad snapsh
 with a ProtocolError and counted in the report.
 
 Per-second series: snapshot k of a worker covers second k of its run (runner.py); points from all
-workers with the same second are added. Only the per-second p50/p90/p99 of the latency view are
-reported, so a second keeps just a counts array (no hdrh object) while it can still receive
-snapshots (SERIES_OPEN_S behind the newest second seen); then it is reduced to its percentiles
-(`percentiles()`, hdrh's arithmetic) and freed, so memory stays flat in long runs. A snapshot
-arriving later than that still adds its counts to the second (and to the merged histogram), but not
-to that second's percentiles.
+workers with the same second are added. A second keeps, for the latency, uncorrected and send-lag
+views (INTERVAL_VIEWS), the snapshots' sparse (index, count) parts while it can still receive
+snapshots (SERIES_OPEN_S behind the newest second seen); then each view is reduced to one encoded
+interval histogram (intervals.py: a few hundred bytes) and the latency view to its p50/p90/p99/max
+(`percentiles()`, hdrh's arithmetic), so memory stays flat in long runs. A snapshot arriving later
+than that is added to the decoded blob and the second is reduced again: the intervals always add up
+to the merged histograms exactly, and the figures are those of the blobs.
 
 Per endpoint (a mix of more than one endpoint): each snapshot's `endpoint_interval` (snapshot.py)
 holds interval deltas of the endpoints that got samples: their latency, connect and ttfb histograms
 are added exactly like the totals' (hdrh objects made at an endpoint's first histogram), their status
-and error-kind counts summed. Their per-second series keeps only requests, errors and p99: while a
-second is open, an endpoint's latency counts are kept as the snapshots' sparse (index, count) pairs,
-not as a dense array (a few KiB per endpoint-second instead of 264 KiB), and reduced to the p99
-when the second closes.
+and error-kind counts summed. Their per-second series keeps requests, errors, the latency interval
+histogram and its p50/p90/p99/max: while a second is open, an endpoint's latency counts are kept as
+the snapshots' sparse (index, count) pairs, not as a dense array (a few KiB per endpoint-second
+instead of 264 KiB), and encoded when the second closes.
 """
 
 from __future__ import annotations
@@ -40,28 +41,30 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from barfast.engine._core import hist_add_sparse, hist_sparse_fits  # type: ignore[attr-defined]
+from barfast.engine._core import hist_sparse_fits  # type: ignore[attr-defined]
 from barfast.engine.aggregate import HIST_VIEWS, new_histogram
 from barfast.engine.histoblob import HistoblobDecoder, HistoblobError
-from barfast.result.hist import add_sparse, ms, percentiles
+from barfast.result.hist import add_sparse
+from barfast.result.intervals import IntervalCodec, Parts
 from barfast.result.snapshot import BadSnapshot, EndpointPart, Parsed, parse
 from barfast.status import ProtocolError
 
 SERIES_OPEN_S = 5
+# Views whose per-second histograms the result keeps (the report's `intervals`): latency and, for
+# open loop, its uncorrected view and the send lag.
+INTERVAL_VIEWS = ("latency", "uncorrected", "send_lag")
 MAX_REJECT_REASONS = 5
 
 
 @dataclass(slots=True)
 class EndpointSecond:
-    """One endpoint in one second: ~150 bytes once closed (the series grows by that per
-    endpoint-second, like the totals' per second)."""
+    """One endpoint in one second: its latency counts as sparse parts while open, a blob of a few
+    hundred bytes once closed (intervals.py)."""
 
     requests: int = 0
     errors: int = 0
-    idx: list[np.ndarray] | None = None  # latency counts as sparse parts while open
-    val: list[np.ndarray] | None = None
-    total: int = 0  # samples in the parts
-    p99_ms: float | None = None  # set when closed (None: no latency counts)
+    latency: Parts = field(default_factory=Parts)
+    figures: dict[str, float | None] | None = None  # set when closed: p50/p90/p99/max_ms
 
 
 @dataclass
@@ -69,9 +72,8 @@ class Second:
     requests: int = 0
     errors: int = 0
     samples: int = 0
-    counts: np.ndarray | None = None  # latency counts of this second (uint64, the merged layout)
-    total: int = 0  # samples in `counts`
-    pcts: dict[str, float] | None = None  # set when closed
+    views: dict[str, Parts] = field(default_factory=dict)  # INTERVAL_VIEWS with counts
+    pcts: dict[str, float] | None = None  # set when closed (latency view)
     endpoints: dict[int, EndpointSecond] = field(default_factory=dict)
 
 
@@ -120,6 +122,7 @@ class Merger:
         # uint64 views of the hdrh counts buffers: sparse adds go straight into them.
         self._counts = {n: np.frombuffer(h.counts, dtype=np.uint64) for n, h in self.hists.items()}
         self._decoder = HistoblobDecoder(self.hists["latency"])
+        self._codec = IntervalCodec(self.hists["latency"])
         self.workers: dict[int, WorkerState] = {}
         self.seconds: dict[int, Second] = {}
         self.endpoints: dict[int, EndpointSums] = {}  # per endpoint index, from endpoint_interval
@@ -177,12 +180,11 @@ class Merger:
         point.samples += p.samples
         for name, sc in p.hists.items():
             add_sparse(self.hists[name], self._counts[name], sc)
-            if name == "latency" and point.pcts is None and sc.total:
-                # Only the per-second p50/p90/p99 are needed: a plain counts array, no hdrh object.
-                if point.counts is None:
-                    point.counts = np.zeros(len(self._counts[name]), dtype=np.uint64)
-                hist_add_sparse(point.counts, sc.idx, sc.val, sc.n)  # <= merged: cannot overflow
-                point.total += sc.total
+            if name in INTERVAL_VIEWS and sc.total:
+                parts = point.views.get(name)
+                if parts is None:
+                    parts = point.views[name] = Parts()
+                parts.add(sc)  # the decoder's own copies (histoblob.py)
         for i, part in (p.endpoint_parts or {}).items():
             self._apply_endpoint(i, part, point)
         # Counters are cumulative: keep the newest of each worker.
@@ -205,9 +207,10 @@ class Merger:
         if p.sec > self._newest_second:
             self._newest_second = p.sec
             self._close_old_seconds()
-        elif point.pcts is None and p.sec < self._newest_second - SERIES_OPEN_S:
-            # The first snapshot of a second that is already past the window: reduce it now, so
-            # that snapshots for ever-older seconds cannot each keep a counts array alive.
+        elif point.pcts is not None or p.sec < self._newest_second - SERIES_OPEN_S:
+            # A snapshot for a second already closed, or already past the window: reduce it now
+            # (again), so that its blob and figures include this snapshot and snapshots for
+            # ever-older seconds cannot each keep their parts alive.
             self._close(point)
 
     def _apply_endpoint(self, i: int, part: EndpointPart, point: Second) -> None:
@@ -230,12 +233,8 @@ class Merger:
         es.requests += part.completed
         es.errors += part.errors
         lat = part.hists.get("latency")
-        if lat is not None and lat.total and point.pcts is None:
-            if es.idx is None or es.val is None:
-                es.idx, es.val = [], []
-            es.idx.append(lat.idx)  # the decoder's own copies (histoblob.py)
-            es.val.append(lat.val)
-            es.total += lat.total
+        if lat is not None:
+            es.latency.add(lat)
 
     def worker_lost(self, worker_id: int) -> None:
         """Mark a worker lost: its data up to its last snapshot stays in the result."""
@@ -250,27 +249,49 @@ class Merger:
                 self._close(point)
 
     def _close(self, point: Second) -> None:
-        point.pcts = self._second_pcts(point)
-        point.counts = None
+        """Reduce a second to its blobs and figures (again, after a late snapshot)."""
+        for name, parts in point.views.items():
+            if parts.blob is not None and not parts.idx:
+                continue  # closed, and nothing arrived since
+            figs = self._codec.reduce(parts)
+            if name == "latency":
+                point.pcts = _totals_figures(figs)
+        if point.pcts is None:
+            point.pcts = _totals_figures(self._codec.figures(*Parts().combined()))
         for es in point.endpoints.values():
-            es.p99_ms = self._endpoint_p99(es)
-            es.idx = es.val = None
+            if es.figures is None or es.latency.idx:
+                es.figures = self._codec.reduce(es.latency)
 
     def _second_pcts(self, point: Second) -> dict[str, float]:
-        if point.counts is None or not point.total:
-            return {"p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0}
-        v = percentiles(self.hists["latency"], point.counts, point.total, (50.0, 90.0, 99.0))
-        return {"p50_ms": ms(v[50.0]), "p90_ms": ms(v[90.0]), "p99_ms": ms(v[99.0])}
+        if point.pcts is not None:
+            return point.pcts
+        lat = point.views.get("latency")
+        return _totals_figures(self._codec.figures(*(lat or Parts()).combined()))
 
-    def _endpoint_p99(self, es: EndpointSecond) -> float | None:
-        if es.p99_ms is not None or not es.total or es.idx is None or es.val is None:
-            return es.p99_ms
-        idx = np.concatenate(es.idx)
-        order = np.argsort(idx, kind="stable")
-        v = percentiles(
-            self.hists["latency"], np.concatenate(es.val)[order], es.total, (99.0,), idx[order]
-        )
-        return ms(v[99.0])
+    def _endpoint_figures(self, es: EndpointSecond) -> dict[str, float | None]:
+        if es.figures is not None and not es.latency.idx:
+            return es.figures
+        return self._codec.figures(*es.latency.combined())
+
+    def interval_blobs(self) -> dict[int, dict[str, str]]:
+        """Per second: the blob of each INTERVAL_VIEWS view with counts (closing every second)."""
+        out: dict[int, dict[str, str]] = {}
+        for sec in sorted(self.seconds):
+            point = self.seconds[sec]
+            self._close(point)
+            out[sec] = {n: p.blob for n, p in point.views.items() if p.blob is not None}
+        return out
+
+    def endpoint_interval_blobs(self) -> dict[int, dict[int, str]]:
+        """Per endpoint index, per second: its latency blob (closing every second)."""
+        out: dict[int, dict[int, str]] = {}
+        for sec in sorted(self.seconds):
+            point = self.seconds[sec]
+            self._close(point)
+            for i, es in sorted(point.endpoints.items()):
+                if es.latency.blob is not None:
+                    out.setdefault(i, {})[sec] = es.latency.blob
+        return out
 
     # -- queries (also for live progress) -------------------------------------------------------
 
@@ -286,16 +307,16 @@ class Merger:
         point = self.seconds.get(second)
         if point is None:
             return None
-        pcts = point.pcts if point.pcts is not None else self._second_pcts(point)
+        pcts = self._second_pcts(point)
         return {"second": second, "requests": point.requests, "errors": point.errors, **pcts}
 
     def series(self) -> list[dict[str, Any]]:
         return [p for s in sorted(self.seconds) if (p := self.series_point(s)) is not None]
 
     def endpoint_series(self) -> dict[int, list[dict[str, Any]]]:
-        """Per endpoint index: [{second, requests, errors, p99_ms}] for the seconds in which it got
-        samples (p99_ms None without latency counts: no completed response, or beyond the
-        per-endpoint histogram bound)."""
+        """Per endpoint index: [{second, requests, errors, p50_ms, p90_ms, p99_ms, max_ms}] for the
+        seconds in which it got samples (latency figures None without latency counts: no
+        completed response, or beyond the per-endpoint histogram bound)."""
         out: dict[int, list[dict[str, Any]]] = {}
         for sec in sorted(self.seconds):
             for i, es in sorted(self.seconds[sec].endpoints.items()):
@@ -304,7 +325,7 @@ class Merger:
                         "second": sec,
                         "requests": es.requests,
                         "errors": es.errors,
-                        "p99_ms": self._endpoint_p99(es),
+                        **self._endpoint_figures(es),
                     }
                 )
         return out
@@ -331,3 +352,8 @@ class Merger:
         from barfast.result.summary import build_report
 
         return build_report(self, config_info)
+
+
+def _totals_figures(figs: dict[str, float | None]) -> dict[str, float]:
+    """The totals' series shows 0.0, not null, for a second without latency counts."""
+    return {k: v if v is not None else 0.0 for k, v in figs.items()}

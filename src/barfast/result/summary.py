@@ -12,12 +12,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from barfast.config import NS_PER_S, RunConfig, format_duration
-from barfast.engine.aggregate import ENDPOINT_HISTS_MAX, HIST_VIEWS, new_histogram
+from barfast.engine.aggregate import ENDPOINT_HISTS_MAX, ENDPOINT_VIEWS, HIST_VIEWS, new_histogram
 from barfast.result.hist import latency_summary
+from barfast.result.intervals import ENCODING as INTERVAL_ENCODING
 from barfast.result.meta import redact_headers
 
 if TYPE_CHECKING:
     from barfast.result.merge import Merger, WorkerState
+
+INTERVAL_VIEWS = ("latency", "uncorrected", "send_lag")  # merge.INTERVAL_VIEWS
 
 SCHEMA = "barfast.report/1"
 SEND_LAG_WARN_MS = 1.0
@@ -122,6 +125,19 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
         hist_out["send_lag"] = _text(m.hists["send_lag"].encode())
     rep["histogram"] = hist_out
     rep["series"] = m.series()
+    # Per second, the interval histograms every other output is rendered from (report/ modules):
+    # closed loop keeps the one latency view (uncorrected is the same there), open loop all three.
+    views = INTERVAL_VIEWS if open_loop else ("latency",)
+    blobs = m.interval_blobs()
+    rep["intervals"] = {
+        "encoding": INTERVAL_ENCODING,
+        "units": "ns",
+        "period_s": 1,
+        "views": list(views),
+        "seconds": [
+            {"second": sec, **{v: b[v] for v in views if v in b}} for sec, b in blobs.items()
+        ],
+    }
     clamped = {name: sum(w.clamped.get(name, 0) for w in m.workers.values()) for name in HIST_VIEWS}
     rep["samples"] = {
         "aggregated": sum(w.samples for w in m.workers.values()),
@@ -192,6 +208,8 @@ def _endpoints(
             passed += done - bad
             failed += bad
         row["series"] = fig["series"]
+        row["histogram"] = fig["histogram"]
+        row["intervals"] = fig["intervals"]
         out[spec["name"]] = row
     return out, {"passed": passed, "failed": failed}
 
@@ -203,17 +221,24 @@ def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, 
     they come from the samples (merge.py); an endpoint from ENDPOINT_HISTS_MAX on has no histograms
     of its own, so its summaries are null (and its series' p99_ms)."""
     if n == 1:
+        has_latency = {p["second"] for p in rep["intervals"]["seconds"] if "latency" in p}
         return [
             {
                 **{k: rep[k] for k in ("status", "errors", "latency_ms", "connect_ms", "ttfb_ms")},
                 "tls_ms": rep.get("tls_ms"),
-                "series": [
-                    {k: p[k] for k in ("second", "requests", "errors", "p99_ms")}
-                    for p in rep["series"]
+                "series": [_endpoint_point(p, has_latency) for p in rep["series"]],
+                "histogram": {
+                    k: rep["histogram"][k] for k in ENDPOINT_VIEWS if k in rep["histogram"]
+                },
+                "intervals": [
+                    {"second": p["second"], "latency": p["latency"]}
+                    for p in rep["intervals"]["seconds"]
+                    if "latency" in p
                 ],
             }
         ]
     series = m.endpoint_series()
+    blobs = m.endpoint_interval_blobs()
     empty = new_histogram()
     out = []
     for i in range(n):
@@ -223,6 +248,12 @@ def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, 
             "status": {str(c): k for c, k in sorted(sums.status.items())} if sums else {},
             "errors": dict(sorted(sums.errors.items())) if sums else {},
             "series": series.get(i, []),
+            # the endpoint's merged histograms and its per-second latency ones (None and [] from
+            # ENDPOINT_HISTS_MAX on, which have none)
+            "histogram": {v: _text(hists[v].encode()) for v in ENDPOINT_VIEWS if v in hists}
+            if i < ENDPOINT_HISTS_MAX
+            else None,
+            "intervals": [{"second": s, "latency": b} for s, b in blobs.get(i, {}).items()],
         }
         for key, view in (
             ("latency_ms", "latency"),
@@ -233,6 +264,13 @@ def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, 
             fig[key] = latency_summary(hists.get(view, empty)) if i < ENDPOINT_HISTS_MAX else None
         out.append(fig)
     return out
+
+
+def _endpoint_point(p: dict[str, Any], has_latency: set[int]) -> dict[str, Any]:
+    """A totals' series point as an endpoint's: latency figures None (not 0.0) without counts."""
+    if p["second"] in has_latency:
+        return dict(p)
+    return {**p, **{k: None for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")}}
 
 
 def worker_row(w: WorkerState) -> dict[str, Any]:

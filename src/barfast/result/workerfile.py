@@ -208,6 +208,8 @@ def merge_docs(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
     rep = merger.report(config)
     if isinstance(docs[0].get("meta"), dict):
         rep["meta"] = docs[0]["meta"]  # the coordinator's: where and when the run was made
+        if "started_unix_s" in rep["meta"]:
+            rep["started_unix_s"] = rep["meta"]["started_unix_s"]
     infos = []
     partial = []
     for w, d in sorted(by_worker.items()):
