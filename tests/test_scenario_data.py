@@ -7,6 +7,7 @@ HTTP/1.1 parser) shows whole requests: headers, bodies and their Content-Length.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -153,7 +154,8 @@ class Capture:
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         self.lock = threading.Lock()
         self.stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
 
     def _accept(self) -> None:
         while not self.stop:
@@ -194,7 +196,12 @@ class Capture:
                     return
 
     def close(self) -> None:
+        # shutdown() wakes the accept() blocked in the other thread (close() alone does not, and
+        # that thread could then accept on the next server's socket once it reused the fd number)
         self.stop = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._acceptor.join(5)
         self.sock.close()
 
 
