@@ -143,26 +143,14 @@ class Transport:
     resume: bool = True  # resume sessions (tickets) on reconnects
     unix_socket: str = ""
 
-    def engine_tls(self, target: Target) -> dict[str, Any] | None:
-        """The Engine's `tls` argument (None for plain HTTP)."""
-        if not self.tls:
-            return None
+    def tls_names(self, target: Target) -> tuple[str, str]:
+        """(the name the certificate must match, the SNI sent: "" for an IP literal, RFC 6066 §3)."""
         host = self.servername or target.host
         try:
             ipaddress.ip_address(host)
-            sni = ""  # RFC 6066 §3: an IP literal is not sent as a server name
+            return host, ""
         except ValueError:
-            sni = host
-        return {
-            "host": host,
-            "sni": sni,
-            "verify": self.verify,
-            "cafile": self.cacert,
-            "certfile": self.cert,
-            "keyfile": self.key,
-            "resume": self.resume,
-            "alpn": b"\x08http/1.1",
-        }
+            return host, host
 
 
 UNIX_PATH_MAX = 107  # sockaddr_un's sun_path holds 108 bytes with the NUL

@@ -53,7 +53,7 @@ class WorkerPlan:
     max_body: int = 64 * 1024  # body bytes kept per response for checks
     # this worker's rows of each feeder: (arena, offsets, nrows, nvars, order), Engine's form
     feeders: tuple[tuple[bytes, bytes, int, int, int], ...] = ()
-    # https (Transport.engine_tls, paths read on the worker's host) and --unix-socket
+    # https (config.Transport; paths read on the worker's host; runner.plan_tls) and --unix-socket
     tls: bool = False
     tls_host: str = ""
     tls_sni: str = ""
@@ -160,18 +160,19 @@ def split_plan(cfg: RunConfig, n: int) -> list[WorkerPlan]:
     maxc = split_int(cfg.max_connections, n) if cfg.max_connections else [0] * n
     request = cfg.request_bytes()
     feeds = [_feeder_shares(f, n) for f in cfg.feeders]
-    et = cfg.transport.engine_tls(cfg.target)
+    tr = cfg.transport
     tls: dict[str, Any] = {}
-    if et is not None:
+    if tr.tls:
+        host, sni = tr.tls_names(cfg.target)
         tls = dict(
             tls=True,
-            tls_host=et["host"],
-            tls_sni=et["sni"],
-            tls_verify=et["verify"],
-            tls_cafile=et["cafile"],
-            tls_cert=et["certfile"],
-            tls_key=et["keyfile"],
-            tls_resume=et["resume"],
+            tls_host=host,
+            tls_sni=sni,
+            tls_verify=tr.verify,
+            tls_cafile=tr.cacert,
+            tls_cert=tr.cert,
+            tls_key=tr.key,
+            tls_resume=tr.resume,
         )
     plans = []
     for i in range(n):
