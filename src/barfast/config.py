@@ -277,6 +277,25 @@ class Endpoint:
         return (self.request, self.head, self.weight, list(self.status), self.template)
 
 
+@dataclass(frozen=True)
+class FlowSpec:
+    """A flow as the engine runs it (scenario/compile.py builds it): its step program, each request
+    step naming an endpoint of the run (FLOW.STEP), each think step its distribution."""
+
+    name: str
+    weight: float
+    feeds: int  # bit f: feeder f is drawn once per iteration
+    cookies: bool
+    on_fail: int  # 0: a failed capture ends the iteration, 1: skips the steps that need it
+    # (1, endpoint, ((var, kind, a, b), ...)) or (2, think kind, a ns, b ns) per step (flow.pxi)
+    steps: tuple[tuple[Any, ...], ...]
+    # each capture in program order (repeats unrolled): (step name, variable, kind)
+    captures: tuple[tuple[str, str, str], ...] = ()
+
+    def to_engine(self) -> tuple[float, int, bool, int, list[tuple[Any, ...]]]:
+        return (self.weight, self.feeds, self.cookies, self.on_fail, list(self.steps))
+
+
 def serialize_request(
     method: str,
     path: str,
@@ -329,6 +348,10 @@ class RunConfig:
     feeders: tuple[Any, ...] = ()  # scenario/template.FeedData the endpoints' templates read
     max_body_for_checks: int = 64 * 1024  # body bytes kept per response for the checks
     transport: Transport = field(default_factory=Transport)
+    # a scenario's flows (their request steps are the endpoints); `requests` then bounds
+    # iterations, and a rate is iterations per second
+    flows: tuple[FlowSpec, ...] = ()
+    variables: tuple[str, ...] = ()  # the flows' captured variables, by index
 
     @property
     def open_loop(self) -> bool:

@@ -19,6 +19,8 @@ include "fragments/pacing.pxi"     # open-loop schedules (intended send times)
 include "fragments/template.pxi"   # request templates: feeders and generators, rendered per request
 include "fragments/tls.pxi"        # OpenSSL for the client loop (include/bf_tls.h), its SSL_CTX
 include "fragments/conn.pxi"       # client connection state machine
+include "fragments/flow.pxi"       # flows: step programs, per-user state, think timers
 include "fragments/nap.pxi"        # closed-loop nap controller (timer naps vs blocking on sockets)
 include "fragments/loop.pxi"       # client epoll loop (nogil) and the Engine class
+include "fragments/user.pxi"       # a flow's virtual users in the loop (steps, captures, thinks)
 include "fragments/serve.pxi"      # built-in HTTP/1.1 target

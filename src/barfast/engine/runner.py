@@ -82,6 +82,8 @@ def default_engine(ring: Any, plan: WorkerPlan, start_ns: int) -> Any:
         seq_step=plan.workers,
         unix_path=plan.unix_path,
         tls=plan_tls(plan),
+        flows=list(plan.flows),
+        nvars=plan.nvars,
     )
     if not plan.naps:
         eng._set_closed_nap_ns(0)  # block on the sockets, as wrk does
@@ -179,7 +181,8 @@ class EngineRunner:
         self._engine_factory = engine_factory or default_engine
         self._engine: Any = None
         self._stop_requested = threading.Event()
-        self.aggregator = Aggregator(len(plan.endpoints))
+        # a flow's iterations are recorded in a slot of their own after the endpoints
+        self.aggregator = Aggregator(len(plan.endpoints) + len(plan.flows))
         self.interrupted = False
         self.no_load = False  # stopped early: every connect failed during the first interval
         self.drains = 0  # drain passes during the run (the wake-ups of this thread)
@@ -329,6 +332,8 @@ class EngineRunner:
         status = {int(k): int(v) for k, v in engine.status_counts().items()}
         # exact per-endpoint counters (cumulative, like `counters`); a scenario's mix only
         endpoints = engine.endpoint_counts() if self.plan.endpoints else None
+        if endpoints is not None and self.plan.flows:
+            endpoints += engine.flow_counts()  # the flows' slots, after the endpoints
         part = self.aggregator.take_interval(wire=True)  # binary stored histoblobs (histoblob.py)
         tally = self.aggregator.tally()
         ru = resource.getrusage(resource.RUSAGE_SELF)

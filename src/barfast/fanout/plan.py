@@ -63,6 +63,10 @@ class WorkerPlan:
     tls_key: str = ""
     tls_resume: bool = True
     unix_path: str = ""
+    # flows: (weight, feeds mask, cookies, on_fail, steps) each (config.FlowSpec.to_engine); the
+    # endpoints are their request steps; `requests` bounds iterations
+    flows: tuple[tuple[Any, ...], ...] = ()
+    nvars: int = 0
 
     @property
     def open_loop(self) -> bool:
@@ -93,6 +97,10 @@ class WorkerPlan:
             for ep in self.endpoints
         ]
         d["feeders"] = [list(f) for f in self.feeders]
+        d["flows"] = [
+            [float(w), int(feeds), bool(cookies), int(on_fail), [_step_out(st) for st in steps]]
+            for w, feeds, cookies, on_fail, steps in self.flows
+        ]
         return d
 
     @classmethod
@@ -125,8 +133,31 @@ class WorkerPlan:
             (_bytes(a), _bytes(o), int(n), int(v), int(order))
             for a, o, n, v, order in d.get("feeders", ())
         )
+        d["flows"] = tuple(
+            (float(w), int(feeds), bool(cookies), int(on_fail), tuple(_step_in(st) for st in steps))
+            for w, feeds, cookies, on_fail, steps in d.get("flows", ())
+        )
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _step_out(st: tuple[Any, ...]) -> list[Any]:
+    """A flow step, msgpack-safe and flat enough for the protocol's nesting bound: a request's
+    captures as one flat list (var, kind, a, b, var, kind, a, b, ...)."""
+    if st[0] == 1:
+        return [1, int(st[1]), [x for cap in st[2] for x in cap]]
+    return [int(x) for x in st]
+
+
+def _step_in(st: Any) -> tuple[Any, ...]:
+    if int(st[0]) == 1:
+        flat = list(st[2])
+        caps = tuple(
+            (int(flat[i]), int(flat[i + 1]), _bytes(flat[i + 2]), _bytes(flat[i + 3]))
+            for i in range(0, len(flat) - len(flat) % 4, 4)
+        )
+        return (1, int(st[1]), caps)
+    return tuple(int(x) for x in st)
 
 
 def _pairs(flat: Any) -> tuple[tuple[int, int], ...]:
@@ -205,6 +236,8 @@ def split_plan(cfg: RunConfig, n: int) -> list[WorkerPlan]:
                 feeders=tuple(shares[i] for shares in feeds),
                 **tls,
                 unix_path=cfg.transport.unix_socket,
+                flows=tuple(f.to_engine() for f in cfg.flows),
+                nvars=len(cfg.variables),
             )
         )
     return plans

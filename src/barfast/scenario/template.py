@@ -8,7 +8,9 @@ A placeholder is one of
     {{ alnum N }}       N random characters of [0-9A-Za-z]
     {{ uuid }}          a random UUID (version 4)
     {{ time }}          the Unix time in seconds ({{ time_ms }}: milliseconds)
-Each request takes one row of every feeder it names (all its slots of one feeder show that row).
+    {{ NAME }}          in a flow: the user's variable NAME, captured by an earlier step
+Each request takes one row of every feeder it names (all its slots of one feeder show that row); in
+a flow, a feeder bound to the flow gives one row per iteration instead.
 
 A feeder value is escaped for where it lands, once, when the rows are loaded: percent-encoded in the
 request target (only the bytes a target cannot carry: controls, space, non-ASCII and "<>\\^`{|}#"),
@@ -46,14 +48,18 @@ from barfast.scenario.model import ScenarioError
     OP_TIME_S,
     OP_TIME_MS,
     OP_CLEN,
-) = range(1, 11)
+    OP_VAR,
+    OP_COOKIE,
+) = range(1, 13)
+VAR_ESCAPES = {"header": 0, "raw": 0, "target": 1, "json": 2}  # template.pxi TPL_ESC_*
 ORDERS = {"sequential": 0, "random": 1, "unique": 2}
 MAX_FEEDERS = 64  # template.pxi TPL_MAX_FEEDS
 MAX_RUN = 4096
 ESCAPES = ("target", "header", "json", "raw")
 _PH = re.compile(r"\{\{(.*?)\}\}", re.S)
 _NUMERIC = ("seq", "rand", "time", "time_ms")
-_MARK = re.compile(rb"\x00(c|[0-9]+)\x00")
+_MARK = re.compile(rb"\x00(c|k|[0-9]+)\x00")
+GENERATORS = ("seq", "rand", "hex", "alnum", "uuid", "time", "time_ms")
 _TARGET_OK = frozenset(
     b"!$%&'()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_abcdefghijklmnopqrstuvwxyz~"
 )
@@ -157,11 +163,19 @@ def _int(word: str, what: str, lo: int, hi: int) -> int:
     return int(word)
 
 
-def parse_slot(expr: str, data: dict[str, Feeder]) -> Slot:
+def parse_slot(expr: str, data: dict[str, Feeder], variables: dict[str, int] | None = None) -> Slot:
+    """One placeholder's slot; `variables` (a flow step: the variables captured before it, by
+    index) allows {{ NAME }}."""
     words = expr.split()
     if not words:
         raise ScenarioError("empty placeholder {{ }}")
     name, args = words[0], words[1:]
+    if variables is not None and not args and name not in GENERATORS and "." not in name:
+        if name in variables:
+            return Slot(OP_VAR, variables[name], column=name)
+        near = difflib.get_close_matches(name, list(variables), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ScenarioError(f"no step before this one captures {{{{ {name} }}}}{hint}")
     fixed = {"seq": OP_SEQ, "uuid": OP_UUID, "time": OP_TIME_S, "time_ms": OP_TIME_MS}
     if name in fixed:
         if args:
@@ -200,14 +214,16 @@ def parse_slot(expr: str, data: dict[str, Feeder]) -> Slot:
     raise ScenarioError(f"bad placeholder {{{{ {expr.strip()} }}}}{hint}: expected {gens}")
 
 
-def parse(text: str, data: dict[str, Feeder]) -> list[str | Slot]:
+def parse(
+    text: str, data: dict[str, Feeder], variables: dict[str, int] | None = None
+) -> list[str | Slot]:
     """A string with placeholders -> its literal parts and slots (ScenarioError on a bad one)."""
     out: list[str | Slot] = []
     pos = 0
     for m in _PH.finditer(text):
         if m.start() > pos:
             out.append(text[pos : m.start()])
-        out.append(parse_slot(m.group(1), data))
+        out.append(parse_slot(m.group(1), data, variables))
         pos = m.end()
     rest = text[pos:]
     if "{{" in rest or "}}" in rest:
@@ -219,6 +235,35 @@ def parse(text: str, data: dict[str, Feeder]) -> list[str | Slot]:
 
 def has_placeholder(text: str) -> bool:
     return "{{" in text or "}}" in text
+
+
+def _strings(v: Any) -> Any:
+    if isinstance(v, str):
+        yield v
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            yield str(k)
+            yield from _strings(x)
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            yield from _strings(x)
+
+
+def variables_used(r: Any, headers: dict[str, str]) -> list[str]:
+    """The {{ NAME }} variables a flow step's request reads (path, url, headers, body, json, and
+    the scenario's default headers), in order of appearance."""
+    texts = [r.path, r.url or "", *headers.values(), *r.headers.values()]
+    if isinstance(r.body, str):
+        texts.append(r.body)
+    texts += list(_strings(r.json))
+    out: list[str] = []
+    for t in texts:
+        for m in _PH.finditer(t):
+            words = m.group(1).split()
+            if len(words) == 1 and words[0] not in GENERATORS and "." not in words[0]:
+                if words[0] not in out:
+                    out.append(words[0])
+    return out
 
 
 def escape_value(v: str, escape: str, where: str) -> bytes:
@@ -278,9 +323,13 @@ class Builder:
                 key = m.group(1)
                 if key == b"c":
                     ops.append((OP_CLEN, 0, 0))
+                elif key == b"k":
+                    ops.append((OP_COOKIE, 0, 0))
                 else:
                     s, escape = slots[int(key)]
-                    if s.kind == OP_FEED:
+                    if s.kind == OP_VAR:
+                        ops.append((OP_VAR, s.a, VAR_ESCAPES[escape]))
+                    elif s.kind == OP_FEED:
                         ops.append((OP_FEED, self.feed_index(s.feeder), self.variant(s, escape)))
                     else:
                         ops.append((s.kind, s.a, s.b))
@@ -289,7 +338,8 @@ class Builder:
                 ops.append((OP_STATIC, len(blob), len(part) - pos))
                 blob.extend(part[pos:])
 
-        head_end = raw.index(b"\r\n\r\n") + 4
+        k = raw.find(b"\r\n\x00k\x00\r\n")  # a flow step's Cookie line ends the head
+        head_end = k + 7 if k >= 0 else raw.index(b"\r\n\r\n") + 4
         cut(raw[:head_end])
         body_op = len(ops)
         if body_slots:

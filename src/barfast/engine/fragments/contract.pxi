@@ -37,6 +37,7 @@ cdef extern from "barfast.h" nogil:
         BF_FLAG_OPEN_LOOP
         BF_FLAG_INTERIM
         BF_FLAG_CHECK_FAIL
+        BF_FLAG_ITERATION
 
     uint64_t bf_load_acquire_u64(const uint64_t *p)
     uint64_t bf_load_relaxed_u64(const uint64_t *p)

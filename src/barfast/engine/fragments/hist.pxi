@@ -172,6 +172,7 @@ ctypedef struct hist_tally_t:
     uint64_t bytes_rx
     uint64_t bytes_tx
     uint64_t seq_gaps         # samples missing according to seq (the ring dropped them)
+    uint64_t iterations       # flow iteration records (BF_FLAG_ITERATION; not requests)
     uint64_t status[HIST_STATUS_SLOTS]
     uint64_t error[HIST_ERROR_SLOTS]
     uint64_t sys_errno[HIST_ERROR_SLOTS][HIST_ERRNO_SLOTS]
@@ -216,13 +217,24 @@ cdef Py_ssize_t hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next
                 ep = NULL
                 t.endpoint_unknown += 1
         t.samples += 1
-        t.bytes_rx += r.bytes_rx
-        t.bytes_tx += r.bytes_tx
         # seq is the producer's own 0,1,2,... counter: a jump means the ring dropped records.
         if r.seq > next_seq[0]:
             t.seq_gaps += r.seq - next_seq[0]
         if r.seq >= next_seq[0]:
             next_seq[0] = r.seq + 1
+        if r.flags & BF_FLAG_ITERATION:
+            # A flow iteration, not a request: only its flow's slot records it (its duration as
+            # the slot's latency, ttfb 0 so the slot's views agree on the count), never the totals.
+            t.iterations += 1
+            if ep != NULL:
+                ep.completed += 1
+                ep.status[r.status if r.status < HIST_STATUS_SLOTS else 0] += 1
+                if ep.views[HIST_EP_LAT].counts != NULL:
+                    hist_record(&ep.views[HIST_EP_LAT], hist_diff(r.done_ns, r.intended_ns, t))
+                    hist_record(&ep.views[HIST_EP_TTFB], 0)
+            continue
+        t.bytes_rx += r.bytes_rx
+        t.bytes_tx += r.bytes_tx
         if (r.flags & BF_FLAG_NEW_CONN) and r.connect_us:
             v = <uint64_t>r.connect_us * 1000
             hist_record(&views[HIST_CONN], v)
@@ -447,6 +459,7 @@ cdef class SampleRecorder:
             "bytes_rx": t.bytes_rx,
             "bytes_tx": t.bytes_tx,
             "seq_gaps": t.seq_gaps,
+            "iterations": t.iterations,
             "next_seq": self.next_seq,
             "status": {i: t.status[i] for i in range(HIST_STATUS_SLOTS) if t.status[i]},
             "error": {i: t.error[i] for i in range(HIST_ERROR_SLOTS) if t.error[i]},

@@ -262,6 +262,17 @@ ctypedef struct engine_t:
     bint memo_on             # the memo is used (the default; off: a benchmark knob)
     loop_counters_t cnt
     uint64_t status[LOOP_STATUS_MAX]
+    flow_t *flows            # flows (user.pxi; NULL: a mix of independent requests)
+    uint32_t nflows
+    vu_t *vus                # flows: the user of each connection slot (max_conns)
+    char *vu_vars            # flows: user i's variable v at (i * nvars + v) * FLOW_VAR_CAP
+    uint32_t nvars
+    char *vu_jars            # flows with cookies: user i's jar at i * FLOW_JAR_CAP
+    uint32_t *theap          # flows: thinking users by due time (flow.pxi)
+    uint32_t theap_n
+    uint64_t iters           # flows: iterations started (`requests` bounds these, not requests)
+    uint64_t vus_active      # flows: iterations in progress
+    uint64_t iters_bulk_failed  # flows, open loop: iterations failed in bulk (loop_fail_backlog)
     nap_t nap                # closed loop: after a poll that found nothing, sleep nap.nap_ns
                              # on idle_epfd instead of on the sockets while nap.on (nap.pxi);
                              # last, so its probe arrays and log stay off the hot fields' lines
@@ -327,7 +338,12 @@ cdef inline uint32_t loop_pick(engine_t *e) noexcept nogil:
 cdef inline void loop_begin(engine_t *e, conn_t *c, uint64_t intended_ns, uint8_t flags) noexcept nogil:
     """A request starts on slot c (counted as started and in flight until loop_finish); its
     endpoint is picked now, so a request failed before its write still counts against one."""
-    cdef uint32_t i = loop_pick(e)
+    loop_begin_ep(e, c, loop_pick(e), intended_ns, flags)
+
+
+cdef void loop_begin_ep(engine_t *e, conn_t *c, uint32_t i, uint64_t intended_ns,
+                        uint8_t flags) noexcept nogil:
+    """Endpoint i's request starts on slot c (a flow's user gives its own render context)."""
     cdef loop_ep_t *ep = &e.eps[i]
     c.ep = <uint16_t>i
     if ep.tpl == NULL:
@@ -352,8 +368,9 @@ cdef inline void loop_begin(engine_t *e, conn_t *c, uint64_t intended_ns, uint8_
     if e.tctx.data_out and not e.data_stopped:
         # The unique rows are used up: this request is the run's last. Closed loop: `requests`
         # bounds it now; open loop: the schedule ends here (entries not taken were never started).
+        # Flows: no iteration begins after this one.
         e.data_stopped = 1
-        e.requests = e.cnt.started
+        e.requests = e.iters if e.nflows else e.cnt.started
         e.pacing.next_ns = PACING_END
 
 
@@ -398,6 +415,8 @@ cdef void loop_finish(engine_t *e, conn_t *c, uint8_t err, int sys_errno, uint16
     loop_publish(e, intended, c.send_ns, c.first_byte_ns, now, c.bytes_rx, c.bytes_tx, c.id,
                  c.ep, status, err, c.flags, sys_errno,
                  c.connect_us if c.flags & BF_FLAG_NEW_CONN else 0)
+    if e.nflows:
+        user_result(e, c, err, now)
 
 
 cdef bint loop_checks_fail(loop_ep_t *ep, const http_resp_t *p, uint16_t status) noexcept nogil:
@@ -454,8 +473,9 @@ cdef bint loop_checks_fail(loop_ep_t *ep, const http_resp_t *p, uint16_t status)
 
 
 cdef inline bint loop_can_start(engine_t *e, uint64_t now) noexcept nogil:
+    """A new request (flows: a new iteration) may begin."""
     return (not e.stopping and now < e.end_ns
-            and (e.requests == 0 or e.cnt.started < e.requests))
+            and (e.requests == 0 or (e.iters if e.nflows else e.cnt.started) < e.requests))
 
 
 # ------------------------------------------------------------------ connections
@@ -473,7 +493,7 @@ cdef inline conn_t *loop_free_pop(engine_t *e) noexcept nogil:
         e.nfree -= 1
         c = &e.conns[e.free_stack[e.nfree]]
         c.in_free = 0
-        if c.state == CONN_IDLE and not c.has_req:
+        if c.state == CONN_IDLE and not c.has_req and (e.nflows == 0 or not e.vus[c.id].active):
             return c
     return NULL
 
@@ -505,7 +525,10 @@ cdef void loop_connect_failed(engine_t *e, conn_t *c, int err, uint64_t now,
     cdef uint64_t t
     loop_close(e, c)
     cnt_add(&e.cnt.connect_failures, 1)
-    if not c.has_req and e.pacing.next_ns <= now:
+    if e.nflows:
+        if e.open_loop and not c.has_req:
+            user_connect_failed(e, c, now)    # the user's next request (or a new iteration's)
+    elif not c.has_req and e.pacing.next_ns <= now:
         # Open loop: the failure takes the oldest due request (keeping its intended time). With
         # none due it fails no request (it still shows in connect_failures), so `requests`
         # bounds started requests exactly in both modes.
@@ -532,7 +555,7 @@ cdef int loop_open(engine_t *e, conn_t *c, uint64_t now, bint setup) noexcept no
         if setup:
             return -fd
         if not e.open_loop and not c.has_req:
-            loop_begin(e, c, 0, 0)
+            loop_open_begin(e, c, now)
         c.connect_ns = now
         loop_connect_failed(e, c, -fd, now)
         return 0
@@ -555,7 +578,7 @@ cdef int loop_open(engine_t *e, conn_t *c, uint64_t now, bint setup) noexcept no
     c.state = CONN_CONNECTING
     e.n_connecting += 1
     if not e.open_loop and not c.has_req:
-        loop_begin(e, c, 0, 0)
+        loop_open_begin(e, c, now)
     r = connect(fd, <sockaddr *>&e.addr, e.addrlen)
     if r < 0 and errno != EINPROGRESS and errno != EINTR:
         loop_connect_failed(e, c, errno, now)
@@ -566,8 +589,22 @@ cdef int loop_open(engine_t *e, conn_t *c, uint64_t now, bint setup) noexcept no
     return 0
 
 
+cdef inline void loop_open_begin(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
+    """Closed loop: the connect begins the slot's next request (a flow's user: its next step's,
+    unless it thinks)."""
+    if e.nflows:
+        user_begin(e, c, now)
+    else:
+        loop_begin(e, c, 0, 0)
+
+
 cdef void loop_reopen(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
     """A slot without a socket gets a new connection if the run still needs it."""
+    if e.nflows and e.vus[c.id].active:
+        # a user in the middle of an iteration (thinking, or its request failed) goes on
+        if not e.stopping and now < e.end_ns:
+            loop_open(e, c, now, 0)
+        return
     if e.open_loop:
         # no new connections once the schedule is exhausted: nothing is left for them to carry
         if not e.stopping and now < e.end_ns and e.pacing.next_ns != PACING_END:
@@ -594,8 +631,8 @@ cdef void loop_send(engine_t *e, conn_t *c) noexcept nogil:
     if c.send_ns == 0:
         # The first write() attempt of this request (a retry after EAGAIN keeps this stamp).
         c.send_ns = clock_now_ns()   # see "What is timed" above
-        if not e.open_loop:
-            c.intended_ns = c.send_ns
+        if not e.open_loop and c.intended_ns == 0:
+            c.intended_ns = c.send_ns   # (a flow's step after a think: its due time)
         if c.reqs_on_conn == 0:
             c.flags |= BF_FLAG_NEW_CONN
         c.reqs_on_conn += 1
@@ -656,6 +693,9 @@ cdef inline void loop_send_scheduled(engine_t *e, conn_t *c) noexcept nogil:
     cdef uint64_t t = e.pacing.next_ns
     pacing_advance(&e.pacing)
     e.last_intended = t
+    if e.nflows:
+        user_scheduled(e, c, t)     # the entry is a new iteration of a flow
+        return
     loop_begin(e, c, t, BF_FLAG_OPEN_LOOP)
     loop_send(e, c)
 
@@ -663,6 +703,9 @@ cdef inline void loop_send_scheduled(engine_t *e, conn_t *c) noexcept nogil:
 cdef void loop_next(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
     """Slot c is connected and idle: give it work at once, in the same handler (no epoll round)."""
     c.state = CONN_IDLE
+    if e.nflows:
+        user_idle(e, c, now)
+        return
     if e.open_loop:
         if e.pacing.next_ns <= now and not e.stopping:
             loop_send_scheduled(e, c)
@@ -1072,11 +1115,14 @@ cdef void loop_fail_backlog(engine_t *e, uint64_t through, uint8_t err, bint sta
             m = pacing_skip_through(&e.pacing, through)
             loop_count_failed(e, err, started, m)
             cnt_add(&e.cnt.bulk_failed, m)
+            if e.nflows:
+                cnt_add(&e.iters_bulk_failed, m)
             return
         loop_count_failed(e, err, started, 1)
         # Each failed entry is one request of the mix: it gets an endpoint by weight as if it had
-        # begun (the bulk-counted rest above has none: the report shows them apart).
-        i = loop_pick(e)
+        # begun (the bulk-counted rest above has none: the report shows them apart). Flows: an
+        # iteration of a flow picked by weight, failed at its first request.
+        i = user_backlog_failed(e) if e.nflows else loop_pick(e)
         cnt_add(&e.eps[i].errors, 1)
         if started:
             cnt_add(&e.eps[i].started, 1)
@@ -1270,7 +1316,9 @@ cdef bint loop_done(engine_t *e, uint64_t now) noexcept nogil:
     if bf_load_acquire_int(&e.stop_flag) or now >= e.end_ns:
         return 1
     if e.open_loop:
-        return e.pacing.next_ns == PACING_END and e.cnt.in_flight == 0
+        return e.pacing.next_ns == PACING_END and e.cnt.in_flight == 0 and e.vus_active == 0
+    if e.nflows:
+        return e.requests != 0 and e.iters >= e.requests and e.vus_active == 0
     return e.requests != 0 and e.cnt.started >= e.requests and e.cnt.in_flight == 0
 
 
@@ -1322,6 +1370,8 @@ cdef int loop_run(engine_t *e) noexcept nogil:
         now = clock_now_ns()
         if e.ramp_next < e.nconns:
             loop_ramp(e, now, 0)
+        if e.theap_n:
+            user_wake(e, now)           # thinking users whose pause is over
         if e.open_loop:
             loop_dispatch(e, now)
         elif now >= e.nap.next_ns and e.ramp_next >= e.nconns:
@@ -1339,6 +1389,8 @@ cdef int loop_run(engine_t *e) noexcept nogil:
             until = now + LOOP_MAX_WAIT_NS
         if e.ramp_next < e.nconns:
             until = now                 # still opening the pool: poll, then open the next batch
+        if e.theap_n and e.vus[e.theap[0]].due_ns < until:
+            until = e.vus[e.theap[0]].due_ns    # the next think ends
         pacing_wait = 0
         if e.open_loop and e.pacing.next_ns <= until and (
                 e.nfree > 0 or (e.n_connecting == 0 and e.nslots < e.max_conns)):
@@ -1379,6 +1431,8 @@ cdef int loop_run(engine_t *e) noexcept nogil:
 # ------------------------------------------------------------------ Python surface
 
 _ERROR_KEYS = ("none", "connect", "timeout", "read", "write", "parse", "closed", "not_sent", "tls")
+# bf_flow.h BF_CAP_* results, by value
+_CAPTURE_FAILURES = ("ok", "missing", "too_long", "bad_bytes", "truncated")
 
 
 def _alias_table(weights):
@@ -1427,7 +1481,8 @@ cdef class Engine:
                  uint64_t duration_ns=0, uint64_t timeout_ns, uint64_t connect_timeout_ns,
                  double rate=0.0, stages=(), int arrival=0, uint64_t seed=0,
                  uint64_t start_ns=0, endpoints=None, feeders=(), uint64_t seq_start=0,
-                 uint64_t seq_step=1, uint32_t max_body=65536, str unix_path="", tls=None):
+                 uint64_t seq_step=1, uint32_t max_body=65536, str unix_path="", tls=None,
+                 flows=(), uint32_t nvars=0):
         cdef engine_t *e
         cdef int rc
         cdef bytes a
@@ -1501,6 +1556,11 @@ cdef class Engine:
         e.tctx.rng = (seed ^ 0x9E3779B97F4A7C15ULL) or 1
         e.tctx.seq_next = seq_start
         e.tctx.seq_step = seq_step
+        flows = list(flows)
+        if flows:
+            # the bounds the templates of flow steps are set up with (TPL_VAR, TPL_COOKIE)
+            e.tctx.var_cap = FLOW_VAR_CAP
+            e.tctx.jar_cap = FLOW_JAR_CAP
         weights = []
         for i in range(n):
             req, ep_head, weight, ranges = endpoints[i][:4]
@@ -1534,6 +1594,8 @@ cdef class Engine:
             e.eps[i].alias = alias
         # Distinct from the Poisson stream for the same seed; never 0 (xorshift's fixed point).
         e.pick_rng = (seed ^ 0xD1B54A32D192ED03ULL) or 1
+        if flows:
+            self._setup_flows(flows, nvars)
         e.nconns = <uint32_t>connections
         e.max_conns = <uint32_t>max_connections
         e.requests = requests
@@ -1566,6 +1628,25 @@ cdef class Engine:
         for i in range(e.max_conns):
             e.conns[i].fd = -1
             e.conns[i].id = i
+        if e.nflows:
+            e.vus = <vu_t *>calloc(e.max_conns, sizeof(vu_t))
+            e.theap = <uint32_t *>calloc(e.max_conns, sizeof(uint32_t))
+            if e.vus == NULL or e.theap == NULL:
+                raise MemoryError()
+            # calloc of this size maps zero pages: a user's memory is touched only by what it
+            # captures and keeps
+            if e.nvars:
+                e.vu_vars = <char *>calloc(<size_t>e.max_conns * e.nvars, FLOW_VAR_CAP)
+                if e.vu_vars == NULL:
+                    raise MemoryError()
+            for i in range(e.nflows):
+                if e.flows[i].cookies:
+                    e.vu_jars = <char *>calloc(e.max_conns, FLOW_JAR_CAP)
+                    if e.vu_jars == NULL:
+                        raise MemoryError()
+                    break
+            for i in range(e.max_conns):
+                e.vus[i].heap_pos = FLOW_NO_HEAP
         if max_body < 1 or max_body > (1 << 24):
             raise ValueError("max_body: 1 byte to 16 MiB")
         e.max_body = max_body
@@ -1648,7 +1729,7 @@ cdef class Engine:
 
     def __dealloc__(self):
         cdef engine_t *e = self.e
-        cdef uint32_t i
+        cdef uint32_t i, k
         if e == NULL:
             return
         if e.conns != NULL:
@@ -1670,6 +1751,17 @@ cdef class Engine:
             for i in range(e.neps):
                 free(e.eps[i].tpl)
                 free(e.eps[i].checks)
+        if e.flows != NULL:
+            for i in range(e.nflows):
+                if e.flows[i].steps != NULL:
+                    for k in range(e.flows[i].nsteps):
+                        free(e.flows[i].steps[k].caps)
+                    free(e.flows[i].steps)
+            free(e.flows)
+        free(e.vus)
+        free(e.theap)
+        free(e.vu_vars)
+        free(e.vu_jars)
         free(e.capbufs)
         if e.tctx.feeds != NULL:
             for i in range(e.tctx.nfeeds):
@@ -1727,6 +1819,135 @@ cdef class Engine:
                     m = off[j + 1] - off[j]
                     if m > f.var_max[v]:
                         f.var_max[v] = <uint32_t>m
+
+    cdef _setup_flows(self, list flows, uint32_t nvars):
+        """Flows: (weight, feeds mask, cookies, on_fail, steps) each; a step is (STEP_REQUEST,
+        endpoint, captures) with captures (var, BF_CAP_* kind, a bytes, b bytes) each, or
+        (STEP_THINK, THINK_*, a ns, b ns). The endpoints are already set up (their templates give
+        each request step the variables it needs)."""
+        cdef engine_t *e = self.e
+        cdef flow_t *f
+        cdef flow_step_t *st
+        cdef flow_cap_t *cp
+        cdef uint32_t i, k, j
+        if not 1 <= len(flows) <= FLOW_MAX_FLOWS:
+            raise ValueError(f"flows: 1 to {FLOW_MAX_FLOWS}")
+        if nvars > FLOW_MAX_VARS:
+            raise ValueError(f"at most {FLOW_MAX_VARS} flow variables")
+        if e.neps + len(flows) > LOOP_MAX_ENDPOINTS:
+            raise ValueError(f"endpoints and flows: at most {LOOP_MAX_ENDPOINTS} together")
+        e.flows = <flow_t *>calloc(len(flows), sizeof(flow_t))
+        if e.flows == NULL:
+            raise MemoryError()
+        e.nflows = len(flows)
+        e.nvars = nvars
+        weights = []
+        for i in range(e.nflows):
+            weight, feeds, cookies, on_fail, steps = flows[i]
+            steps = list(steps)
+            f = &e.flows[i]
+            if not weight > 0:
+                raise ValueError(f"flow {i}: weight must be > 0")
+            if not 1 <= len(steps) <= FLOW_MAX_STEPS:
+                raise ValueError(f"flow {i}: 1 to {FLOW_MAX_STEPS} steps")
+            if on_fail not in (FLOW_RESTART, FLOW_SKIP):
+                raise ValueError(f"flow {i}: bad on_fail {on_fail}")
+            if feeds >> e.tctx.nfeeds:
+                raise ValueError(f"flow {i}: feeds names a feeder beyond the {e.tctx.nfeeds} given")
+            weights.append(float(weight))
+            f.feeds = feeds
+            f.cookies = bool(cookies)
+            f.on_fail = on_fail
+            f.first_ep = 0xFFFFFFFFU
+            f.steps = <flow_step_t *>calloc(len(steps), sizeof(flow_step_t))
+            if f.steps == NULL:
+                raise MemoryError()
+            f.nsteps = len(steps)
+            for k in range(f.nsteps):
+                st = &f.steps[k]
+                step = steps[k]
+                st.kind = step[0]
+                if st.kind == STEP_THINK:
+                    _, st.think, st.t_a, st.t_b = step
+                    if st.think > THINK_EXPONENTIAL or (st.think == THINK_UNIFORM and st.t_b < st.t_a):
+                        raise ValueError(f"flow {i} step {k}: bad think {tuple(step)}")
+                    continue
+                if st.kind != STEP_REQUEST:
+                    raise ValueError(f"flow {i} step {k}: bad kind {st.kind}")
+                _, st.ep, caps = step
+                caps = list(caps)
+                if st.ep >= e.neps:
+                    raise ValueError(f"flow {i} step {k}: no endpoint {st.ep}")
+                if f.first_ep == 0xFFFFFFFFU:
+                    f.first_ep = st.ep
+                if e.eps[st.ep].tpl != NULL:
+                    st.needs = e.eps[st.ep].tpl.vars
+                    if st.needs >> nvars:
+                        raise ValueError(f"flow {i} step {k}: its template reads a variable >= {nvars}")
+                if len(caps) > FLOW_MAX_CAPTURES:
+                    raise ValueError(f"flow {i} step {k}: at most {FLOW_MAX_CAPTURES} captures")
+                if caps or f.cookies:
+                    e.eps[st.ep].capture = 1   # the parser keeps the head (and body) for them
+                if caps:
+                    st.caps = <flow_cap_t *>calloc(len(caps), sizeof(flow_cap_t))
+                    if st.caps == NULL:
+                        raise MemoryError()
+                    st.ncaps = len(caps)
+                for j in range(st.ncaps):
+                    var, kind, a, b = caps[j]
+                    cp = &st.caps[j]
+                    if var >= nvars or kind not in (BF_CAP_HEADER, BF_CAP_JSON, BF_CAP_BETWEEN):
+                        raise ValueError(f"flow {i} step {k}: bad capture {j}")
+                    if not isinstance(a, bytes) or not isinstance(b, bytes):
+                        raise ValueError(f"flow {i} step {k}: capture {j}'s arguments are bytes")
+                    self._data += [a, b]
+                    cp.var = var
+                    cp.kind = kind
+                    cp.a = <const char *>a
+                    cp.alen = len(a)
+                    cp.b = <const char *>b
+                    cp.blen = len(b)
+            if f.first_ep == 0xFFFFFFFFU:
+                raise ValueError(f"flow {i}: no request step")
+        for i, (keep, alias) in enumerate(_alias_table(weights)):
+            e.flows[i].keep = keep
+            e.flows[i].alias = alias
+
+    def flow_counts(self) -> list:
+        """Per flow: iterations started, completed, failed (exact, like endpoint_counts), steps
+        skipped, cookies dropped, and per capture j in program order (repeats unrolled): cap_j_ok
+        and cap_j_<reason> for each failure reason."""
+        cdef uint32_t i, k, j, r, n
+        cdef flow_t *f
+        cdef flow_cap_t *cp
+        out = []
+        for i in range(self.e.nflows):
+            f = &self.e.flows[i]
+            d = {
+                "iterations_started": bf_load_relaxed_u64(&f.started),
+                "iterations_completed": bf_load_relaxed_u64(&f.completed),
+                "iterations_failed": bf_load_relaxed_u64(&f.failed),
+                "steps_skipped": bf_load_relaxed_u64(&f.skipped),
+                "cookies_dropped": bf_load_relaxed_u64(&f.cookies_dropped),
+            }
+            n = 0
+            for k in range(f.nsteps):
+                for j in range(f.steps[k].ncaps):
+                    cp = &f.steps[k].caps[j]
+                    d[f"cap_{n}_ok"] = bf_load_relaxed_u64(&cp.ok)
+                    for r in range(1, BF_CAP__COUNT):
+                        d[f"cap_{n}_{_CAPTURE_FAILURES[r]}"] = bf_load_relaxed_u64(&cp.failed[r])
+                    n += 1
+            out.append(d)
+        return out
+
+    def flow_state(self) -> dict:
+        """Flows: iterations in progress, users thinking, iterations failed in bulk."""
+        return {
+            "in_progress": bf_load_relaxed_u64(&self.e.vus_active),
+            "thinking": self.e.theap_n,
+            "bulk_failed": bf_load_relaxed_u64(&self.e.iters_bulk_failed),
+        }
 
     cdef _setup_checks(self, uint32_t i, list checks):
         """Endpoint i's checks: (kind, mode, status ranges, a bytes, b bytes) each (CHK_*)."""

@@ -271,8 +271,15 @@ cdef enum:
     SRV_RESP_431 = SRV_RESP_400 + 1
     SRV_RESP_501 = SRV_RESP_400 + 2
     SRV_NRESP = SRV_RESP_400 + 3
+    # --sessions: s.extra holds the 401 (3 variants), then SRV_LOGINS login responses (3 each)
+    SRV_LOGINS = 1024
+    SRV_EXTRA_401 = 0
+    SRV_EXTRA_LOGIN = 3
+    SRV_NEXTRA = SRV_EXTRA_LOGIN + SRV_LOGINS * 3
     # request flags (what the parser learned), kept for a request whose body is still arriving
     SRV_REQ_HEAD = 4
+    SRV_REQ_LOGIN = 8           # --sessions: POST /login
+    SRV_REQ_DENY = 16           # --sessions: no valid token, or a token and cookie that disagree
     # queued response flags
     SRV_OUT_HEAD = 1            # send the header block only
     SRV_OUT_CLOSE = 2           # the client asked to close: close() right after this response
@@ -337,6 +344,12 @@ ctypedef struct srv_req_t:
     int keep_alive
     int te
     int64_t clen
+    size_t tpos                 # the request target, and the Authorization and Cookie values
+    size_t tlen                 # (offsets into the header block; len 0: none)
+    size_t apos
+    size_t alen
+    size_t cpos
+    size_t clen_cookie
 
 ctypedef struct srv_counters_t:
     uint64_t requests
@@ -354,6 +367,9 @@ ctypedef struct srv_counters_t:
     uint64_t tls_handshakes     # --tls-cert: handshakes completed, of which resumed
     uint64_t tls_resumed
     uint64_t tls_failures       # handshakes or records that failed (the connection is closed)
+    uint64_t logins             # --sessions: tokens issued
+    uint64_t authorized         # --sessions: requests with a valid token and matching cookie
+    uint64_t rejected           # --sessions: requests answered 401
     uint64_t status[SRV_MAX_STATUSES]
 
 ctypedef struct srv_t:
@@ -397,6 +413,9 @@ ctypedef struct srv_t:
     uint64_t accept_resume_ns   # 0: accepting; else listen fd removed from epoll until then
     SSL_CTX *ssl_ctx            # --tls-cert (NULL: plain HTTP)
     char *tbuf                  # TLS: the due responses of one flush, gathered for one SSL_write
+    srv_resp_t *extra           # --sessions: SRV_NEXTRA responses (NULL: off)
+    uint64_t secret             # --sessions: the key of the tokens' check digits
+    uint64_t login_next
     srv_counters_t c
 
 
@@ -564,6 +583,7 @@ cdef int srv_parse_head(const unsigned char *p, size_t n, srv_req_t *r) noexcept
     r.keep_alive = 0
     r.te = 0
     r.clen = -1
+    r.apos = r.alen = r.cpos = r.clen_cookie = 0
     while i < n and srv_is_tchar(p[i]):
         i += 1
     if i == 0 or i >= n or p[i] != 32:
@@ -576,6 +596,8 @@ cdef int srv_parse_head(const unsigned char *p, size_t n, srv_req_t *r) noexcept
         i += 1
     if i == start or i >= n or p[i] != 32:
         return SRV_RESP_400
+    r.tpos = start
+    r.tlen = i - start
     i += 1
     if (n - i < 10 or srv_memcmp(p + i, b"HTTP/1.", 7) != 0 or p[i + 7] < 48 or p[i + 7] > 57
             or p[i + 8] != 13 or p[i + 9] != 10):
@@ -634,9 +656,82 @@ cdef int srv_parse_head(const unsigned char *p, size_t n, srv_req_t *r) noexcept
                     r.close = 1
                 elif t0 - start == 10 and srv_ieq(p + start, b"keep-alive", 10):
                     r.keep_alive = 1
+        elif nlen == 13 and srv_ieq(name, b"authorization", 13):
+            r.apos = vstart
+            r.alen = vend - vstart
+        elif nlen == 6 and srv_ieq(name, b"cookie", 6):
+            r.cpos = vstart
+            r.clen_cookie = vend - vstart
     if r.te:
         return SRV_RESP_501
     return 0
+
+
+# ------------------------------------------------------------------------------------------- sessions
+# --sessions: POST /login issues a token and a cookie; every other request needs both, and they must
+# agree. Token = 8 hex digits of the login's number k (mod SRV_LOGINS) + 16 hex check digits (a
+# keyed hash of k): a token the server did not issue, a truncated or missing one, or one sent with
+# another user's cookie (sid=<the same 8 digits>) is answered 401. Responses stay prebuilt: one per
+# k, so 1,024 consecutive logins get distinct tokens.
+
+cdef inline uint64_t srv_session_mac(uint64_t secret, uint64_t k) noexcept nogil:
+    cdef uint64_t z = (k ^ secret) + 0x9E3779B97F4A7C15ULL   # splitmix64's finaliser
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
+
+
+cdef inline int srv_hex_val(unsigned char ch) noexcept nogil:
+    if 48 <= ch <= 57:
+        return ch - 48
+    if 97 <= ch <= 102:
+        return ch - 87
+    return -1
+
+
+cdef inline int64_t srv_hex_n(const unsigned char *p, int n) noexcept nogil:
+    cdef int i, d
+    cdef int64_t v = 0
+    for i in range(n):
+        d = srv_hex_val(p[i])
+        if d < 0:
+            return -1
+        v = (v << 4) | d
+    return v
+
+
+cdef uint32_t srv_session_flags(srv_t *s, const unsigned char *p, const srv_req_t *r) noexcept nogil:
+    """SRV_REQ_LOGIN, SRV_REQ_DENY or 0 (authorized) for a parsed request p (its header block)."""
+    cdef const unsigned char *a
+    cdef const unsigned char *ck
+    cdef int64_t k
+    cdef uint64_t mac = 0
+    cdef int i, d
+    cdef size_t j
+    if (r.tlen == 6 or (r.tlen > 6 and p[r.tpos + 6] == 63)) and srv_memcmp(p + r.tpos, b"/login", 6) == 0:
+        return SRV_REQ_LOGIN
+    if r.alen != 31 or srv_memcmp(p + r.apos, b"Bearer ", 7) != 0:
+        return SRV_REQ_DENY
+    a = p + r.apos + 7
+    k = srv_hex_n(a, 8)
+    if k < 0 or k >= SRV_LOGINS:
+        return SRV_REQ_DENY
+    for i in range(16):
+        d = srv_hex_val(a[8 + i])
+        if d < 0:
+            return SRV_REQ_DENY
+        mac = (mac << 4) | <uint64_t>d
+    if mac != srv_session_mac(s.secret, <uint64_t>k):
+        return SRV_REQ_DENY
+    ck = p + r.cpos
+    j = 0
+    while j + 12 <= r.clen_cookie:      # "sid=" + 8 digits, at the start or after "; "
+        if (srv_memcmp(ck + j, b"sid=", 4) == 0 and (j == 0 or ck[j - 1] == 32 or ck[j - 1] == 59)
+                and srv_memcmp(ck + j + 4, a, 8) == 0
+                and (j + 12 == r.clen_cookie or ck[j + 12] == 59)):
+            return 0
+        j += 1
+    return SRV_REQ_DENY
 
 
 cdef bint srv_bad_prefix(const unsigned char *p, size_t n) noexcept nogil:
@@ -699,6 +794,11 @@ cdef void srv_respond(srv_t *s, srv_conn_t *c, uint64_t now, uint32_t req) noexc
     """Queue the response to one complete request. req: SRV_V_* variant | SRV_REQ_HEAD."""
     cdef uint32_t idx = 0, variant = req & 3, flags = 0
     cdef uint64_t x
+    if req & (SRV_REQ_LOGIN | SRV_REQ_DENY):
+        srv_session_respond(s, c, now, req)
+        return
+    if s.extra != NULL:
+        srv_add(&s.c.authorized, 1)
     if s.nstatus > 1:
         x = srv_rand(&s.rng) % s.total_weight
         while x >= s.cum_weight[idx]:
@@ -720,6 +820,36 @@ cdef void srv_respond(srv_t *s, srv_conn_t *c, uint64_t now, uint32_t req) noexc
     srv_add(&s.c.status[idx], 1)
 
 
+cdef void srv_session_respond(srv_t *s, srv_conn_t *c, uint64_t now, uint32_t req) noexcept nogil:
+    """--sessions: a login's token, or a 401 (same Connection handling and delays as srv_respond)."""
+    cdef uint32_t variant = req & 3, flags = 0, resp
+    if variant == SRV_V_CLOSE:
+        flags = SRV_OUT_CLOSE
+    c.nresp += 1
+    if s.close_every and c.nresp >= s.close_every and variant != SRV_V_CLOSE:
+        variant = SRV_V_CLOSE
+        flags = SRV_OUT_LINGER
+    if req & SRV_REQ_HEAD:
+        flags |= SRV_OUT_HEAD
+    if req & SRV_REQ_LOGIN:
+        resp = SRV_NRESP + SRV_EXTRA_LOGIN + <uint32_t>(s.login_next % SRV_LOGINS) * 3 + variant
+        s.login_next += 1
+        srv_add(&s.c.logins, 1)
+    else:
+        resp = SRV_NRESP + SRV_EXTRA_401 + variant
+        srv_add(&s.c.rejected, 1)
+    if s.delay_ns or s.delay_dist:
+        now = srv_now_ns()
+        srv_push_out(s, c, srv_capped(s, now, srv_due(s, now)), resp, flags)
+    else:
+        srv_push_out(s, c, 0, resp, flags)
+    srv_add(&s.c.requests, 1)
+
+
+cdef inline srv_resp_t *srv_resp_at(srv_t *s, uint32_t k) noexcept nogil:
+    return &s.resp[k] if k < SRV_NRESP else &s.extra[k - SRV_NRESP]
+
+
 cdef void srv_reject(srv_t *s, srv_conn_t *c, uint32_t resp) noexcept nogil:
     srv_push_out(s, c, 0, resp, SRV_OUT_LINGER)
     srv_add(&s.c.bad_requests, 1)
@@ -728,7 +858,7 @@ cdef void srv_reject(srv_t *s, srv_conn_t *c, uint32_t resp) noexcept nogil:
 cdef bint srv_parse(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
     """Turn every complete request in rbuf into a queued response. Returns 1 when it stopped because the
     queue is full (the rest waits in rbuf)."""
-    cdef size_t pos = 0, rlen = c.rlen, take, e, start
+    cdef size_t pos = 0, rlen = c.rlen, take, e, start, hstart
     cdef unsigned char *buf = c.rbuf
     cdef unsigned char *hit
     cdef srv_req_t r
@@ -768,6 +898,7 @@ cdef bint srv_parse(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
             break
         e = <size_t>(hit - buf) + 4
         c.scan = e
+        hstart = pos
         err = srv_parse_head(buf + pos, e - pos, &r)
         pos = e
         if err:
@@ -780,6 +911,8 @@ cdef bint srv_parse(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
             req = SRV_V_CLOSE if r.close else SRV_V_KEEP
         if r.head:
             req |= SRV_REQ_HEAD
+        if s.extra != NULL:
+            req |= srv_session_flags(s, buf + hstart, &r)
         if r.clen > 0:
             c.body_left = <uint64_t>r.clen
             c.pend = req
@@ -839,7 +972,7 @@ cdef int srv_flush(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
         o = &c.q[(c.qhead + i) & SRV_QMASK]
         if o.due_ns > now:
             break  # HTTP/1.1 order: a later response never overtakes an earlier one
-        rp = &s.resp[o.resp]
+        rp = srv_resp_at(s, o.resp)
         if o.flags & SRV_OUT_HEAD:
             alen = rp.head_len
             blen = 0
@@ -878,7 +1011,7 @@ cdef int srv_flush(srv_t *s, srv_conn_t *c, uint64_t now) noexcept nogil:
     rem = <size_t>n
     while c.qcount:
         o = &c.q[c.qhead]
-        rp = &s.resp[o.resp]
+        rp = srv_resp_at(s, o.resp)
         ln = (rp.head_len if o.flags & SRV_OUT_HEAD else rp.alen + rp.blen) - c.qoff
         if rem < ln:
             c.qoff += <uint32_t>rem
@@ -1201,7 +1334,7 @@ cdef class Server:
     def __init__(self, str host, int port, *, int body_size=12, delay_ns=0, int delay_dist=0,
                  delay_a_ns=0, delay_b_ns=0, stall_ns=0, stall_every_ns=0,
                  statuses=((200, 1),), close_every=0, seed=0, str tls_cert="", str tls_key="",
-                 bint tls_resume=True, int max_concurrency=0):
+                 bint tls_resume=True, int max_concurrency=0, bint sessions=False):
         cdef int bound = 0, fd, k, variant
         cdef uint64_t cum = 0
         cdef bytes hb, full, bd
@@ -1272,6 +1405,8 @@ cdef class Server:
             hb = (f"HTTP/1.1 {st} {_srv_reason(st)}\r\nServer: barfast\r\nContent-Length: 0\r\n"
                   "Connection: close\r\n\r\n").encode("latin-1")
             self._set_resp(k, st, hb, len(hb), 0)
+        if sessions:
+            self._setup_sessions(seed)
         fd = srv_listen(host.encode("ascii", "replace"), port, SRV_BACKLOG, &bound)
         if fd < 0:
             k = srv_errno
@@ -1303,15 +1438,45 @@ cdef class Server:
 
     cdef _set_resp(self, int k, int status, bytes a, int head_len, int blen):
         cdef char *p = <char *>srv_malloc(len(a))
+        cdef srv_resp_t *rp = srv_resp_at(&self.s, k)
         if p == NULL:
             raise MemoryError()
         srv_memcpy(p, <const char *>a, len(a))
-        self.s.resp[k].a = p
-        self.s.resp[k].alen = len(a)
-        self.s.resp[k].head_len = head_len
-        self.s.resp[k].b = self.s.body if blen else NULL
-        self.s.resp[k].blen = blen
-        self.s.resp[k].status = status
+        rp.a = p
+        rp.alen = len(a)
+        rp.head_len = head_len
+        rp.b = self.s.body if blen else NULL
+        rp.blen = blen
+        rp.status = status
+
+    cdef _setup_sessions(self, seed):
+        """--sessions: the 401 and the SRV_LOGINS login responses, prebuilt (srv_session_flags)."""
+        cdef int k, variant
+        self.s.extra = <srv_resp_t *>srv_malloc(SRV_NEXTRA * sizeof(srv_resp_t))
+        if self.s.extra == NULL:
+            raise MemoryError()
+        srv_memset(self.s.extra, 0, SRV_NEXTRA * sizeof(srv_resp_t))
+        self.s.secret = srv_session_mac(0x5E5510, <uint64_t>(seed & 0xFFFFFFFFFFFFFFFF))
+        conn = {SRV_V_KEEP: "", SRV_V_CLOSE: "Connection: close\r\n",
+                SRV_V_KA10: "Connection: keep-alive\r\n"}
+        for variant in range(3):
+            hb = ("HTTP/1.1 401 Unauthorized\r\nServer: barfast\r\nWWW-Authenticate: Bearer\r\n"
+                  f"Content-Length: 0\r\n{conn[variant]}\r\n").encode("latin-1")
+            self._set_resp(SRV_NRESP + SRV_EXTRA_401 + variant, 401, hb, len(hb), 0)
+        for k in range(SRV_LOGINS):
+            token = f"{k:08x}{srv_session_mac(self.s.secret, k):016x}"
+            body = f'{{"token":"{token}","user":{k}}}'.encode("ascii")
+            for variant in range(3):
+                hb = ("HTTP/1.1 200 OK\r\nServer: barfast\r\nContent-Type: application/json\r\n"
+                      f"Set-Cookie: sid={k:08x}; Path=/; HttpOnly\r\n"
+                      f"Content-Length: {len(body)}\r\n{conn[variant]}\r\n").encode("latin-1")
+                self._set_resp(SRV_NRESP + SRV_EXTRA_LOGIN + k * 3 + variant, 200, hb + body,
+                               len(hb), 0)
+
+    def session_token(self, int k) -> str:
+        """--sessions: the token login k (mod 1024) is issued (for tests and examples)."""
+        k %= SRV_LOGINS
+        return f"{k:08x}{srv_session_mac(self.s.secret, k):016x}"
 
     @property
     def port(self):
@@ -1362,6 +1527,9 @@ cdef class Server:
             "tls_handshakes": bf_load_relaxed_u64(&c.tls_handshakes),
             "tls_resumed": bf_load_relaxed_u64(&c.tls_resumed),
             "tls_failures": bf_load_relaxed_u64(&c.tls_failures),
+            "logins": bf_load_relaxed_u64(&c.logins),
+            "authorized": bf_load_relaxed_u64(&c.authorized),
+            "rejected": bf_load_relaxed_u64(&c.rejected),
         }
 
     def status_counts(self):
@@ -1417,6 +1585,11 @@ cdef class Server:
         for k in range(SRV_NRESP):
             srv_free(self.s.resp[k].a)
             self.s.resp[k].a = NULL
+        if self.s.extra != NULL:
+            for k in range(SRV_NEXTRA):
+                srv_free(self.s.extra[k].a)
+            srv_free(self.s.extra)
+            self.s.extra = NULL
         srv_free(self.s.body)
         self.s.body = NULL
         srv_free(self.s.tbuf)

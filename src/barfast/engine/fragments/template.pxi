@@ -13,6 +13,10 @@
 
 from libc.string cimport memmove
 
+cdef extern from "bf_flow.h" nogil:
+    size_t bf_flow_escape_target(const char *v, size_t n, char *out)
+    size_t bf_flow_escape_json(const char *v, size_t n, char *out)
+
 cdef enum:
     TPL_STATIC = 1   # a: offset in the blob, b: length
     TPL_FEED = 2     # a: feeder, b: value variant (a column as it is escaped for where it goes)
@@ -24,7 +28,13 @@ cdef enum:
     TPL_TIME_S = 8   # the Unix time, seconds (CLOCK_REALTIME, read once per request)
     TPL_TIME_MS = 9  # the same, milliseconds
     TPL_CLEN = 10    # the rendered body's length, decimal (only in the head of a templated body)
-    TPL__KINDS = 11
+    TPL_VAR = 11     # flows: the user's variable a, escaped as b (TPL_ESC_*); see flow.pxi
+    TPL_COOKIE = 12  # flows: "Cookie: <the user's jar>\r\n" when the jar is not empty
+    TPL__KINDS = 13
+
+    TPL_ESC_RAW = 0            # a variable as it is (a header value, a raw body)
+    TPL_ESC_TARGET = 1         # percent-encoded where a request target cannot carry the byte
+    TPL_ESC_JSON = 2           # escaped inside a JSON string
 
     TPL_MAX_FEEDS = 64         # feeders one run may use (a bit each in tpl_t.feeds)
     TPL_MAX_RUN = 4096         # longest random hex/alnum string
@@ -52,6 +62,7 @@ ctypedef struct tpl_t:
     bint needs_time         # some op reads the wall clock
     bint needs_seq
     uint64_t feeds          # bit f: the template reads feeder f
+    uint64_t vars           # bit v: the template reads flow variable v
     size_t head_cap         # bound on the rendered head (ops[:body_op])
     size_t cap              # bound on the whole rendered request
 
@@ -74,6 +85,17 @@ ctypedef struct tpl_ctx_t:
     uint64_t seq_step
     uint32_t data_out       # 0, or 1 + the unique feeder that ran out of rows
     uint32_t rows[TPL_MAX_FEEDS]   # this request's row of each feeder it reads
+    # A flow step's request (flow.pxi sets these around tpl_render, NULL/0 otherwise): the feeders
+    # in vu_mask take the user's rows of this iteration instead of a draw; TPL_VAR and TPL_COOKIE
+    # read the user's variables and jar. var_cap and jar_cap bound them (set once, for tpl_setup).
+    const uint32_t *vu_rows
+    uint64_t vu_mask
+    const char *vars        # variable v at vars[v * var_cap : v * var_cap + var_len[v]]
+    const uint32_t *var_len
+    const char *jar
+    size_t jar_len
+    uint32_t var_cap
+    uint32_t jar_cap
 
 
 cdef inline uint64_t tpl_rand(tpl_ctx_t *x) noexcept nogil:
@@ -177,7 +199,32 @@ cdef size_t tpl_run_ops(tpl_ctx_t *x, const tpl_t *t, uint32_t i0, uint32_t i1, 
             pos += tpl_dec(out + pos, now_ns // 1000000ULL)
         elif op.kind == TPL_CLEN:
             pos += tpl_dec(out + pos, clen)
+        elif op.kind == TPL_VAR:
+            pos += tpl_var(x, op.a, op.b, out + pos)
+        elif op.kind == TPL_COOKIE:
+            if x.jar_len:
+                memcpy(out + pos, b"Cookie: ", 8)
+                memcpy(out + pos + 8, x.jar, x.jar_len)
+                memcpy(out + pos + 8 + x.jar_len, b"\r\n", 2)
+                pos += 10 + x.jar_len
     return pos
+
+
+cdef inline size_t tpl_var(const tpl_ctx_t *x, uint32_t v, uint32_t esc, char *out) noexcept nogil:
+    """Flow variable v (empty when the user has none yet: only a skipped step's would be, and
+    skipped steps are not sent), escaped for where it goes."""
+    cdef const char *p
+    cdef size_t n
+    if x.vars == NULL:
+        return 0
+    p = x.vars + <size_t>v * x.var_cap
+    n = x.var_len[v]
+    if esc == TPL_ESC_TARGET:
+        return bf_flow_escape_target(p, n, out)
+    if esc == TPL_ESC_JSON:
+        return bf_flow_escape_json(p, n, out)
+    memcpy(out, p, n)
+    return n
 
 
 cdef size_t tpl_render(tpl_ctx_t *x, const tpl_t *t, char *out) noexcept nogil:
@@ -190,6 +237,9 @@ cdef size_t tpl_render(tpl_ctx_t *x, const tpl_t *t, char *out) noexcept nogil:
     cdef timespec ts
     for f in range(x.nfeeds):
         if not (t.feeds >> f) & 1:
+            continue
+        if (x.vu_mask >> f) & 1:
+            x.rows[f] = x.vu_rows[f]    # the user's row of this iteration (flow.pxi)
             continue
         fd = &x.feeds[f]
         if fd.order == FEED_RANDOM:
@@ -224,6 +274,7 @@ cdef int tpl_setup(tpl_t *t, const tpl_ctx_t *x) noexcept nogil:
     cdef size_t m, total = 0, head = 0
     cdef const tpl_op_t *op
     t.feeds = 0
+    t.vars = 0
     t.clen = 0
     t.needs_time = 0
     t.needs_seq = 0
@@ -263,6 +314,15 @@ cdef int tpl_setup(tpl_t *t, const tpl_ctx_t *x) noexcept nogil:
             if t.body_op <= i or t.body_op > t.nops:
                 return i + 1
             m = TPL_DEC_MAX
+        elif op.kind == TPL_VAR:
+            if op.a >= 64 or op.b > TPL_ESC_JSON or x.var_cap == 0:
+                return i + 1
+            t.vars |= 1ULL << op.a
+            m = <size_t>x.var_cap * (6 if op.b == TPL_ESC_JSON else 3 if op.b == TPL_ESC_TARGET else 1)
+        elif op.kind == TPL_COOKIE:
+            if i >= t.body_op or x.jar_cap == 0:
+                return i + 1
+            m = 10 + <size_t>x.jar_cap
         else:
             return i + 1
         if i < t.body_op:

@@ -57,6 +57,9 @@ enum bf_error_e {
 #define BF_FLAG_OPEN_LOOP  0x04  /* intended_ns comes from a schedule (open loop) */
 #define BF_FLAG_INTERIM    0x08  /* one or more 1xx interim responses preceded the final one */
 #define BF_FLAG_CHECK_FAIL 0x10  /* a complete response whose status failed its endpoint's check */
+#define BF_FLAG_ITERATION  0x20  /* not a request: a flow iteration ended (endpoint = the flow's
+                                  * slot after the endpoints, intended_ns its start, done_ns its end,
+                                  * status 1 completed / 2 failed; no bytes, never an error) */
 
 /* Memory-ordered atomics (GCC/Clang __atomic builtins).  On x86-64 acquire/release compile to plain
  * moves plus a compiler barrier; on arm64 to ldar/stlr.  Loads never take RELEASE and stores never take
