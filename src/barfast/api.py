@@ -99,6 +99,27 @@ class Endpoint:
         return f"<Endpoint {self.name}: {self.completed} completed, {self.errors} errors>"
 
 
+class FlowResult:
+    """One flow's figures (the report's `flows[name]`): iterations and their duration."""
+
+    def __init__(self, name: str, d: dict[str, Any]):
+        self.name = name
+        self.raw = d
+        it = d.get("iterations", {})
+        self.iterations = int(it.get("started", 0))
+        self.completed = int(it.get("completed", 0))
+        self.failed = int(it.get("failed", 0))
+        self.in_progress = int(it.get("in_progress", 0))
+        self.rate = float(d.get("iterations_per_s", 0.0))
+        self.duration = Latency.from_report(d.get("iteration_ms"))
+        self.captures = list(d.get("captures", []))
+        self.captures_failed = int(d.get("captures_failed", 0))
+        self.steps = list(d.get("steps", []))
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name}: {self.completed} completed, {self.failed} failed>"
+
+
 @dataclass(frozen=True)
 class ThresholdResult:
     """One threshold's verdict on the merged result (the report's `thresholds` row). `measured`
@@ -146,6 +167,9 @@ class Result:
         self.ttfb = Latency.from_report(report.get("ttfb_ms"))
         self.checks = report.get("checks")
         self.endpoints = {n: Endpoint(n, e) for n, e in report.get("endpoints", {}).items()}
+        self.flows = {
+            n: FlowResult(n, f) for n, f in report.get("flows", {}).items() if not n.startswith("_")
+        }
         self.data_exhausted = list(report.get("data_exhausted", []))
         cfg = report.get("config", {})
         self.config = cfg

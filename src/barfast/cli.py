@@ -388,6 +388,13 @@ def serve(
             help="At most N requests in service (needs a fixed --delay): capacity = N / delay.",
         ),
     ] = 0,
+    sessions: Annotated[
+        bool,
+        typer.Option(
+            "--sessions",
+            help="POST /login issues a token and a cookie; other requests need both (else 401).",
+        ),
+    ] = False,
 ) -> None:
     from barfast.serve.server import serve_command
 
@@ -406,6 +413,7 @@ def serve(
                 tls_key=tls_key,
                 tls_resume=tls_resume,
                 max_concurrency=max_concurrency,
+                sessions=sessions,
             )
         )
     )

@@ -309,6 +309,8 @@ class Engine:
         max_body: int = 65536,
         unix_path: str = "",
         tls: dict[str, Any] | None = None,
+        flows: list[tuple[Any, ...]] | tuple[()] = (),
+        nvars: int = 0,
     ) -> None:
         """unix_path: connect to this unix socket instead (addr/port then only go unused).
         tls: https, {host, sni, verify, cafile, certfile, keyfile, resume, alpn} (tls.pxi; the
@@ -330,13 +332,26 @@ class Engine:
         feeder that runs out ends the run after the request that took its last row (counters()
         "data_out" = 1 + its index). seq_start/seq_step: the {{ seq }} values, start + k * step. A sixth element of an endpoint:
         its checks, (kind, mode, status ranges, a, b) each (loop.pxi CHK_*); header/body/JSON checks
-        read the final header block and the first max_body body bytes of each response."""
+        read the final header block and the first max_body body bytes of each response.
+        flows: (weight, feeds mask, cookies, on_fail, steps) each (flow.pxi, user.pxi): each
+        connection slot runs a virtual user through iterations of a flow picked by weight; the
+        endpoints are the flows' request steps (a step (1, endpoint, captures), a think (2, kind,
+        a_ns, b_ns)); `requests` then bounds iterations, and a rate is iterations per second.
+        nvars: the captured variables' count (captures name them by index)."""
 
     def tls_info(self) -> dict[str, Any]:
         """https: {full, resumed} handshakes, the first TLS failure's reason and X509 result."""
 
     def endpoint_counts(self) -> list[dict[str, int]]:
         """Per endpoint, in table order: started, completed, errors, check_failed (exact)."""
+
+    def flow_counts(self) -> list[dict[str, int]]:
+        """Per flow: iterations_started/completed/failed, steps_skipped, cookies_dropped, and per
+        capture j (program order): cap_j_ok, cap_j_missing, cap_j_too_long, cap_j_bad_bytes,
+        cap_j_truncated (exact; same thread-safety as counters())."""
+
+    def flow_state(self) -> dict[str, int]:
+        """Flows: in_progress (iterations), thinking (users), bulk_failed (iterations)."""
 
     def run(self) -> None:
         """Run to the deadline, the request count or stop(); releases the GIL throughout. Once per
@@ -498,8 +513,12 @@ class Server:
         tls_key: str = "",
         tls_resume: bool = True,
         max_concurrency: int = 0,
+        sessions: bool = False,
     ) -> None:
-        """tls_cert (PEM chain; tls_key: its key, default in the same file): serve HTTPS, the
+        """sessions: POST /login answers a token ({"token": ..., "user": k}) and a cookie
+        (sid=...); every other request needs `Authorization: Bearer <token>` and that cookie, both
+        from one login, else 401 (counters logins, authorized, rejected).
+        tls_cert (PEM chain; tls_key: its key, default in the same file): serve HTTPS, the
         handshake driven by the same loop, session tickets on unless tls_resume is False (then
         no ticket and no session cache: every handshake is full). ValueError for a bad file."""
     @property
@@ -523,6 +542,8 @@ class Server:
         tls_failures (handshakes or records that failed; the connection is closed)."""
     def status_counts(self) -> dict[int, int]:
         """Responses chosen per status (counted when queued), including zero counts."""
+    def session_token(self, k: int) -> str:
+        """sessions: the token the k-th login (mod 1024) is issued."""
     def close(self) -> None:
         """Close the listening socket and every connection; free the buffers. Not while running."""
     def __enter__(self) -> Server: ...

@@ -168,6 +168,7 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
     else:
         out.append("Errors: none")
     out += _endpoints(report)
+    out += _flows(report)
     samples = report.get("samples", {})
     line = f"Samples dropped by ring: {samples.get('dropped_by_ring', 0)}"
     if samples.get("failures_without_sample"):
@@ -260,14 +261,16 @@ def _endpoints(report: dict[str, Any]) -> list[str]:
         f"  {'endpoint':<{width}} {'weight':>7} {'share':>7} {'requests':>10} {'req/s':>10}"
         f" {'errors':>7} {'checks failed':>14} {'p50':>10} {'p99':>10} {'max':>10}"
     ]
+    flows = bool(report.get("flows"))
     for name, e in eps.items():
         r = e["requests"]
         checks = e.get("checks")
+        weight = "-" if flows else f"{e['weight']:g}"  # a flow's steps: the flows have weights
         failed = f"{checks['failed']}" if checks else "-"
         lat = e.get("latency_ms")  # null beyond the per-endpoint histogram bound
         pcts = [fmt_ms(lat[k]) if lat and lat.get("count") else "-" for k in ("p50", "p99", "max")]
         out.append(
-            f"  {name:<{width}} {e['weight']:>7g} {100 * r['completed'] / total:>6.1f}%"
+            f"  {name:<{width}} {weight:>7} {100 * r['completed'] / total:>6.1f}%"
             f" {r['completed']:>10} {e['rps']:>10.1f} {r['errors']:>7} {failed:>14}"
             f" {pcts[0]:>10} {pcts[1]:>10} {pcts[2]:>10}"
         )
@@ -285,6 +288,43 @@ def _endpoints(report: dict[str, Any]) -> list[str]:
                         f"  {name}: {ck['name']}: {ck['failed']} failed"
                         + (long_ if ck["body_too_long"] else "")
                     )
+    return out
+
+
+def _flows(report: dict[str, Any]) -> list[str]:
+    """One row per flow: iterations, their rate and duration, failures; then failed captures."""
+    flows = {k: v for k, v in (report.get("flows") or {}).items() if not k.startswith("_")}
+    if not flows:
+        return []
+    width = max(8, *(len(n) for n in flows))
+    out = [
+        f"  {'flow':<{width}} {'weight':>7} {'iterations':>10} {'iter/s':>10} {'failed':>7}"
+        f" {'running':>8} {'p50':>10} {'p99':>10} {'max':>10}"
+    ]
+    for name, f in flows.items():
+        it = f["iterations"]
+        d = f["iteration_ms"]
+        pcts = [fmt_ms(d[k]) if d.get("count") else "-" for k in ("p50", "p99", "max")]
+        out.append(
+            f"  {name:<{width}} {f['weight']:>7g} {it['completed']:>10} {f['iterations_per_s']:>10.1f}"
+            f" {it['failed']:>7} {it['in_progress']:>8} {pcts[0]:>10} {pcts[1]:>10} {pcts[2]:>10}"
+        )
+    for name, f in flows.items():
+        for c in f["captures"]:
+            if c["failed"]:
+                why = ", ".join(f"{r.replace('_', ' ')} {n}" for r, n in c["reasons"].items())
+                out.append(
+                    f"  {name}.{c['step']}: capture {c['var']}: {c['failed']} failed ({why})"
+                )
+        if f["steps_skipped"]:
+            out.append(
+                f"  {name}: {f['steps_skipped']} steps skipped (a variable was not captured)"
+            )
+        if f["cookies_dropped"]:
+            out.append(f"  {name}: {f['cookies_dropped']} cookies dropped (the jar was full)")
+    bulk = (report.get("flows") or {}).get("_bulk_failed")
+    if bulk:
+        out.append(f"  {bulk['iterations']} iterations failed in bulk (no connection took them)")
     return out
 
 

@@ -118,7 +118,8 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
     }
     if "tls" in rep:
         hist_out["tls"] = _text(m.hists["tls"].encode())
-    if open_loop:
+    # flows: a step after a think is due at the think's end, in a closed loop too (user.pxi)
+    if open_loop or config_info.get("flows"):
         rep["latency_uncorrected_ms"] = latency_summary(m.hists["uncorrected"])
         rep["send_lag_ms"] = latency_summary(m.hists["send_lag"])
         hist_out["uncorrected"] = _text(m.hists["uncorrected"].encode())
@@ -151,6 +152,8 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
     rep["workers_lost"] = m.lost_workers
     if config_info.get("endpoints"):
         rep["endpoints"], rep["checks"] = _endpoints(m, rep, config_info["endpoints"], duration_s)
+    if config_info.get("flows"):
+        rep["flows"] = _flows(m, config_info, duration_s)
     rep["generator"] = {
         "cpu_user_s": round(cpu_user, 6),
         "cpu_sys_s": round(cpu_sys, 6),
@@ -212,6 +215,75 @@ def _endpoints(
         row["intervals"] = fig["intervals"]
         out[spec["name"]] = row
     return out, {"passed": passed, "failed": failed}
+
+
+def _flows(m: Merger, config_info: dict[str, Any], duration_s: float) -> dict[str, Any]:
+    """Per flow: iterations (exact engine counters, all workers), their duration (the flow's
+    slot after the endpoints: one record per iteration that ran, merged like an endpoint's
+    latency), captures by outcome, steps skipped, cookies dropped, and a per-second series."""
+    totals = m.endpoint_totals()
+    series = m.endpoint_series()
+    base = len(config_info.get("endpoints", []))
+    bulk = sum(int(w.counters.get("iterations_bulk_failed", 0)) for w in m.workers.values())
+    out: dict[str, Any] = {}
+    for i, spec in enumerate(config_info["flows"]):
+        slot = base + i
+        t = totals[slot] if slot < len(totals) else {}
+        sums = m.endpoints.get(slot)
+        hist = sums.hists.get("latency") if sums is not None else None
+        started = int(t.get("iterations_started", 0))
+        completed = int(t.get("iterations_completed", 0))
+        failed = int(t.get("iterations_failed", 0))
+        caps = []
+        for j, (step, var, kind) in enumerate(spec["captures"]):
+            reasons = {
+                r: int(t.get(f"cap_{j}_{r}", 0))
+                for r in CAPTURE_FAILURES
+                if t.get(f"cap_{j}_{r}", 0)
+            }
+            caps.append(
+                {
+                    "step": step,
+                    "var": var,
+                    "kind": kind,
+                    "ok": int(t.get(f"cap_{j}_ok", 0)),
+                    "failed": sum(reasons.values()),
+                    "reasons": reasons,
+                }
+            )
+        out[spec["name"]] = {
+            "weight": spec["weight"],
+            "steps": spec["steps"],
+            "iterations": {
+                "started": started,
+                "completed": completed,
+                "failed": failed,
+                # begun and neither completed nor failed when the run stopped (a deadline)
+                "in_progress": max(0, started - completed - failed),
+            },
+            "iterations_per_s": round(completed / duration_s, 3) if duration_s > 0 else 0.0,
+            # start (open loop: its schedule time) to the end of its last step
+            "iteration_ms": latency_summary(hist if hist is not None else new_histogram()),
+            "captures": caps,
+            "captures_failed": sum(c["failed"] for c in caps),
+            "steps_skipped": int(t.get("steps_skipped", 0)),
+            "cookies_dropped": int(t.get("cookies_dropped", 0)),
+            "series": [
+                {
+                    "second": p["second"],
+                    "iterations": p["requests"],
+                    "p50_ms": p["p50_ms"],
+                    "p99_ms": p["p99_ms"],
+                    "max_ms": p["max_ms"],
+                }
+                for p in series.get(slot, [])
+            ],
+            "histogram": _text(hist.encode()) if hist is not None else None,
+        }
+    if bulk:
+        # open loop, a rate far beyond the connections: entries failed in bulk, no flow each
+        out["_bulk_failed"] = {"iterations": bulk}
+    return out
 
 
 def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, Any]]:
@@ -468,6 +540,7 @@ def config_info(cfg: RunConfig, workers: int | None = None) -> dict[str, Any]:
             if cfg.endpoints
             else {}
         ),
+        **({"flows": [flow_info(f, cfg) for f in cfg.flows]} if cfg.flows else {}),
         **({"tags": dict(cfg.tags)} if cfg.tags else {}),
         **(
             {
@@ -483,6 +556,28 @@ def config_info(cfg: RunConfig, workers: int | None = None) -> dict[str, Any]:
 
 
 _ORDER_NAMES = ("sequential", "random", "unique")
+CAPTURE_FAILURES = ("missing", "too_long", "bad_bytes", "truncated")  # loop.pxi _CAPTURE_FAILURES
+_THINK_NAMES = ("constant", "uniform", "exponential")
+
+
+def flow_info(f: Any, cfg: RunConfig) -> dict[str, Any]:
+    """A flow as the report's config shows it: its steps in order (endpoint names and thinks)."""
+    steps: list[str] = []
+    for st in f.steps:
+        if st[0] == 1:
+            steps.append(cfg.endpoints[st[1]].name)
+        else:
+            kind, a, b = _THINK_NAMES[st[1]], st[2] / 1e9, st[3] / 1e9
+            arg = f"{a:g}s" if kind != "uniform" else f"{a:g}s..{b:g}s"
+            steps.append(f"think {arg}" + ("" if kind == "constant" else f" ({kind})"))
+    return {
+        "name": f.name,
+        "weight": f.weight,
+        "steps": steps,
+        "cookies": f.cookies,
+        "on_capture_fail": "restart" if f.on_fail == 0 else "skip",
+        "captures": [list(c) for c in f.captures],
+    }
 
 
 def _data_exhausted(m: Any, config_info: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,16 @@ line's load flags into a RunConfig whose endpoints the native engine runs.
 
 from pathlib import Path
 
-from barfast.scenario.model import Check, Request, Scenario, ScenarioError
+from barfast.scenario.model import (
+    Capture,
+    Check,
+    Flow,
+    Repeat,
+    Request,
+    Scenario,
+    ScenarioError,
+    Think,
+)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -17,4 +26,14 @@ def load_scenario(path: str | Path) -> Scenario:
     return load(path)
 
 
-__all__ = ["Check", "Request", "Scenario", "ScenarioError", "load_scenario"]
+__all__ = [
+    "Capture",
+    "Check",
+    "Flow",
+    "Repeat",
+    "Request",
+    "Scenario",
+    "ScenarioError",
+    "Think",
+    "load_scenario",
+]

@@ -19,13 +19,20 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from barfast.scenario.model import (
+    CAPTURE_KINDS,
     CHECK_KINDS,
     DEFAULT_MAX_BODY,
+    MAX_REPEAT,
     METHOD_KEYS,
+    Capture,
     Check,
+    Flow,
+    Repeat,
     Request,
     Scenario,
     ScenarioError,
+    Step,
+    Think,
 )
 from barfast.scenario.template import Feeder, csv_feeder, has_placeholder, parse
 
@@ -116,6 +123,12 @@ def _message(doc: _Doc, err: Any) -> ScenarioError:
         )
         if path and isinstance(path[-1], int):
             ctx = "request" if "requests" in path and len(path) == 2 else "check"
+            if path[-2] == "steps":
+                ctx = "step"
+            elif path[-2] == "flows":
+                ctx = "flow"
+        elif len(path) >= 2 and path[-2] == "capture":
+            ctx = f"capture {path[-1]!r}"
         return doc.at(path + (key,), f"unknown key {key!r} in {ctx}{hint}", key=True)
     if v in ("minimum", "exclusiveMinimum"):
         op = ">" if v == "exclusiveMinimum" else ">="
@@ -125,6 +138,10 @@ def _message(doc: _Doc, err: Any) -> ScenarioError:
         t = " or ".join(t) if isinstance(t, list) else t
         return doc.at(path, f"{what} must be a {t}, not {type(err.instance).__name__}")
     if v == "pattern":
+        if what == "capture":
+            return doc.at(path, "a captured variable's name is letters, digits and _")
+        if what == "name" and len(path) >= 2 and path[-2] != "steps" and "flows" in path:
+            return doc.at(path, f"bad flow name {err.instance!r}: letters, digits, _ and -")
         if what == "path":
             return doc.at(path, "path must start with '/'")
         if what in ("target", "url"):
@@ -179,8 +196,15 @@ def _feeders(doc: _Doc, data: dict[str, Any], base: Path) -> dict[str, Feeder]:
     return out
 
 
-def _check_templates(doc: _Doc, r: dict[str, Any], at: Path_, feeds: dict[str, Feeder]) -> None:
-    """Every placeholder of a request parses and names data that exists (errors at its value)."""
+def _check_templates(
+    doc: _Doc,
+    r: dict[str, Any],
+    at: Path_,
+    feeds: dict[str, Feeder],
+    variables: dict[str, int] | None = None,
+) -> None:
+    """Every placeholder of a request parses and names data that exists, and (a flow step) every
+    variable it uses is captured by an earlier step (errors at its value)."""
     fields: list[tuple[Path_, Any]] = [
         (at + (k,), r[k]) for k in ("path", "url", *METHOD_KEYS, "body") if k in r
     ]
@@ -190,7 +214,7 @@ def _check_templates(doc: _Doc, r: dict[str, Any], at: Path_, feeds: dict[str, F
     for where, v in fields:
         if isinstance(v, str) and has_placeholder(v):
             try:
-                parse(v, feeds)
+                parse(v, feeds, variables)
             except ScenarioError as exc:
                 raise doc.at(where, str(exc)) from None
     if "url" in r and isinstance(r["url"], str) and has_placeholder(r["url"].split("/", 3)[2]):
@@ -215,16 +239,19 @@ def _build(doc: _Doc, data: dict[str, Any], base: Path) -> Scenario:
     load = dict(data.get("load", {}))
     if "timeout" in defaults and "timeout" not in load:
         load["timeout"] = defaults["timeout"]
-    raw = data.get("requests") or [{"path": "/"}]
+    if "flows" in data and "requests" in data:
+        raise doc.at(("flows",), "a scenario has requests or flows, not both", key=True)
+    raw = [] if "flows" in data else data.get("requests") or [{"path": "/"}]
     for i, r in enumerate(raw):
         _check_templates(doc, r, ("requests", i), feeds)
     for k, v in defaults.get("headers", {}).items():
         if isinstance(v, str) and has_placeholder(v):
             try:
-                parse(v, feeds)
+                parse(v, feeds, {} if "flows" in data else None)
             except ScenarioError as exc:
                 raise doc.at(("defaults", "headers", k), str(exc)) from None
-    reqs = [_request(doc, r, i, base) for i, r in enumerate(raw)]
+    reqs = [_request(doc, r, ("requests", i), base) for i, r in enumerate(raw)]
+    flows = [_flow(doc, f, ("flows", i), feeds, base) for i, f in enumerate(data.get("flows", []))]
     seen: dict[str, int] = {}
     for i, r in enumerate(reqs):
         if r.name in seen:
@@ -232,7 +259,7 @@ def _build(doc: _Doc, data: dict[str, Any], base: Path) -> Scenario:
             line = f" (first at line {first.line + 1})" if first else ""
             raise doc.at(("requests", i), f"duplicate request name {r.name!r}{line}")
         seen[r.name] = i
-    if "target" not in data and any(r.url is None for r in reqs):
+    if "target" not in data and any(r.url is None for r in reqs + _flow_requests(flows)):
         raise doc.at((), "no target: give `target` or a `url` on every request")
     tags = {str(k): str(v) for k, v in data.get("tags", {}).items()}
     limits = _thresholds(doc, data.get("thresholds", []))
@@ -248,9 +275,132 @@ def _build(doc: _Doc, data: dict[str, Any], base: Path) -> Scenario:
             data=feeds,
             max_body_for_checks=int(defaults.get("max_body_for_checks", DEFAULT_MAX_BODY)),
             thresholds=tuple(limits),
+            flows=tuple(flows),
         )
     except ScenarioError as exc:
         raise doc.at((), str(exc)) from None
+
+
+def _flow_requests(flows: list[Flow]) -> list[Request]:
+    return [r for f in flows for r in f.requests()]
+
+
+def _flow(doc: _Doc, f: dict[str, Any], at: Path_, feeds: dict[str, Feeder], base: Path) -> Flow:
+    """One flow of a YAML scenario; every fault at FILE:LINE:COL of the step or value it concerns."""
+    have: dict[str, int] = {}  # the variables captured so far, in the order a user runs the steps
+    steps = _steps(doc, f["steps"], at + ("steps",), feeds, base, have, f.get("name", ""))
+    for j, name in enumerate(f.get("data", [])):
+        if name not in feeds:
+            near = difflib.get_close_matches(str(name), list(feeds), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise doc.at(at + ("data", j), f"no data named {name!r}{hint}")
+    try:
+        return Flow(
+            name=f["name"],
+            steps=tuple(steps),
+            weight=f.get("weight", 1),
+            data=tuple(f["data"]) if "data" in f else None,
+            cookies=f.get("cookies", True),
+            on_capture_fail=f.get("on_capture_fail", "restart"),
+        )
+    except ScenarioError as exc:
+        raise doc.at(at, str(exc)) from None
+
+
+def _sub_validate(doc: _Doc, value: Any, ref: str, at: Path_) -> None:
+    """A flow step against its definition in the schema (errors placed under `at`)."""
+    schema = _schema()
+    validator = Draft202012Validator({"$defs": schema["$defs"], "$ref": f"#/$defs/{ref}"})
+    errors = list(validator.iter_errors(value))
+    if errors:
+        deepest = max(errors, key=lambda e: len(list(e.absolute_path)))
+        deepest.path.extendleft(reversed(at))  # absolute_path = at + the error's own path
+        raise _message(doc, deepest)
+
+
+def _steps(
+    doc: _Doc,
+    items: list[Any],
+    at: Path_,
+    feeds: dict[str, Feeder],
+    base: Path,
+    have: dict[str, int],
+    flow: str,
+) -> list[Step]:
+    out: list[Step] = []
+    for i, st in enumerate(items):
+        here = at + (i,)
+        if not isinstance(st, dict):
+            raise doc.at(here, "a step is a request, a think or a repeat (a mapping)")
+        if "think" in st:
+            _sub_validate(doc, st, "think", here)
+            out.append(_think(doc, st["think"], here + ("think",)))
+        elif "repeat" in st:
+            _sub_validate(doc, st, "repeat", here)
+            n = st["repeat"]
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REPEAT:
+                raise doc.at(
+                    here + ("repeat",), f"repeat needs a bound: a count in 1..{MAX_REPEAT}"
+                )
+            inner = _steps(doc, st["steps"], here + ("steps",), feeds, base, have, flow)
+            out.append(Repeat(n, tuple(inner)))
+        else:
+            _sub_validate(doc, st, "flow_request", here)
+            _check_templates(doc, st, here, feeds, have)
+            caps = []
+            for var, spec in st.get("capture", {}).items():
+                where = here + ("capture", var)
+                kinds = [k for k in CAPTURE_KINDS if k in spec]
+                if len(kinds) != 1:
+                    raise doc.at(where, "a capture is one of header, json or between")
+                kind = kinds[0]
+                try:
+                    if kind == "between":
+                        caps.append(Capture.between(var, *spec["between"]))
+                    else:
+                        caps.append(Capture(var, kind, str(spec[kind])))
+                except ScenarioError as exc:
+                    raise doc.at(where + (kind,), str(exc)) from None
+            for c in caps:
+                have.setdefault(c.var, len(have))
+            out.append(_request(doc, {**st, "captures": caps}, here, base))
+    return out
+
+
+def _think(doc: _Doc, v: Any, at: Path_) -> Think:
+    """`500ms`, `{uniform: [100ms, 1s]}` or `{exponential: 300ms}`."""
+    from barfast.config import parse_duration
+    from barfast.status import UsageError
+
+    def seconds(x: Any, where: Path_) -> float:
+        if isinstance(x, bool) or not isinstance(x, (str, int, float)):
+            raise doc.at(where, "think takes a duration such as 500ms")
+        if isinstance(x, (int, float)) and x < 0 or str(x).strip().startswith("-"):
+            raise doc.at(where, "think must not be below zero")
+        try:
+            return parse_duration(str(x) if isinstance(x, str) else f"{x}s", "think") / 1e9
+        except UsageError as exc:
+            raise doc.at(where, str(exc)) from None
+
+    try:
+        if isinstance(v, dict):
+            if len(v) != 1 or next(iter(v)) not in ("uniform", "exponential"):
+                raise doc.at(
+                    at, "think is a duration, {uniform: [LOW, HIGH]} or {exponential: MEAN}"
+                )
+            kind, arg = next(iter(v.items()))
+            if kind == "uniform":
+                if not isinstance(arg, list) or len(arg) != 2:
+                    raise doc.at(at + (kind,), "uniform takes [LOW, HIGH]")
+                return Think.uniform(
+                    seconds(arg[0], at + (kind, 0)), seconds(arg[1], at + (kind, 1))
+                )
+            return Think.exponential(seconds(arg, at + (kind,)))
+        return Think.constant(seconds(v, at))
+    except ScenarioError as exc:
+        if str(exc).startswith(doc.name):
+            raise
+        raise doc.at(at, str(exc)) from None
 
 
 def _thresholds(doc: _Doc, items: list[Any]) -> list[Any]:
@@ -279,8 +429,7 @@ def _thresholds(doc: _Doc, items: list[Any]) -> list[Any]:
     return out
 
 
-def _request(doc: _Doc, r: dict[str, Any], i: int, base: Path) -> Request:
-    at: Path_ = ("requests", i)
+def _request(doc: _Doc, r: dict[str, Any], at: Path_, base: Path) -> Request:
     method, path = r.get("method"), r.get("path")
     short = [k for k in METHOD_KEYS if k in r]
     if len(short) > 1 or (short and ("path" in r or "url" in r)):
@@ -325,6 +474,7 @@ def _request(doc: _Doc, r: dict[str, Any], i: int, base: Path) -> Request:
             url=url,
             json=r.get("json"),
             tags={str(k): str(v) for k, v in r.get("tags", {}).items()},
+            captures=tuple(r.get("captures", ())),
         )
     except ScenarioError as exc:
         raise doc.at(at, str(exc)) from None

@@ -260,9 +260,9 @@ def variables_used(r: Any, headers: dict[str, str]) -> list[str]:
     for t in texts:
         for m in _PH.finditer(t):
             words = m.group(1).split()
-            if len(words) == 1 and words[0] not in GENERATORS and "." not in words[0]:
-                if words[0] not in out:
-                    out.append(words[0])
+            bare = len(words) == 1 and words[0] not in GENERATORS and "." not in words[0]
+            if bare and words[0] not in out:
+                out.append(words[0])
     return out
 
 

@@ -66,6 +66,7 @@ class ServeConfig:
     tls_key: str = ""
     tls_resume: bool = True
     max_concurrency: int = 0
+    sessions: bool = False  # POST /login issues tokens; other routes need one (flows' target)
 
     def url(self, port: int | None = None) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -180,6 +181,7 @@ def build_serve_config(
     tls_key: str | None = None,
     tls_resume: bool = True,
     max_concurrency: int = 0,
+    sessions: bool = False,
 ) -> ServeConfig:
     host, port = parse_addr(addr)
     if not 0 <= body_size <= MAX_BODY_SIZE:
@@ -230,6 +232,7 @@ def build_serve_config(
         tls_key=tls_key or "",
         tls_resume=tls_resume,
         max_concurrency=max_concurrency,
+        sessions=sessions,
     )
 
 
@@ -255,6 +258,7 @@ def make_server(cfg: ServeConfig):  # -> barfast.engine._core.Server
             tls_key=cfg.tls_key,
             tls_resume=cfg.tls_resume,
             max_concurrency=cfg.max_concurrency,
+            sessions=cfg.sessions,
         )
     except OSError as exc:
         raise UsageError(f"cannot listen on {cfg.url()}: {exc.strerror or exc}") from None
@@ -275,6 +279,7 @@ def serve_command(
     tls_key: str | None = None,
     tls_resume: bool = True,
     max_concurrency: int = 0,
+    sessions: bool = False,
 ) -> int:
     """Serve until --duration elapses or SIGINT/SIGTERM arrives; both end cleanly with exit code 0."""
     cfg = build_serve_config(
@@ -290,6 +295,7 @@ def serve_command(
         tls_key=tls_key,
         tls_resume=tls_resume,
         max_concurrency=max_concurrency,
+        sessions=sessions,
     )
     server = make_server(cfg)
     failure: list[BaseException] = []
@@ -331,6 +337,11 @@ def serve_command(
             f", {c['tls_handshakes']} TLS handshakes ({c['tls_resumed']} resumed, "
             f"{c['tls_failures']} failed)"
             if cfg.tls_cert
+            else ""
+        )
+        + (
+            f", {c['logins']} logins, {c['authorized']} authorized, {c['rejected']} rejected"
+            if cfg.sessions
             else ""
         ),
         file=sys.stderr,

@@ -2171,6 +2171,10 @@ cdef class Engine:
         }
         for i in range(1, BF_ERR__COUNT):
             d["err_" + _ERROR_KEYS[i]] = bf_load_relaxed_u64(&k.err[i])
+        if self.e.nflows:
+            # flows: iterations started, and open-loop entries failed in bulk as iterations
+            d["iterations"] = bf_load_relaxed_u64(&self.e.iters)
+            d["iterations_bulk_failed"] = bf_load_relaxed_u64(&self.e.iters_bulk_failed)
         return d
 
     def endpoint_counts(self) -> list:
