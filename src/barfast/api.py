@@ -212,7 +212,8 @@ def run(target: Any = None, **load: Any) -> Result:
     target: a URL, a scenario file (.yaml/.yml/.py), a barfast.Scenario, or None (the embedded
     target, as `barfast run` with no URL). load: the `barfast run` flags by name (connections,
     duration, requests, rate, stages, arrival, timeout, connect_timeout, max_connections, workers,
-    naps, seed, tags (a dict), and for a URL method, headers, body, body_file; for https
+    naps, seed, tags (a dict), iterations (a flow scenario: the same bound as requests, which
+    counts iterations there), and for a URL method, headers, body, body_file; for https
     insecure, cacert, cert, key, servername, tls_resume; unix_socket); they override a
     scenario's `load`, seed and tags. thresholds: a list of expressions ("p99<200ms", or
     {"expr": ..., "abort_on_fail": True, "delay": "5s"}) added to a scenario's; their verdicts are
@@ -228,6 +229,10 @@ def run(target: Any = None, **load: Any) -> Result:
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise UsageError(f"unknown option {k!r}{hint}")
     opts = dict(load)
+    if "iterations" in opts:  # a flow scenario's bound (the engine's request bound counts them)
+        its = opts.pop("iterations")
+        if opts.get("requests") is None:
+            opts["requests"] = its
     transport = {k: opts.pop(k) for k in TRANSPORT_KNOBS if k in opts}
     for k in ("duration", "timeout", "connect_timeout"):
         if isinstance(opts.get(k), (int, float)) and not isinstance(opts[k], bool):

@@ -352,7 +352,11 @@ def _threshold_plan(limits: list[Any], cfg: RunConfig, scenario: Any) -> Any:
         return None
     from barfast.slo.evaluate import Endpoint, resolve
 
-    tags = {r.name: dict(r.tags) for r in scenario.requests} if scenario is not None else {}
+    tags: dict[str, dict[str, str]] = {}
+    if scenario is not None:
+        tags = {r.name: dict(r.tags) for r in scenario.requests}
+        for f in scenario.flows:  # a flow's steps are endpoints named FLOW.STEP
+            tags.update({f"{f.name}.{r.name}": dict(r.tags) for r in f.requests()})
     endpoints = [Endpoint(e.name, tags.get(e.name, {}), bool(e.checks)) for e in cfg.endpoints]
     return resolve(limits, endpoints, dict(cfg.tags), cfg.open_loop, scenario is not None)
 

@@ -156,6 +156,11 @@ def _message(doc: _Doc, err: Any) -> ScenarioError:
         return doc.at(path, f"{what} must not be empty")
     if v == "maxItems":
         return doc.at(path, f"{what}: at most {err.validator_value}")
+    if v == "required":
+        missing = next(k for k in err.validator_value if k not in err.instance)
+        if missing == "steps" and "repeat" in err.instance:
+            return doc.at(path, "a repeat needs its steps: `steps: [...]`")
+        return doc.at(path, f"missing key {missing!r}")
     if v == "oneOf" and what == "status":
         return doc.at(path, f"bad status {err.instance!r}: expected 200, '2xx' or '200-299'")
     return doc.at(path, f"{what}: {err.message}")
