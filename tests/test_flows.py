@@ -151,7 +151,12 @@ def test_a_yaml_flow_loads_and_compiles_into_a_step_program(tmp_path: Path) -> N
         Capture.between("id", '"id":"', '"'),
     )
     cfg = compile_run(sc, duration="1s")
-    assert [e.name for e in cfg.endpoints] == ["shop.login", "shop.item", "shop.order", "browse.GET /"]
+    assert [e.name for e in cfg.endpoints] == [
+        "shop.login",
+        "shop.item",
+        "shop.order",
+        "browse.GET /",
+    ]
     assert cfg.variables == ("token", "where", "id")
     spec = cfg.flows[0]
     assert [st[0] for st in spec.steps] == [1, 2, 1, 1, 2, 2, 1]
@@ -318,9 +323,7 @@ def test_two_workers_run_the_flow_with_no_rejection_and_the_servers_counts() -> 
 def test_200k_iterations_across_two_workers_are_never_rejected() -> None:
     n = 200_000
     with running(sessions=True) as srv:
-        r = barfast.run(
-            shop(f"http://127.0.0.1:{srv.port}"), connections=64, requests=n, workers=2
-        )
+        r = barfast.run(shop(f"http://127.0.0.1:{srv.port}"), connections=64, requests=n, workers=2)
         k = srv.counters()
     f = r.flows["shop"]
     assert (f.completed, f.failed) == (n, 0)
@@ -362,7 +365,11 @@ def test_a_failed_capture_restarts_or_skips_and_is_counted() -> None:
         assert f.captures[1]["ok"] == 50
     # restart: the iteration ends at the failed capture; skip: only the step needing `t` is skipped
     assert set(restart.endpoints) == {"f.login", "f.uses_t", "f.uses_u"}
-    assert [restart.endpoints[n].completed for n in ("f.login", "f.uses_t", "f.uses_u")] == [50, 0, 0]
+    assert [restart.endpoints[n].completed for n in ("f.login", "f.uses_t", "f.uses_u")] == [
+        50,
+        0,
+        0,
+    ]
     assert [skip.endpoints[n].completed for n in ("f.login", "f.uses_t", "f.uses_u")] == [50, 0, 50]
     assert skip.flows["f"].raw["steps_skipped"] == 50
 

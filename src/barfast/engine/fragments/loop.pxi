@@ -526,7 +526,7 @@ cdef void loop_connect_failed(engine_t *e, conn_t *c, int err, uint64_t now,
     loop_close(e, c)
     cnt_add(&e.cnt.connect_failures, 1)
     if e.nflows:
-        if e.open_loop and not c.has_req:
+        if not c.has_req:
             user_connect_failed(e, c, now)    # the user's next request (or a new iteration's)
     elif not c.has_req and e.pacing.next_ns <= now:
         # Open loop: the failure takes the oldest due request (keeping its intended time). With
@@ -590,11 +590,11 @@ cdef int loop_open(engine_t *e, conn_t *c, uint64_t now, bint setup) noexcept no
 
 
 cdef inline void loop_open_begin(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
-    """Closed loop: the connect begins the slot's next request (a flow's user: its next step's,
-    unless it thinks)."""
-    if e.nflows:
-        user_begin(e, c, now)
-    else:
+    """Closed loop: the connect begins the slot's next request. Not a flow's: its user begins
+    (or goes on) once the connection is up (loop_next), so a think or an iteration never starts on
+    a connection still being opened; a failed connect fails an active user's next step
+    (user_connect_failed)."""
+    if not e.nflows:
         loop_begin(e, c, 0, 0)
 
 
@@ -1292,6 +1292,8 @@ cdef int loop_ramp(engine_t *e, uint64_t now, bint setup) noexcept nogil:
         end = e.nconns
     if e.open_loop and not setup and e.pacing.next_ns < t_end:
         t_end = e.pacing.next_ns       # an open loop's next send comes first (at least one open)
+    if e.theap_n and e.vus[e.theap[0]].due_ns < t_end:
+        t_end = e.vus[e.theap[0]].due_ns    # and so does a flow's user whose think ends
     while e.ramp_next < end:
         if e.ramp_next > first:
             now = clock_now_ns()       # ~20 ns, against µs for a connect()
@@ -1389,8 +1391,6 @@ cdef int loop_run(engine_t *e) noexcept nogil:
             until = now + LOOP_MAX_WAIT_NS
         if e.ramp_next < e.nconns:
             until = now                 # still opening the pool: poll, then open the next batch
-        if e.theap_n and e.vus[e.theap[0]].due_ns < until:
-            until = e.vus[e.theap[0]].due_ns    # the next think ends
         pacing_wait = 0
         if e.open_loop and e.pacing.next_ns <= until and (
                 e.nfree > 0 or (e.n_connecting == 0 and e.nslots < e.max_conns)):
@@ -1401,6 +1401,11 @@ cdef int loop_run(engine_t *e) noexcept nogil:
             else:
                 until = e.pacing.next_ns
                 pacing_wait = 1
+        if e.theap_n and e.vus[e.theap[0]].due_ns < until:
+            # A think ends first. A plain timed wait, no pacing spin: the send-lag line for steps
+            # after a think is 1 ms, which the timer's wake-up lateness is well within, and the
+            # spin doubled the CPU of 10,000 thinking users (benchmarks/README.md, Flows).
+            until = e.vus[e.theap[0]].due_ns
         n = loop_wait(e, now, until, pacing_wait)
         for j in range(n):
             key = e.events[j].data.u64

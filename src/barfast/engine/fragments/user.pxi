@@ -6,11 +6,11 @@
 #   users' iterations (+ none lost: at the end, in-progress iterations are reported as such);
 #   every request of a step is a request of the engine's accounting (started, completed, errors).
 #
-# Intended times (coordinated omission): open loop, an iteration's first step is due at its schedule
-# time; every later step is due when the previous response completed plus the think times between
-# them, so a late step (a stalled generator, a think timer that fired late) shows as send lag and in
-# the corrected latency. Closed loop: a step right after a response is due at its send (as every
-# closed-loop request); a step after a think is due at the think's end.
+# Intended times (coordinated omission): an iteration's first step is due at its schedule time (open
+# loop) or at its send (closed loop: a user begins when its connection is up); every later step is
+# due when the previous response completed plus the think times between them, in both loops, so a
+# late step (a stalled generator, a think timer that fired late) shows as send lag and in the
+# corrected latency.
 
 
 cdef inline uint32_t user_pick_flow(engine_t *e) noexcept nogil:
@@ -165,8 +165,7 @@ cdef void user_result(engine_t *e, conn_t *c, uint8_t err, uint64_t now) noexcep
                 u.failed = 1
                 if f.on_fail == FLOW_RESTART:
                     u.pc = f.nsteps     # the iteration ends (failed) before its next step
-    if e.open_loop:
-        u.next_ns = now     # the next step is due now (plus the think times before it)
+    u.next_ns = now         # the next step is due now (plus the think times before it)
 
 
 cdef void user_idle(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
@@ -195,12 +194,12 @@ cdef void user_scheduled(engine_t *e, conn_t *c, uint64_t t) noexcept nogil:
 
 
 cdef void user_connect_failed(engine_t *e, conn_t *c, uint64_t now) noexcept nogil:
-    """Open loop: slot c's connect failed with no request on it. Its user's next step fails with it
-    (an active user), or the oldest due schedule entry does, as a new iteration (none due: no
-    request fails, the failure still counts in connect_failures)."""
+    """Slot c's connect failed with no request on it. Its user's next step fails with it (an
+    active user), or (open loop) the oldest due schedule entry does, as a new iteration. Else no
+    request fails: the failure still counts in connect_failures."""
     cdef uint64_t t
     if not e.vus[c.id].active:
-        if e.pacing.next_ns > now:
+        if not e.open_loop or e.pacing.next_ns > now:
             return
         t = e.pacing.next_ns
         pacing_advance(&e.pacing)
@@ -215,6 +214,7 @@ cdef void user_wake(engine_t *e, uint64_t now) noexcept nogil:
     while e.theap_n and e.vus[e.theap[0]].due_ns <= now:
         id = flow_heap_pop(e.vus, e.theap, &e.theap_n)
         e.vus[id].thinking = 0
+        e.last_intended = e.vus[id].due_ns     # the pacing spin's gap rule (loop_wait)
         c = &e.conns[id]
         if e.stopping:
             continue
