@@ -17,3 +17,5 @@ python benchmarks/bench_same_rate.py --seconds 0.5 --repeat 1 --delays 5ms --ngi
 python benchmarks/bench_spawn.py --quick
 python benchmarks/bench_thresholds.py --quick
 python benchmarks/bench_reports.py --quick
+python benchmarks/bench_flows.py --quick
+python benchmarks/bench_flows.py --quick --think

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the native code that reads hostile bytes, under AddressSanitizer:
-# the HTTP response parser (fuzz_http.py) and the response-check evaluators (fuzz_checks.py).
+# the HTTP response parser (fuzz_http.py), the response-check evaluators (fuzz_checks.py) and the
+# flows' captures and cookie jar (fuzz_flow.py).
 #
 #   fuzz/run.sh --quick        what CI runs: 100,000 inputs per target from the seeds, fixed seed
 #   fuzz/run.sh [RUNS]         benchmark mode: RUNS inputs per target (default 10,000,000)
@@ -25,7 +26,7 @@ export LD_PRELOAD="$site/asan_with_fuzzer.so"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:symbolize=1"
 export PYTHONPATH="$PWD/build/tree/src"
 mkdir -p build/crashes
-for target in http checks; do
+for target in http checks flow; do
   dict=http.dict
   [ "$target" = checks ] && dict=json.dict
   work="build/corpus/$target"

@@ -405,7 +405,8 @@ class Coordinator:
             self.merger,
             start_t=self.start_t,
             duration_s=self.cfg.duration_ns / NS_PER_S if self.cfg.duration_ns else None,
-            target_requests=self.cfg.requests,
+            # flows: -n counts iterations, not the requests shown here
+            target_requests=0 if self.cfg.flows else self.cfg.requests,
             workers_alive=sum(1 for p in self.peers.values() if p.state == "running"),
             workers_total=self.n_total,
         )

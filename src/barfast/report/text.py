@@ -105,15 +105,17 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
         head += f"  (stopped: unique rows of {names} used up)"
     out.append(head)
     mode = "closed loop" if cfg.get("naps", True) else "closed loop, naps off"
+    unit = "iterations/s" if cfg.get("flows") else "req/s"  # a flow's rate counts iterations
     if open_loop:
         if cfg.get("rate"):
-            mode = f"open loop, {cfg['rate']:g} req/s {cfg.get('arrival', 'constant')}"
+            mode = f"open loop, {cfg['rate']:g} {unit} {cfg.get('arrival', 'constant')}"
         else:
             stages = ",".join(s.get("text", "") for s in cfg.get("stages", []))
             mode = f"open loop, stages {stages}, {cfg.get('arrival', 'constant')}"
     w = cfg.get("workers", 1)
+    conns = "virtual users (one per connection)" if cfg.get("flows") else "connections"
     out.append(
-        f"  {w} worker{'s' if w != 1 else ''} and {cfg.get('connections', '?')} connections, {mode}"
+        f"  {w} worker{'s' if w != 1 else ''} and {cfg.get('connections', '?')} {conns}, {mode}"
     )
     main_h = _hist(report, "latency")
     if open_loop:

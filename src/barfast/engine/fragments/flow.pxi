@@ -186,3 +186,48 @@ cdef uint32_t flow_heap_pop(vu_t *vus, uint32_t *heap, uint32_t *n) noexcept nog
         pos = child
     flow_heap_put(vus, heap, pos, last)
     return top
+
+
+# ---- Python test hooks (not used by the engine) ---------------------------------------------
+
+FLOW_CAPTURE_CODES = ("ok", "missing", "too_long", "bad_bytes", "truncated")
+FLOW_CAPTURE_KINDS = {"header": BF_CAP_HEADER, "json": BF_CAP_JSON, "between": BF_CAP_BETWEEN}
+
+
+def flow_capture(str kind, head, body, a, b=b"", bint truncated=False, size_t cap=FLOW_VAR_CAP):
+    """bf_capture: (code name, the captured value or None) from a header block and a body."""
+    cdef bytes h = bytes(head)
+    cdef bytes bd = bytes(body)
+    cdef bytes x = bytes(a)
+    cdef bytes y = bytes(b)
+    cdef bytearray out = bytearray(cap + 1)
+    cdef size_t n = 0
+    cdef int code = bf_capture(FLOW_CAPTURE_KINDS[kind], h, len(h), bd, len(bd), truncated,
+                               x, len(x), y, len(y), out, cap, &n)
+    return FLOW_CAPTURE_CODES[code], bytes(out[:n]) if code == BF_CAP_OK else None
+
+
+def flow_cookie_update(jar, head, size_t cap=FLOW_JAR_CAP):
+    """bf_cookie_update: (the jar after the header block's Set-Cookie fields, pairs dropped)."""
+    cdef bytes j = bytes(jar)
+    cdef bytes h = bytes(head)
+    cdef bytearray buf = bytearray(max(cap, len(j)) + 1)
+    cdef size_t n = len(j)
+    cdef uint32_t dropped
+    buf[:n] = j
+    dropped = bf_cookie_update(buf, &n, cap, h, len(h))
+    return bytes(buf[:n]), dropped
+
+
+def flow_escape(value, int esc):
+    """tpl_var's escaping of a variable: 0 as it is, 1 for a request target, 2 in a JSON string."""
+    cdef bytes v = bytes(value)
+    cdef bytearray out = bytearray(6 * len(v) + 1)
+    cdef size_t n
+    if esc == 1:
+        n = bf_flow_escape_target(v, len(v), out)
+    elif esc == 2:
+        n = bf_flow_escape_json(v, len(v), out)
+    else:
+        return v
+    return bytes(out[:n])
