@@ -48,7 +48,9 @@ def test_between_captures_and_the_length_bound() -> None:
 
 
 def cookies(*fields: str) -> bytes:
-    return ("HTTP/1.1 200 OK\r\n" + "".join(f"Set-Cookie: {f}\r\n" for f in fields) + "\r\n").encode()
+    return (
+        "HTTP/1.1 200 OK\r\n" + "".join(f"Set-Cookie: {f}\r\n" for f in fields) + "\r\n"
+    ).encode()
 
 
 def test_the_jar_replaces_by_name_deletes_and_ignores_attributes() -> None:
