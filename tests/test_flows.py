@@ -623,3 +623,27 @@ def test_a_feeder_row_is_drawn_once_per_iteration(tmp_path: Path) -> None:
     assert all(a == b for a, b in pairs) and len(pairs) == len(users)
     assert sorted(a.decode() for a, _ in pairs) == sorted(users)
     assert r.data_exhausted == ["users"]
+
+
+def test_the_example_flow_runs_against_serve_sessions_and_prints_its_tables(
+    tmp_path: Path,
+) -> None:
+    root = Path(__file__).resolve().parent.parent / "examples" / "flow"
+    with running(sessions=True) as srv:
+        text = (root / "shop.yaml").read_text().replace("127.0.0.1:8080", f"127.0.0.1:{srv.port}")
+        (tmp_path / "shop.yaml").write_text(text)
+        (tmp_path / "users.csv").write_text((root / "users.csv").read_text())
+        r = subprocess.run(
+            [sys.executable, "-m", "barfast", "run", str(tmp_path / "shop.yaml"), "-n", "40"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        k = srv.counters()
+    assert r.returncode == 0, r.stderr
+    assert k["rejected"] == 0 and k["logins"] == 40 and k["authorized"] == 120
+    assert "virtual users (one per connection)" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.strip().startswith("shop "))
+    name, weight, iterations, _rate, failed, running_, *_ = row.split()
+    assert (weight, iterations, failed, running_) == ("1", "40", "0", "0")
+    assert "Checks: 160 passed, 0 failed" in r.stdout  # per response: every check passed
