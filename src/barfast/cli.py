@@ -710,6 +710,10 @@ def search(
     output: Annotated[
         str | None, typer.Option("-o", "--output", help="Write the JSON to FILE.")
     ] = None,
+    html: Annotated[
+        str | None,
+        typer.Option("--html", help="Write the latency-vs-rate curve as one HTML page to FILE."),
+    ] = None,
 ) -> None:
     from barfast.search.command import search_command
 
@@ -729,6 +733,7 @@ def search(
         workers=workers,
         json_out=json_out,
         output=output,
+        html=html,
     )
     raise typer.Exit(int(code))
 
