@@ -178,7 +178,11 @@ def _inline_json(obj: Any) -> str:
 
 def render(rep: dict[str, Any]) -> str:
     """The page as a string."""
-    data = page_data(rep)
+    return render_data(page_data(rep))
+
+
+def render_data(data: dict[str, Any]) -> str:
+    """The page of already built page data (benchmarks/bench_reports.py draws large ones)."""
     title = f"barfast: {data['header'].get('url') or 'run'}"
     return (
         _asset("report.html")
