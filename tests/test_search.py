@@ -103,3 +103,59 @@ def test_search_finds_the_known_knee_within_10_percent_in_60_s(round_: int) -> N
     assert doc["stop"] == "converged", doc
     assert abs(doc["answer_rps"] - knee) <= 0.1 * knee, (doc["answer_rps"], doc["steps"])
     assert took < 60, took
+
+
+@pytest.mark.slow
+def test_search_html_draws_the_latency_vs_rate_curve_in_chromium(tmp_path) -> None:
+    from test_report_outputs import CHROMEDRIVER, CHROMIUM, PIXELS_JS, _assert_not_blank
+
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip("chromium and chromium-driver are not installed (tests/run.sh installs them)")
+    # capacity 4 / 20 ms = 200 req/s: 100 holds, the ramp's 200 and 400 fail
+    srv = Served("--delay", "20ms", "--max-concurrency", "4")
+    try:
+        p = subprocess.run(
+            barfast_cmd(
+                "search", srv.url, "--slo", "p99<60ms", "--start-rate", "100",
+                "--max-rate", "1000", "--step-duration", "1s", "--warmup", "0s",
+                "--cooldown", "0s", "--max-steps", "3", "-c", "16", "-w", "1",
+                "-o", str(tmp_path / "s.json"), "--html", str(tmp_path / "s.html"),
+            ),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        srv.stop()
+    assert p.returncode in (0, 99), p.stderr
+    doc = json.loads((tmp_path / "s.json").read_text())
+    page = (tmp_path / "s.html").read_text()
+    assert "<script src" not in page and "<link" not in page
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        d.set_window_size(1300, 1600)
+        d.set_network_conditions(offline=True, latency=0, throughput=0)
+        d.get((tmp_path / "s.html").as_uri())
+        assert d.execute_script("return document.body.getAttribute('data-ready')") == "1"
+        assert [e for e in d.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == []
+        drawn = d.execute_script(PIXELS_JS)
+        assert set(drawn) == {"offered", "achieved"}
+        for name, (inked, _) in drawn.items():
+            assert inked > 1000, (name, inked)
+        data = d.execute_script("return window.barfast.data")
+        rows = d.find_elements("css selector", "#steps tr")
+        shot = tmp_path / "s.png"
+        assert d.save_screenshot(str(shot))
+        _assert_not_blank(shot)
+    finally:
+        d.quit()
+    assert len(rows) == len(doc["steps"]) + 1
+    assert sorted(data["offered"]["x"]) == sorted(s["rate"] for s in doc["steps"])
+    assert data["slo_lines"] == [{"label": "p99<60ms", "ms": 60.0}]
+    assert data["bracket"] == doc["bracket"]

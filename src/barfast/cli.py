@@ -240,6 +240,37 @@ def run(
         str | None,
         typer.Option("--junit", help="Write the thresholds as JUnit XML to FILE (for CI)."),
     ] = None,
+    metrics_addr: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-addr",
+            help="Serve the run's live figures as Prometheus/OpenMetrics at "
+            "http://HOST:PORT/metrics (docs/metrics.md).",
+        ),
+    ] = None,
+    metrics_linger: Annotated[
+        str,
+        typer.Option(
+            "--metrics-linger",
+            help="Keep /metrics up this long after the run, so a scraper gets the final figures.",
+        ),
+    ] = "0s",
+    metrics_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metrics-url",
+            help="Scrape the target's Prometheus metrics at URL every second onto the run's "
+            "timeline (repeatable).",
+        ),
+    ] = None,
+    metrics_match: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-match",
+            help="Regex of the scraped series to keep (default: process CPU, memory and fds, "
+            "barfast serve's counters).",
+        ),
+    ] = None,
 ) -> None:
     from barfast.command import run_command
     from barfast.report.outputs import Outputs
@@ -276,6 +307,9 @@ def run(
         tags=tag or [],
         thresholds=threshold or [],
         junit=junit,
+        metrics=dict(
+            addr=metrics_addr, linger=metrics_linger, urls=metrics_url or [], match=metrics_match
+        ),
         transport=dict(
             insecure=insecure,
             cacert=cacert,
@@ -395,6 +429,14 @@ def serve(
             help="POST /login issues a token and a cookie; other requests need both (else 401).",
         ),
     ] = False,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            help="Serve the server's own counters as Prometheus/OpenMetrics at "
+            "http://HOST:PORT/metrics (':PORT' = loopback).",
+        ),
+    ] = None,
 ) -> None:
     from barfast.serve.server import serve_command
 
@@ -414,6 +456,7 @@ def serve(
                 tls_resume=tls_resume,
                 max_concurrency=max_concurrency,
                 sessions=sessions,
+                metrics=metrics,
             )
         )
     )
@@ -675,6 +718,10 @@ def search(
     output: Annotated[
         str | None, typer.Option("-o", "--output", help="Write the JSON to FILE.")
     ] = None,
+    html: Annotated[
+        str | None,
+        typer.Option("--html", help="Write the latency-vs-rate curve as one HTML page to FILE."),
+    ] = None,
 ) -> None:
     from barfast.search.command import search_command
 
@@ -694,6 +741,7 @@ def search(
         workers=workers,
         json_out=json_out,
         output=output,
+        html=html,
     )
     raise typer.Exit(int(code))
 

@@ -113,6 +113,7 @@ def run_command(
     thresholds: list[Any] | None = None,
     junit: str | None = None,
     warmup_s: float = 0.0,
+    metrics: dict[str, Any] | None = None,
 ) -> int:
     """`barfast run`: validate, coordinate local and remote workers, print the report, exit code.
     The Python API (api.py) passes a Scenario object as `scenario` and a `sink` that takes the
@@ -230,6 +231,7 @@ def run_command(
         transport=dict(transport or {}),
     )
     run["thresholds"] = limits
+    run["metrics"] = _check_metrics(metrics or {})
     run["warmup_s"] = warmup_s
     out = dict(
         latency=latency, output=output, json_out=json_out, sink=sink, junit=junit, outputs=outputs
@@ -285,6 +287,7 @@ def _run(
 
         watch = Watch(plan)
         on_tick = _ticker(plan, watch, float(run.get("warmup_s") or 0.0), baseline)
+    live, scraper = _observers(run["metrics"])
     started = time.time()
     coord = Coordinator(
         cfg,
@@ -297,6 +300,7 @@ def _run(
         fail_on_worker_loss=run["fail_on_worker_loss"],
         progress=Progress(choose_mode(run["quiet"])),
         on_tick=on_tick,
+        observers=[o for o in (live, scraper) if o is not None],
     )
     coord.report_info = _report_info(cfg, coord.n_total, plan, extra)
     from barfast.result.meta import run_meta
@@ -307,15 +311,60 @@ def _run(
     old_term = signal.signal(signal.SIGTERM, coord.request_interrupt)
     try:
         try:
-            coord.run()
+            try:
+                coord.run()
+            finally:
+                coord.close()
         finally:
-            coord.close()
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+        if scraper is not None:
+            scraper.stop()  # already, unless the run failed before its start
+            out = {**out, "target_metrics": scraper.result()}
+        return _report(
+            coord, cfg, extra=extra, plan=plan, watch=watch, started=started, baseline=baseline,
+            **out,
+        )  # fmt: skip
     finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-    return _report(
-        coord, cfg, extra=extra, plan=plan, watch=watch, started=started, baseline=baseline, **out
-    )
+        if live is not None:
+            live.close()
+
+
+def _check_metrics(m: dict[str, Any]) -> dict[str, Any]:
+    """--metrics-addr/--metrics-linger/--metrics-url/--metrics-match checked before the run."""
+    from barfast.metrics.scrape import check_urls
+
+    out: dict[str, Any] = {"addr": None, "linger_s": 0.0, "urls": list(m.get("urls") or [])}
+    out["match"] = check_urls(out["urls"], m.get("match"))
+    if m.get("addr"):
+        from barfast.metrics.exporter import parse_metrics_addr
+
+        out["addr"] = parse_metrics_addr(str(m["addr"]), "--metrics-addr")
+    linger = m.get("linger") or "0s"
+    linger_ns = parse_duration(str(linger), "--metrics-linger")
+    if linger_ns < 0 or linger_ns > 3600 * NS_PER_S:
+        raise UsageError(f"bad --metrics-linger {linger!r}: must be within 0s..1h")
+    if linger_ns and not out["addr"]:
+        raise UsageError("--metrics-linger keeps --metrics-addr's page up: add --metrics-addr")
+    out["linger_s"] = linger_ns / NS_PER_S
+    return out
+
+
+def _observers(m: dict[str, Any]) -> tuple[Any, Any]:
+    """The live /metrics page (listening now: a bad address fails before any load) and the
+    target scraper, each None when not asked for."""
+    live = scraper = None
+    if m.get("addr"):
+        from barfast.metrics.live import LiveMetrics
+
+        host, port = m["addr"]
+        live = LiveMetrics(host, port, m["linger_s"])
+        _log(f"metrics at {live.url}")
+    if m.get("urls"):
+        from barfast.metrics.scrape import Scraper
+
+        scraper = Scraper(m["urls"], m["match"])
+    return live, scraper
 
 
 def _ticker(plan: Any, watch: Any, warmup_s: float, baseline: dict[int, Any]) -> Any:
@@ -394,6 +443,7 @@ def _report(
     extra: dict[str, Any],
     sink: Callable[[dict[str, Any]], None] | None = None,
     outputs: Outputs | None = None,
+    target_metrics: dict[str, Any] | None = None,
 ) -> int:
     from barfast.report import json as report_json
     from barfast.result.meta import run_meta
@@ -404,6 +454,8 @@ def _report(
         rep["started_unix_s"] = rep["meta"]["started_unix_s"]
     add_worker_info(rep, coord.workers_info(), {p.index for p in coord.lost})
     rep["interrupted"] = bool(coord.interrupted or rep.get("interrupted"))
+    if target_metrics is not None:
+        rep["target_metrics"] = target_metrics
     if coord.failed:
         rep["workers_failed"] = [
             {"worker": p.index if p else None, "reason": reason} for p, reason, _ in coord.failed

@@ -50,6 +50,7 @@ STOP_GRACE_S = 3.0  # after STOP, wait this long for FINALs
 END_GRACE_S = 5.0  # past the planned end (+ request timeout) before the coordinator sends STOP
 LIVENESS_CHECK_S = 0.2  # how often supervise() looks for silent or dead workers
 PROC_EXIT_GRACE_S = 0.5  # an exited local worker's FINAL may still be in the socket
+OBSERVE_INTERVAL_S = 0.25  # observers' ticks: a live page at most this stale behind the merge
 COALESCE_S = 0.02  # supervise(): at most ~50 wakeups/s however many workers
 
 
@@ -104,6 +105,7 @@ class Coordinator:
         progress: Progress | None = None,
         worker_cmd: list[str] | None = None,
         on_tick: Any = None,
+        observers: list[Any] | None = None,
     ):
         self.cfg = cfg
         self.report_info: dict[str, Any] | None = None  # the report's config (run_command sets it)
@@ -133,6 +135,9 @@ class Coordinator:
         # stops every worker with that reason (thresholds' abort_on_fail: slo/watch.py)
         self.on_tick = on_tick
         self.aborted: str | None = None
+        # started(coord) at START, tick(coord) about once a second, finished(coord) when every
+        # worker is done or lost: live /metrics (metrics/live.py), target scrapes (metrics/scrape.py)
+        self.observers = list(observers or [])
         self._curve_secret = curve_secret
         self._curve_clients = curve_clients
 
@@ -398,6 +403,8 @@ class Coordinator:
         self.start_t = time.monotonic() + delay / NS_PER_S
         for p in self.peers.values():
             p.state = "running"
+        for o in self.observers:
+            o.started(self)
 
     def _tick_progress(self) -> None:
         tick_run(
@@ -419,7 +426,7 @@ class Coordinator:
             else None
         )
         stop_deadline: float | None = None
-        last_hb = last_tick = last_check = 0.0
+        last_hb = last_tick = last_check = last_observe = 0.0
         handled_sigints = 0
         while any(p.state == "running" for p in self.peers.values()):
             now = time.monotonic()
@@ -442,6 +449,10 @@ class Coordinator:
                         self.aborted = reason
                         _log(reason)
                         self.stop_all("a threshold failed")
+            if self.observers and now - last_observe >= OBSERVE_INTERVAL_S:
+                last_observe = now
+                for o in self.observers:
+                    o.tick(self)
             if planned_end is not None and now > planned_end and not self.stop_sent:
                 _log("workers ran past the planned end; stopping them")
                 self.stop_all("past the planned end")
@@ -493,7 +504,11 @@ class Coordinator:
         self.wait_hellos()
         self.send_plans()
         self.start()
-        self.supervise()
+        try:
+            self.supervise()
+        finally:
+            for o in self.observers:
+                o.finished(self)
 
     def workers_info(self) -> list[dict[str, Any]]:
         out = []

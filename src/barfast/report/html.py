@@ -72,8 +72,33 @@ def page_data(rep: dict[str, Any]) -> dict[str, Any]:
         "status": status,
         "errors": errors,
         "open": _open_loop(iv, rep) if cfg.get("open_loop") else None,
+        "target": _target_metrics(rep.get("target_metrics")),
     }
     return out
+
+
+def _target_metrics(tm: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The scraped series (metrics/scrape.py), one chart per (url, name): x the union of their
+    scrape times (seconds since the start, the time charts' axis), one line per label set."""
+    if not tm:
+        return None
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for s in tm.get("series") or []:
+        groups.setdefault((s["url"], s["name"]), []).append(s)
+    charts = []
+    for (url, name), members in groups.items():
+        ts = sorted({p[0] for s in members for p in s["points"]})
+        pos = {t: i for i, t in enumerate(ts)}
+        lines = []
+        for s in members:
+            vals: list[float | None] = [None] * len(ts)
+            for t, v in s["points"]:
+                vals[pos[t]] = v
+            label = ",".join(f"{k}={v}" for k, v in sorted(s["labels"].items())) or name
+            lines.append({"label": label, "values": vals})
+        unit = "/s" if members[0]["kind"] == "rate" else ""
+        charts.append({"url": url, "name": name, "unit": unit, "t": ts, "lines": lines})
+    return {"targets": tm.get("targets") or [], "charts": charts}
 
 
 def _series(points: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -153,7 +178,11 @@ def _inline_json(obj: Any) -> str:
 
 def render(rep: dict[str, Any]) -> str:
     """The page as a string."""
-    data = page_data(rep)
+    return render_data(page_data(rep))
+
+
+def render_data(data: dict[str, Any]) -> str:
+    """The page of already built page data (benchmarks/bench_reports.py draws large ones)."""
     title = f"barfast: {data['header'].get('url') or 'run'}"
     return (
         _asset("report.html")

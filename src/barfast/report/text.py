@@ -200,7 +200,25 @@ def render(report: dict[str, Any], latency: bool = False) -> str:
     for wmsg in gen.get("warnings", []):
         out.append(f"Warning: {wmsg}")
     out += thresholds_lines(report.get("thresholds") or [])
+    out += target_metrics_lines(report.get("target_metrics"))
     return "\n".join(out) + "\n"
+
+
+def target_metrics_lines(tm: dict[str, Any] | None) -> list[str]:
+    """One line per scraped URL: scrapes, failures by reason, series kept (metrics/scrape.py)."""
+    if not tm:
+        return []
+    out = []
+    for t in tm.get("targets") or []:
+        kept = sum(1 for s in tm.get("series") or [] if s.get("url") == t["url"])
+        line = f"Target metrics {t['url']}: {t['scrapes']} scrapes, {t['failed']} failed"
+        if t.get("failures"):
+            line += " (" + ", ".join(f"{r} x{n}" for r, n in t["failures"].items()) + ")"
+        line += f", {kept} series"
+        if t.get("series_dropped"):
+            line += f" ({t['series_dropped']} more not kept: a memory bound)"
+        out.append(line)
+    return out
 
 
 def thresholds_lines(rows: list[dict[str, Any]]) -> list[str]:

@@ -3,7 +3,7 @@
 Each step is a short open-loop `barfast run` at one rate (the same coordinator, workers and merged
 result), its SLOs evaluated as thresholds on corrected latency, on what was merged after the
 warm-up. logic.py chooses the rates; this module runs the trials, prints the steps table and the
-answer with its bracket, and writes the same as JSON.
+answer with its bracket, and writes the same as JSON (and as an HTML page: report/search_html.py).
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def search_command(
     workers: int | None = None,
     json_out: bool = False,
     output: str | None = None,
+    html: str | None = None,
 ) -> int:
     from barfast.command import check_output_path, run_command
     from barfast.slo.grammar import parse_thresholds
@@ -112,6 +113,7 @@ def search_command(
     if max_steps < 2:
         raise UsageError(f"bad --max-steps {max_steps}: at least 2")
     check_output_path(output)
+    check_output_path(html, "--html page")
     total_s = (step_ns + warm_ns) / NS_PER_S
 
     def trial(rate: float) -> Trial:
@@ -152,6 +154,10 @@ def search_command(
     if output:
         with open(output, "w") as f:
             f.write(json.dumps(doc, indent=2) + "\n")
+    if html:
+        from barfast.report import search_html
+
+        search_html.write(doc, html)
     return int(ExitCode.OK if out.answer is not None else ExitCode.THRESHOLDS_FAILED)
 
 

@@ -280,6 +280,7 @@ def serve_command(
     tls_resume: bool = True,
     max_concurrency: int = 0,
     sessions: bool = False,
+    metrics: str | None = None,
 ) -> int:
     """Serve until --duration elapses or SIGINT/SIGTERM arrives; both end cleanly with exit code 0."""
     cfg = build_serve_config(
@@ -297,7 +298,22 @@ def serve_command(
         max_concurrency=max_concurrency,
         sessions=sessions,
     )
+    metrics_addr = None
+    if metrics is not None:
+        from barfast.metrics.exporter import parse_metrics_addr
+
+        metrics_addr = parse_metrics_addr(metrics, "--metrics")
     server = make_server(cfg)
+    exporter = None
+    if metrics_addr is not None:
+        from barfast.metrics.exporter import Exporter
+        from barfast.metrics.serve import ServeCollector
+
+        try:
+            exporter = Exporter(ServeCollector(server, cfg), *metrics_addr, "--metrics")
+        except UsageError:
+            server.close()
+            raise
     failure: list[BaseException] = []
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -312,6 +328,8 @@ def serve_command(
     # Handlers first, then the listening line: a signal sent by whoever read the line is never lost.
     old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if exporter is not None:
+            print(f"barfast serve: metrics at {exporter.url}", flush=True)
         print(f"barfast serve: listening on {cfg.url(server.port)}", flush=True)
         thread = threading.Thread(target=_run, name="barfast-serve", daemon=True)
         thread.start()
@@ -321,6 +339,8 @@ def serve_command(
         for s, h in old.items():
             signal.signal(s, h)
     c = server.counters()
+    if exporter is not None:
+        exporter.close()  # before close(): a scrape reads the server's counters
     server.close()
     if failure:
         raise failure[0]

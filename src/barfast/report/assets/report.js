@@ -75,6 +75,9 @@
     box.appendChild(t);
   }
 
+  // The time charts (one x axis: seconds since the start of the load).
+  function timeNames() { return Object.keys(charts).filter((n) => n !== "spectrum"); }
+
   // Zoom: a drag on any time chart sets every time chart's x range.
   let syncing = false;
   function onScale(u, key) {
@@ -82,7 +85,7 @@
     const mn = u.scales.x.min, mx = u.scales.x.max;
     zoom = [mn, mx];
     syncing = true;
-    for (const name of ["requests", "latency", "open"]) {
+    for (const name of timeNames()) {
       const c = charts[name];
       if (c && c !== u) c.setScale("x", { min: mn, max: mx });
     }
@@ -91,7 +94,7 @@
   function unzoom() {
     zoom = null;
     syncing = true;
-    for (const name of ["requests", "latency", "open"]) {
+    for (const name of timeNames()) {
       const c = charts[name];
       if (!c || !c.data[0].length) continue;
       c.setScale("x", { min: c.data[0][0], max: c.data[0][c.data[0].length - 1] });
@@ -99,12 +102,12 @@
     syncing = false;
   }
 
-  function timeChart(name, target, series, data) {
+  function timeChart(name, target, series, data, yLabel) {
     if (charts[name]) charts[name].destroy();
     const opts = {
       width: width(), height: 280,
       scales: { x: { time: false } },
-      axes: [{ label: "second" }, { size: 80 }],
+      axes: [{ label: "second" }, { size: 80, label: yLabel }],
       cursor: { drag: { x: true, y: false } },
       hooks: { setScale: [onScale] },
       series: [{ label: "second" }].concat(series),
@@ -166,8 +169,33 @@
     draw();
   }
 
+  // Target metrics: one chart per scraped series name (a line per label set); the same for
+  // every endpoint (the target's metrics are not per endpoint), drawn once.
+  const PALETTE = ["#2a6fdb", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+  function targetMetrics() {
+    const sec = document.getElementById("s-target");
+    if (!D.target) { sec.style.display = "none"; return; }
+    const box = document.getElementById("target-scrapes");
+    for (const t of D.target.targets) {
+      const fails = Object.entries(t.failures || {}).map(([r, n]) => r + " x" + n).join(", ");
+      box.appendChild(el("p", { class: t.failed ? "warn" : "" }, t.url + ": " + t.scrapes +
+        " scrapes, " + t.failed + " failed" + (fails ? " (" + fails + ")" : "") +
+        (t.series_dropped ? ", " + t.series_dropped + " series not kept" : "")));
+    }
+    const holder = document.getElementById("c-target");
+    D.target.charts.forEach((c, k) => {
+      const div = el("div", { class: "chart", id: "c-target-" + k });
+      holder.appendChild(el("h3", {}, c.name + (c.unit ? " (rate " + c.unit + ")" : "") + " - " + c.url));
+      holder.appendChild(div);
+      timeChart("target-" + k, div.id, c.lines.map((l, i) => ({
+        label: l.label, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: false,
+      })), [c.t].concat(c.lines.map((l) => l.values)), c.unit);
+    });
+  }
+
   header();
   table();
+  targetMetrics();
   const pick = document.getElementById("endpoint");
   for (const n of D.names) pick.appendChild(el("option", { value: n }, n === ALL ? "all endpoints" : n));
   pick.addEventListener("change", () => select(pick.value));
