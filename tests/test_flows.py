@@ -94,6 +94,7 @@ def test_sessions_target_issues_tokens_and_rejects_anything_else() -> None:
             assert c.expect()[0].status_code == want, extra
         k = srv.counters()
         assert (k["logins"], k["authorized"], k["rejected"]) == (1, 1, 6)
+        assert srv.status_counts() == {200: 2, 401: 6}  # the login and the authorized GET
         s.close()
 
 

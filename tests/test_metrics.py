@@ -390,3 +390,65 @@ def test_target_metrics_charts_draw_in_chromium(scraped, browser) -> None:  # no
         ".map(([, u]) => [u.scales.x.min, u.scales.x.max])"
     )
     assert mins == [[0.5, 1.5]] * len(targets)
+
+
+def test_live_metrics_count_flow_iterations_as_the_report_does(tmp_path) -> None:
+    """A flow run (the example's shop flow against serve --sessions): iterations by result, begun,
+    and the iteration-duration histogram, the last scrape equal to the report's flows section."""
+    port = _free_port()
+    example = Path(__file__).parent.parent / "examples" / "flow"
+    (tmp_path / "users.csv").write_text((example / "users.csv").read_text())
+    with _serve("--sessions") as (url, _):
+        shop = tmp_path / "shop.yaml"
+        shop.write_text((example / "shop.yaml").read_text().replace("http://127.0.0.1:8080", url))
+        run = subprocess.Popen(
+            barfast_cmd(
+                "run",
+                str(shop),
+                "-n",
+                "120",
+                "-c",
+                "12",
+                "-w",
+                "2",
+                "-q",
+                "-o",
+                str(tmp_path / "run.json"),
+                "--metrics-addr",
+                f"127.0.0.1:{port}",
+                "--metrics-linger",
+                "1s",
+            ),  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        scrapes: list[Samples] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            s = _scrape(f"http://127.0.0.1:{port}/metrics")
+            if s is not None:
+                scrapes.append(s)
+                if _get(s, "barfast_run_done") == 1.0:
+                    break
+            time.sleep(0.05)
+        _, err = run.communicate(timeout=30)
+        assert run.returncode == 0, err
+    rep = json.loads((tmp_path / "run.json").read_text())
+    it = rep["flows"]["shop"]["iterations"]
+    assert (it["completed"], it["failed"]) == (120, 0)
+    last = scrapes[-1]
+    assert _get(last, "barfast_run_done") == 1.0
+    assert _get(last, "barfast_iterations_total", flow="shop", result="completed") == 120
+    assert _get(last, "barfast_iterations_total", flow="shop", result="failed") == 0
+    assert _get(last, "barfast_iterations_started_total", flow="shop") == it["started"]
+    dur = rep["flows"]["shop"]["iteration_ms"]
+    assert _get(last, "barfast_iteration_duration_seconds_count", flow="shop") == dur["count"]
+    assert _get(last, "barfast_iteration_duration_seconds_bucket", flow="shop", le="+Inf") == 120
+    for a, b in zip(scrapes, scrapes[1:], strict=False):
+        for key, v in a.items():
+            if key[0] in ("barfast_iterations_total", "barfast_iterations_started_total"):
+                assert b[key] >= v, key
+    # the steps are endpoints on the page as in the report
+    for step, e in rep["endpoints"].items():
+        assert _sum(last, "barfast_requests_total", endpoint=step) == sum(e["status"].values())

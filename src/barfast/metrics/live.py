@@ -20,6 +20,9 @@ Metrics (seconds as the base unit; `endpoint` is the scenario's request name, ""
                                               the same latency as summary quantiles of the merged
                                               HdrHistogram (QUANTILES)
   barfast_send_lag_seconds{quantile}          open loop: send lag quantiles (summary)
+  barfast_iterations_total{flow,result}       flows: iterations completed / failed (counter)
+  barfast_iterations_started_total{flow}      flows: iterations begun (counter)
+  barfast_iteration_duration_seconds{flow}    flows: iteration duration (histogram, as latency)
   barfast_workers{state}                      workers by state (running, done, lost, failed)
   barfast_run_elapsed_seconds, barfast_run_done
 A histogram's `_sum` is the HdrHistogram's (each value at its bucket's middle, 3 significant
@@ -73,6 +76,14 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Flow:
+    started: int
+    completed: int
+    failed: int
+    duration: Hist | None
+
+
+@dataclass(frozen=True)
 class Figures:
     elapsed_s: float = 0.0
     done: bool = False
@@ -81,6 +92,7 @@ class Figures:
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     send_lag: Hist | None = None
     workers: dict[str, int] = field(default_factory=dict)
+    flows: dict[str, Flow] = field(default_factory=dict)
 
 
 class Reducer:
@@ -144,6 +156,7 @@ def figures(coord: Any, reducer: Reducer, *, done: bool) -> Figures:
             )
     elapsed = max((w.elapsed_ns for w in m.workers.values()), default=0) / NS_PER_S
     return Figures(
+        flows=_flows(coord, m, reducer),
         elapsed_s=elapsed,
         done=done,
         started=int(tot.get("started", 0)),
@@ -152,6 +165,29 @@ def figures(coord: Any, reducer: Reducer, *, done: bool) -> Figures:
         send_lag=reducer.reduce(m.hists["send_lag"]) if open_loop else None,
         workers=states,
     )
+
+
+def _flows(coord: Any, m: Any, reducer: Reducer) -> dict[str, Flow]:
+    """Per flow: the engine's iteration counters and the iteration-duration histogram, both in
+    the flow's slot after the endpoints (result/summary.py reads the same)."""
+    specs = getattr(coord.cfg, "flows", ()) or ()
+    if not specs:
+        return {}
+    totals = m.endpoint_totals()
+    base = len(coord.cfg.endpoints)
+    out: dict[str, Flow] = {}
+    for i, spec in enumerate(specs):
+        slot = base + i
+        t = totals[slot] if slot < len(totals) else {}
+        sums = m.endpoints.get(slot)
+        h = sums.hists.get("latency") if sums is not None else None
+        out[spec.name] = Flow(
+            int(t.get("iterations_started", 0)),
+            int(t.get("iterations_completed", 0)),
+            int(t.get("iterations_failed", 0)),
+            reducer.reduce(h) if h is not None else None,
+        )
+    return out
 
 
 class RunCollector:
@@ -204,6 +240,8 @@ class RunCollector:
             )
             _add_summary(lag, {}, f.send_lag)
             yield lag
+        if f.flows:
+            yield from _flow_metrics(f.flows)
         wk = GaugeMetricFamily("barfast_workers", "Workers by state.", labels=["state"])
         for state, n in f.workers.items():
             wk.add_metric([state], n)
@@ -215,6 +253,31 @@ class RunCollector:
             "barfast_run_done", "1 once the run is over and these are its final figures.",
             value=1.0 if f.done else 0.0,
         )  # fmt: skip
+
+
+def _flow_metrics(flows: dict[str, Flow]) -> Iterator[Metric]:
+    it = CounterMetricFamily(
+        "barfast_iterations", "Flow iterations ended, by result.", labels=["flow", "result"]
+    )
+    st = CounterMetricFamily(
+        "barfast_iterations_started", "Flow iterations begun.", labels=["flow"]
+    )
+    dur = HistogramMetricFamily(
+        "barfast_iteration_duration_seconds",
+        "Flow iteration duration, from its start to the end of its last step.",
+        labels=["flow"],
+    )
+    edges = [_le(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
+    for name, fl in flows.items():
+        it.add_metric([name, "completed"], fl.completed)
+        it.add_metric([name, "failed"], fl.failed)
+        st.add_metric([name], fl.started)
+        if fl.duration is not None:
+            h = fl.duration
+            dur.add_metric([name], list(zip(edges, h.buckets, strict=True)), h.sum_s)
+    yield it
+    yield st
+    yield dur
 
 
 def _le(b: float) -> str:

@@ -1538,6 +1538,9 @@ cdef class Server:
         for k in range(self.s.nstatus):
             st = self.s.resp[k * 3].status
             out[st] = out.get(st, 0) + bf_load_relaxed_u64(&self.s.c.status[k])
+        if self.s.extra != NULL:  # --sessions: logins answer 200, anything else without a token 401
+            out[200] = out.get(200, 0) + bf_load_relaxed_u64(&self.s.c.logins)
+            out[401] = out.get(401, 0) + bf_load_relaxed_u64(&self.s.c.rejected)
         return out
 
     def close(self):
