@@ -24,6 +24,27 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     )
 
 from barfast import __version__
+from barfast.cli_options import (
+    ArrivalOpt,
+    BodyOpt,
+    ConnectionsOpt,
+    ConnectTimeoutOpt,
+    DurationOpt,
+    FailOnWorkerLossOpt,
+    HeaderOpt,
+    InsecureOpt,
+    LatencyOpt,
+    MaxConnectionsOpt,
+    MethodOpt,
+    NapsOpt,
+    RateOpt,
+    RequestsOpt,
+    SeedOpt,
+    ServernameOpt,
+    StagesOpt,
+    TagOpt,
+    TimeoutOpt,
+)
 from barfast.status import BarfastError, ExitCode
 
 EXIT_CODES_HELP = (
@@ -80,72 +101,29 @@ def run(
             "docs/scenarios.md); omit to test the embedded target"
         ),
     ] = None,
-    connections: Annotated[
-        int | None,
-        typer.Option("-c", "--connections", help="Open connections (total; default 50)."),
-    ] = None,
-    duration: Annotated[
-        str | None,
-        typer.Option(
-            "-d",
-            "--duration",
-            help="Run time: 500ms, 10s, 2m, 1m30s (default 10s, or unbounded with -n).",
-        ),
-    ] = None,
-    requests: Annotated[
-        int | None,
-        typer.Option("-n", "--requests", help="Stop after N requests (with -d: whichever first)."),
-    ] = None,
-    method: Annotated[
-        str | None, typer.Option("-m", "--method", help="HTTP method (default GET).")
-    ] = None,
-    header: Annotated[
-        list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
-    ] = None,
-    body: Annotated[str | None, typer.Option("--body", help="Request body.")] = None,
+    connections: ConnectionsOpt = None,
+    duration: DurationOpt = None,
+    requests: RequestsOpt = None,
+    method: MethodOpt = None,
+    header: HeaderOpt = None,
+    body: BodyOpt = None,
     body_file: Annotated[
         str | None, typer.Option("--body-file", help="Read the request body from a file.")
     ] = None,
-    timeout: Annotated[
-        str | None, typer.Option("--timeout", help="Request timeout (default 10s).")
-    ] = None,
-    connect_timeout: Annotated[
-        str | None, typer.Option("--connect-timeout", help="Connect timeout (default 3s).")
-    ] = None,
-    rate: Annotated[
-        float | None,
-        typer.Option("-R", "--rate", help="Open loop: total requests per second (at most 1e9)."),
-    ] = None,
-    stages: Annotated[
-        str | None, typer.Option("--stages", help="Open loop ramps: 30s:1000,1m:5000,30s:0.")
-    ] = None,
-    arrival: Annotated[
-        str | None, typer.Option("--arrival", help="Open-loop arrivals: constant or poisson.")
-    ] = None,
-    max_connections: Annotated[
-        int | None,
-        typer.Option(
-            "--max-connections",
-            help="Open loop: grow up to this many connections when all are busy.",
-        ),
-    ] = None,
-    naps: Annotated[
-        bool,
-        typer.Option(
-            "--naps/--no-naps",
-            help="Closed loop: nap 20us on a timer instead of waking per response, while probes "
-            "show it costs the server's throughput nothing (default on).",
-        ),
-    ] = True,
+    timeout: TimeoutOpt = None,
+    connect_timeout: ConnectTimeoutOpt = None,
+    rate: RateOpt = None,
+    stages: StagesOpt = None,
+    arrival: ArrivalOpt = None,
+    max_connections: MaxConnectionsOpt = None,
+    naps: NapsOpt = True,
     workers: Annotated[
         int | None,
         typer.Option(
             "-w", "--workers", "-t", "--threads", help="Worker processes (default: CPUs available)."
         ),
     ] = None,
-    latency: Annotated[
-        bool, typer.Option("--latency", help="Print the full percentile spectrum.")
-    ] = False,
+    latency: LatencyOpt = False,
     output: Annotated[
         str | None, typer.Option("-o", "--output", help="Write the JSON report to FILE.")
     ] = None,
@@ -180,23 +158,10 @@ def run(
         str | None,
         typer.Option("--curve-clients", help="Folder of authorised worker public key files."),
     ] = None,
-    fail_on_worker_loss: Annotated[
-        bool, typer.Option("--fail-on-worker-loss", help="Stop the run when a worker is lost.")
-    ] = False,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            "--seed", help="Seed of the endpoint picks, random data and Poisson arrivals."
-        ),
-    ] = None,
-    tag: Annotated[
-        list[str] | None,
-        typer.Option("--tag", help="k=v metadata for the report (repeatable; a scenario's too)."),
-    ] = None,
-    insecure: Annotated[
-        bool,
-        typer.Option("-k", "--insecure", help="https: do not verify the server's certificate."),
-    ] = False,
+    fail_on_worker_loss: FailOnWorkerLossOpt = False,
+    seed: SeedOpt = None,
+    tag: TagOpt = None,
+    insecure: InsecureOpt = False,
     cacert: Annotated[
         str | None,
         typer.Option("--cacert", help="https: verify against this CA bundle (PEM) only."),
@@ -208,12 +173,7 @@ def run(
         str | None,
         typer.Option("--key", help="https: the client certificate's key (default: in --cert)."),
     ] = None,
-    servername: Annotated[
-        str | None,
-        typer.Option(
-            "--servername", help="https: SNI and certificate name (default: the URL's host)."
-        ),
-    ] = None,
+    servername: ServernameOpt = None,
     tls_resume: Annotated[
         bool,
         typer.Option(
@@ -584,52 +544,32 @@ def k8s_render(
             "(default: an emptyDir; the logs hold them too).",
         ),
     ] = None,
-    connections: Annotated[
-        int | None, typer.Option("-c", "--connections", help="Open connections (total).")
-    ] = None,
-    duration: Annotated[str | None, typer.Option("-d", "--duration", help="Run time.")] = None,
-    requests: Annotated[
-        int | None, typer.Option("-n", "--requests", help="Stop after N requests.")
-    ] = None,
-    method: Annotated[str | None, typer.Option("-m", "--method", help="HTTP method.")] = None,
-    header: Annotated[
-        list[str] | None, typer.Option("-H", "--header", help="'Name: value' (repeatable).")
-    ] = None,
-    body: Annotated[str | None, typer.Option("--body", help="Request body.")] = None,
+    connections: ConnectionsOpt = None,
+    duration: DurationOpt = None,
+    requests: RequestsOpt = None,
+    method: MethodOpt = None,
+    header: HeaderOpt = None,
+    body: BodyOpt = None,
     body_file: Annotated[
         str | None, typer.Option("--body-file", help="Request body file (into the ConfigMap).")
     ] = None,
-    timeout: Annotated[str | None, typer.Option("--timeout", help="Request timeout.")] = None,
-    connect_timeout: Annotated[
-        str | None, typer.Option("--connect-timeout", help="Connect timeout.")
-    ] = None,
-    rate: Annotated[
-        float | None, typer.Option("-R", "--rate", help="Open loop: total requests per second.")
-    ] = None,
-    stages: Annotated[str | None, typer.Option("--stages", help="Open loop ramps.")] = None,
-    arrival: Annotated[str | None, typer.Option("--arrival", help="constant or poisson.")] = None,
-    max_connections: Annotated[
-        int | None, typer.Option("--max-connections", help="Open loop: connection ceiling.")
-    ] = None,
-    naps: Annotated[bool, typer.Option("--naps/--no-naps", help="Closed-loop naps.")] = True,
-    latency: Annotated[
-        bool, typer.Option("--latency", help="Full percentile spectrum in the report.")
-    ] = False,
-    fail_on_worker_loss: Annotated[
-        bool, typer.Option("--fail-on-worker-loss", help="Stop the run when a worker is lost.")
-    ] = False,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the run.")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="k=v metadata.")] = None,
-    insecure: Annotated[
-        bool, typer.Option("-k", "--insecure", help="https: do not verify the certificate.")
-    ] = False,
+    timeout: TimeoutOpt = None,
+    connect_timeout: ConnectTimeoutOpt = None,
+    rate: RateOpt = None,
+    stages: StagesOpt = None,
+    arrival: ArrivalOpt = None,
+    max_connections: MaxConnectionsOpt = None,
+    naps: NapsOpt = True,
+    latency: LatencyOpt = False,
+    fail_on_worker_loss: FailOnWorkerLossOpt = False,
+    seed: SeedOpt = None,
+    tag: TagOpt = None,
+    insecure: InsecureOpt = False,
     cacert: Annotated[
         str | None,
         typer.Option("--cacert", help="https: CA bundle (PEM), into the ConfigMap of every pod."),
     ] = None,
-    servername: Annotated[
-        str | None, typer.Option("--servername", help="https: SNI and certificate name.")
-    ] = None,
+    servername: ServernameOpt = None,
 ) -> None:
     from barfast.k8s.render import render_command
 
