@@ -7,6 +7,10 @@ the embedded target when no URL is given, and turns the merged report into outpu
 0 ok, 2 usage, 3 no load or a worker lost, 99 a threshold failed, 130 interrupted (status.py).
 Thresholds (slo/) are resolved against the run before it starts, watched during it when they
 abort_on_fail, and evaluated on the merged result at the end.
+
+Why ~590 lines in one module: it is the one path from parsed flags to an exit code (checks,
+sizing, the embedded target, thresholds, observers, the report, the outcome), in the order it
+runs; the pieces it drives (config.py, fanout/, slo/, report/, metrics/) are apart.
 """
 
 from __future__ import annotations

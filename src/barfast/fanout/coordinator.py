@@ -18,6 +18,11 @@ the plan is split over all workers, local first, in HELLO order.
 
 Neighbours: spawn.LocalWorkers starts and reaps the local processes, admission.Admission does CURVE
 and reports refused peers, barfast.command builds the Coordinator for `barfast run` and reports.
+
+Why ~530 lines in one module: it is one state machine (the run's sequence above) and every
+method touches the same sockets and peer table from the one coordinator thread; spawning
+(spawn.py), admission and CURVE (admission.py), merging (result/merge.py) and progress
+(report/progress.py) live apart.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ local workers with it at once.
 `barfast worker --connect tcp://HOST:PORT` (remote) serves runs one after another, each on a fresh
 socket, and exits 0 when no plan arrives within --idle-timeout; local workers (`python -m
 barfast.fanout.worker`, started by the coordinator) serve exactly one run.
+
+Why ~570 lines in one module: the worker's side of the protocol is one state machine over one
+socket (HELLO to BYE above) plus the watchdog that stops the engine when the coordinator goes
+silent; splitting the states apart would split the invariants that hold across them.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ generator's self-check warnings.
 The self-check says when a figure may describe the generator rather than the server: a worker
 that used most of its CPU, one that waited for a CPU another task held (schedstat), an open loop
 whose requests left late (send lag), samples dropped or clamped, snapshots refused, workers lost.
+
+Why ~590 lines in one module: it is the one definition of the report's shape (barfast.report/1):
+totals, endpoints, flows, workers, warnings and the config block are built side by side so the
+schema reads in one place; the arithmetic lives in merge.py and hist.py.
 """
 
 from __future__ import annotations

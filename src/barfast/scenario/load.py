@@ -4,6 +4,11 @@ YAML is composed into nodes first, so every value keeps where it was written; th
 checked with jsonschema against the packaged schema, and the first error is reported at the node it
 concerns, with a "did you mean" for a misspelt key. A Python file runs once (loops and computed data
 are Python) and must leave a `scenario` (a barfast.Scenario) at module level.
+
+Why ~560 lines in one module: every branch of the YAML format is checked here against the same
+node positions (FILE:LINE:COL), so requests, checks, feeders, flows, thinks and thresholds share
+one `_Doc` and one way of saying where an error is; the model (model.py) and the compiler
+(compile.py) are apart.
 """
 
 from __future__ import annotations
