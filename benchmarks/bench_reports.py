@@ -126,10 +126,12 @@ def long_series(rep: dict[str, Any], points: int) -> dict[str, Any]:
     data["series"] = {html.ALL: s}  # the totals' charts (an endpoint filter falls back to them)
     if data.get("open"):
         data["open"] = {
-            "t": t,
-            "corrected": s["p99"],
-            "uncorrected": np.round(p50 * 2.5, 6).tolist(),
-            "send_lag": np.round(p50 * 0.01, 6).tolist(),
+            html.ALL: {
+                "t": t,
+                "corrected": s["p99"],
+                "uncorrected": np.round(p50 * 2.5, 6).tolist(),
+                "send_lag": np.round(p50 * 0.01, 6).tolist(),
+            }
         }
     return data
 

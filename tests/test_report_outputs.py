@@ -51,8 +51,8 @@ def _run(tmp: Path, *args: str) -> tuple[dict[str, Any], str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any], str]]:
-    """A closed-loop scenario of three endpoints and an open-loop single URL, each with every
-    output written."""
+    """A scenario of three endpoints, in closed loop and in open loop (two workers each), with
+    every output written."""
     base = tmp_path_factory.mktemp("outputs")
     out = {}
     with running() as srv:
@@ -67,7 +67,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict
         )
         for name, args in (
             ("closed", (str(mix), "-c", "4", "-w", "2", "-d", "1500ms")),
-            ("open", (url + "/", "-R", "3000", "-c", "4", "-w", "1", "-d", "1500ms")),
+            ("open", (str(mix), "-R", "3000", "-c", "4", "-w", "2", "-d", "1500ms")),
         ):
             rep, stdout = _run(base / name, *args)
             out[name] = (base / name, rep, stdout)
@@ -90,13 +90,22 @@ def test_the_intervals_add_up_to_the_merged_histograms_exactly(runs, kind) -> No
     assert len(rep["intervals"]["seconds"]) >= 2
     for view in iv.views:
         _same(iv.merged(view), rep["histogram"][view])
+    assert iv.endpoint_names == ["home", "item", "order list"]
     for name in iv.endpoint_names:
-        _same(iv.merged("latency", name), rep["endpoints"][name]["histogram"]["latency"])
-    if kind == "closed":
-        assert iv.endpoint_names == ["home", "item", "order list"]
-        assert (
-            sum(rep["endpoints"][n]["latency_ms"]["count"] for n in iv.endpoint_names)
-            == (rep["latency_ms"]["count"])
+        e = rep["endpoints"][name]
+        # open loop: each endpoint keeps its uncorrected and send-lag views too
+        assert set(e["histogram"]) >= set(iv.views)
+        for view in iv.views:
+            _same(iv.merged(view, name), e["histogram"][view])
+            assert HdrHistogram.decode(e["histogram"][view]).get_total_count() == (
+                e["requests"]["completed"]
+            )
+    for view in iv.views:
+        assert sum(
+            HdrHistogram.decode(rep["endpoints"][n]["histogram"][view]).get_total_count()
+            for n in iv.endpoint_names
+        ) == HdrHistogram.decode(rep["histogram"][view]).get_total_count() == (
+            rep["requests"]["completed"]
         )
 
 
@@ -113,11 +122,20 @@ def test_the_series_figures_are_those_of_the_interval_histograms(runs, kind) -> 
         assert {k: p[k] for k in f} == f
     for name in iv.endpoint_names:
         efigs = {s: iv.codec.figures(sc.idx, sc.val) for s, sc, _ in iv.each("latency", name)}
+        p99s = {
+            key: {s: iv.codec.figures(sc.idx, sc.val)["p99_ms"] for s, sc, _ in iv.each(v, name)}
+            for v, key in (("uncorrected", "p99_uncorrected_ms"), ("send_lag", "send_lag_p99_ms"))
+        }
         for p in rep["endpoints"][name]["series"]:
             f = efigs.get(p["second"])
             assert {k: p[k] for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")} == (
                 f or dict.fromkeys(("p50_ms", "p90_ms", "p99_ms", "max_ms"))
             )
+            for key, by_second in p99s.items():
+                if kind == "open":
+                    assert p[key] == by_second.get(p["second"]), (name, key, p)
+                else:
+                    assert key not in p
 
 
 @pytest.mark.parametrize("kind", ["closed", "open"])
@@ -131,14 +149,16 @@ def test_the_hlog_reads_back_and_each_series_sums_to_the_merged_histogram(runs, 
         sums[tag].add(h)
         lines[tag] += 1
     _same(sums[None], rep["histogram"]["latency"])
-    if kind == "open":
-        _same(sums["uncorrected"], rep["histogram"]["uncorrected"])
-        _same(sums["send_lag"], rep["histogram"]["send_lag"])
-        assert set(sums) == {None, "uncorrected", "send_lag"}
-    else:
-        for name, e in rep["endpoints"].items():
-            _same(sums[f"ep.{name.replace(' ', '_')}"], e["histogram"]["latency"])
-        assert set(sums) == {None, "ep.home", "ep.item", "ep.order_list"}
+    views = ["latency", "uncorrected", "send_lag"] if kind == "open" else ["latency"]
+    tags: set[str | None] = {None, *views[1:]}
+    for view in views[1:]:
+        _same(sums[view], rep["histogram"][view])
+    for name, e in rep["endpoints"].items():
+        for view in views:
+            tag = f"ep.{name.replace(' ', '_')}" + ("" if view == "latency" else f".{view}")
+            _same(sums[tag], e["histogram"][view])
+            tags.add(tag)
+    assert set(sums) == tags
     assert lines[None] == sum(1 for s in rep["intervals"]["seconds"] if "latency" in s)
 
 
@@ -158,8 +178,7 @@ def test_the_csv_figures_equal_the_json(runs, kind) -> None:
     assert list(series[0]) == list(report_csv.SERIES_COLUMNS)
     by = {(r["endpoint"], int(r["second"])): r for r in series}
     want = [(ALL, p) for p in rep["series"]]
-    if kind == "closed":
-        want += [(n, p) for n, e in rep["endpoints"].items() for p in e["series"]]
+    want += [(n, p) for n, e in rep["endpoints"].items() for p in e["series"]]
     assert len(by) == len(series) == len(want)
     for name, p in want:
         row = by[(name, p["second"])]
@@ -330,19 +349,27 @@ def test_the_html_page_draws_every_chart_offline_and_the_filter_changes_them(
     shot = tmp_path / "page.png"
     assert browser.save_screenshot(str(shot))
     _assert_not_blank(shot)
-    if kind == "closed":
-        sel = browser.find_element("id", "endpoint")
-        from selenium.webdriver.support.ui import Select
+    sel = browser.find_element("id", "endpoint")
+    from selenium.webdriver.support.ui import Select
 
-        Select(sel).select_by_value("order list")
-        after = browser.execute_script(PIXELS_JS)
-        assert set(after) == charts
-        for name in charts:
-            assert after[name][0] > 1000, name
-            assert after[name][1] != drawn[name][1], f"{name} did not follow the endpoint filter"
-        row = browser.find_element("css selector", "#endpoints tr.selected")
-        assert row.get_attribute("data-endpoint") == "order list"
-        assert browser.get_log("browser") == []
+    Select(sel).select_by_value("order list")
+    after = browser.execute_script(PIXELS_JS)
+    assert set(after) == charts
+    for name in charts:
+        assert after[name][0] > 1000, name
+        assert after[name][1] != drawn[name][1], f"{name} did not follow the endpoint filter"
+    row = browser.find_element("css selector", "#endpoints tr.selected")
+    assert row.get_attribute("data-endpoint") == "order list"
+    if kind == "open":
+        # every line of the open-loop chart is the endpoint's own: no "all endpoints" note
+        note = browser.find_element("id", "open-note").text
+        assert note == "Endpoint order list.", note
+        d = browser.execute_script("return window.barfast.data.open['order list']")
+        want = rep["endpoints"]["order list"]["series"]
+        assert d["t"] == [p["second"] for p in want]
+        assert d["uncorrected"] == [p.get("p99_uncorrected_ms") for p in want]
+        assert d["send_lag"] == [p.get("send_lag_p99_ms") for p in want]
+    assert browser.get_log("browser") == []
 
 
 def _assert_not_blank(png: Path) -> None:

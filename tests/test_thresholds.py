@@ -353,6 +353,29 @@ def test_endpoint_and_tag_scopes(served_2ms: Served, tmp_path: Path) -> None:
     assert p.returncode == 2 and "no endpoint 'nope'" in p.stderr, p.stderr
 
 
+def test_send_lag_per_endpoint_in_open_loop(served_2ms: Served, tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        textwrap.dedent(f"""\
+        target: {served_2ms.url}
+        load: {{connections: 4, rate: 400, duration: 500ms, workers: 2}}
+        requests:
+          - {{name: a, path: /a}}
+          - {{name: b, path: /b}}
+        thresholds: ["send_lag_p99{{endpoint=a}}<10s", "send_lag_max{{endpoint=b}}<1ns"]
+        """)
+    )
+    p = run("run", str(f), "-q", "--json")
+    assert p.returncode == 99, p.stderr
+    rep = json.loads(p.stdout)
+    a, b = rep["thresholds"]
+    assert a["passed"] and not b["passed"]
+    assert a["measured"] == rep["endpoints"]["a"]["send_lag_ms"]["p99"]
+    assert b["measured"] == rep["endpoints"]["b"]["send_lag_ms"]["max"]
+    for e in rep["endpoints"].values():
+        assert e["send_lag_ms"]["count"] == e["requests"]["completed"] > 0
+
+
 @pytest.mark.slow
 def test_abort_on_fail_stops_every_worker_and_writes_every_report(
     served_2ms: Served, tmp_path: Path

@@ -29,13 +29,14 @@ HIST_LOWEST_NS = 1
 HIST_HIGHEST_NS = NS_PER_HOUR  # larger values are clamped to this and counted
 HIST_SIGNIFICANT_FIGURES = 3
 HIST_VIEWS = ("latency", "uncorrected", "send_lag", "connect", "ttfb", "tls")
-ENDPOINT_VIEWS = ("latency", "connect", "ttfb", "tls")  # per endpoint (corrected latency)
+# per endpoint (latency: corrected); the last two in open loop only (hist.pxi)
+ENDPOINT_VIEWS = ("latency", "connect", "ttfb", "tls", "uncorrected", "send_lag")
 # Endpoints with an index below this get their own histograms; the rest of a (rare) larger table
 # get exact counters, status and error counts, and are in the totals' histograms. Why a bound: one
-# histogram of this layout holds 33,792 counts (264 KiB), an endpoint's three 792 KiB; the engine's
-# 4096 endpoints would cost 3.2 GiB on each worker and again on the coordinator. 128 endpoints cost
-# at most 99 MiB each side, and only for endpoints that got samples (histograms are made at an
-# endpoint's first sample). Every endpoint's block of status and error counts (hist.pxi) adds
+# histogram of this layout holds 33,792 counts (264 KiB), an endpoint's four 1,056 KiB (six, 1,584
+# KiB, in open loop); the engine's 4096 endpoints would cost 4.1 GiB on each worker and again on the
+# coordinator. 128 endpoints cost at most 132 MiB each side (198 MiB in open loop), and only for
+# endpoints that got samples (histograms are made at an endpoint's first sample). Every endpoint's block of status and error counts (hist.pxi) adds
 # ~8 KiB, 33 MiB for 4096.
 ENDPOINT_HISTS_MAX = 128
 
@@ -72,7 +73,7 @@ class Aggregator:
     """Drains sample batches into interval histograms and cumulative tallies. `endpoints`: the
     size of the run's endpoint table (0 or 1: no per-endpoint figures beyond the totals)."""
 
-    def __init__(self, endpoints: int = 0) -> None:
+    def __init__(self, endpoints: int = 0, open_loop: bool = False) -> None:
         self.hists = {name: new_histogram() for name in HIST_VIEWS}
         self._encoder = HistoblobEncoder(self.hists["latency"])
         self._rec = SampleRecorder(
@@ -80,6 +81,7 @@ class Aggregator:
             endpoints=endpoints if endpoints > 1 else 0,
             endpoint_hists=ENDPOINT_HISTS_MAX,
             factory=new_histogram,
+            endpoint_open_loop=open_loop,
         )
         self._samples_at_take = 0
         self._tally_at_take: dict[str, int] = {"completed": 0, "errors": 0}
@@ -129,7 +131,7 @@ class Aggregator:
             if hs is not None:
                 entry["hist"] = {
                     name: enc(h)
-                    for name, h in zip(ENDPOINT_VIEWS, hs, strict=True)
+                    for name, h in zip(ENDPOINT_VIEWS[: len(hs)], hs, strict=True)
                     if h.get_total_count()
                 }
             endpoints[int(e)] = entry

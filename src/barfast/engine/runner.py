@@ -182,7 +182,9 @@ class EngineRunner:
         self._engine: Any = None
         self._stop_requested = threading.Event()
         # a flow's iterations are recorded in a slot of their own after the endpoints
-        self.aggregator = Aggregator(len(plan.endpoints) + len(plan.flows))
+        self.aggregator = Aggregator(
+            len(plan.endpoints) + len(plan.flows), open_loop=bool(plan.open_loop)
+        )
         self.interrupted = False
         self.no_load = False  # stopped early: every connect failed during the first interval
         self.drains = 0  # drain passes during the run (the wake-ups of this thread)

@@ -9,8 +9,8 @@ The page's data is built here from the report dict alone, every figure the repor
   header      target, mode, duration, tags, generator warnings
   table       the endpoints.csv rows (totals "*" first)
   series      per endpoint ("*" the totals): second, requests, errors, p50/p90/p99/max (ms)
-  open        open loop, totals: per second p99 corrected and uncorrected and send-lag p99 (ms),
-              each from that second's interval histogram
+  open        open loop, per endpoint ("*" the totals): per second p99 corrected and uncorrected
+              and send-lag p99 (ms), each from that second's interval histograms
   spectrum    per endpoint: the percentile spectrum of its merged histogram, HdrHistogram style
               (x = 1/(1-q) on a log axis, y = latency in ms)
   status, errors  per endpoint: counts by status code and by error kind
@@ -71,7 +71,7 @@ def page_data(rep: dict[str, Any]) -> dict[str, Any]:
         "spectrum": spectrum,
         "status": status,
         "errors": errors,
-        "open": _open_loop(iv, rep) if cfg.get("open_loop") else None,
+        "open": _open_loops(iv, rep) if cfg.get("open_loop") else None,
         "target": _target_metrics(rep.get("target_metrics")),
     }
     return out
@@ -119,19 +119,31 @@ def _mode(cfg: dict[str, Any]) -> str:
     return f"open loop, stages {stages}, {cfg.get('arrival', 'constant')}"
 
 
-def _p99s(iv: Intervals, view: str) -> dict[int, float]:
+def _p99s(iv: Intervals, view: str, endpoint: str | None = None) -> dict[int, float]:
     out = {}
-    for sec, sc, _ in iv.each(view):
+    for sec, sc, _ in iv.each(view, endpoint):
         v = percentiles(iv.codec.template, sc.val, sc.total, (99.0,), sc.idx)
         out[sec] = ms(v[99.0])
     return out
 
 
-def _open_loop(iv: Intervals, rep: dict[str, Any]) -> dict[str, list[Any]]:
-    """Per second: corrected p99 (the series'), uncorrected p99 and send-lag p99."""
-    unc, lag = _p99s(iv, "uncorrected"), _p99s(iv, "send_lag")
-    secs = [p["second"] for p in rep.get("series") or []]
-    corr = {p["second"]: p.get("p99_ms") for p in rep.get("series") or []}
+def _open_loops(iv: Intervals, rep: dict[str, Any]) -> dict[str, dict[str, list[Any]]]:
+    """Per endpoint ("*" the totals), per second: corrected p99 (the series'), uncorrected p99 and
+    send-lag p99, each from that second's interval histograms of the endpoint."""
+    out = {ALL: _open_loop(iv, rep.get("series") or [], None)}
+    eps = rep.get("endpoints") or {}
+    if len(eps) > 1:
+        for name, e in eps.items():
+            out[name] = _open_loop(iv, e.get("series") or [], name)
+    return out
+
+
+def _open_loop(
+    iv: Intervals, series: list[dict[str, Any]], endpoint: str | None
+) -> dict[str, list[Any]]:
+    unc, lag = _p99s(iv, "uncorrected", endpoint), _p99s(iv, "send_lag", endpoint)
+    secs = [p["second"] for p in series]
+    corr = {p["second"]: p.get("p99_ms") for p in series}
     return {
         "t": secs,
         "corrected": [corr.get(s) for s in secs],

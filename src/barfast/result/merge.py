@@ -53,6 +53,8 @@ SERIES_OPEN_S = 5
 # Views whose per-second histograms the result keeps (the report's `intervals`): latency and, for
 # open loop, its uncorrected view and the send lag.
 INTERVAL_VIEWS = ("latency", "uncorrected", "send_lag")
+# An endpoint's per-second views beyond its latency (open loop only) and their series keys.
+OPEN_LOOP_VIEWS = {"uncorrected": "p99_uncorrected_ms", "send_lag": "send_lag_p99_ms"}
 MAX_REJECT_REASONS = 5
 
 
@@ -65,6 +67,10 @@ class EndpointSecond:
     errors: int = 0
     latency: Parts = field(default_factory=Parts)
     figures: dict[str, float | None] | None = None  # set when closed: p50/p90/p99/max_ms
+    # open loop: the uncorrected latency and the send lag, so each endpoint's coordinated omission
+    # is visible per second (OPEN_LOOP_VIEWS); their p99s once closed
+    open_views: dict[str, Parts] = field(default_factory=dict)
+    open_p99: dict[str, float | None] | None = None
 
 
 @dataclass
@@ -235,6 +241,10 @@ class Merger:
         lat = part.hists.get("latency")
         if lat is not None:
             es.latency.add(lat)
+        for name in OPEN_LOOP_VIEWS:
+            sc = part.hists.get(name)
+            if sc is not None:
+                es.open_views.setdefault(name, Parts()).add(sc)
 
     def worker_lost(self, worker_id: int) -> None:
         """Mark a worker lost: its data up to its last snapshot stays in the result."""
@@ -261,6 +271,13 @@ class Merger:
         for es in point.endpoints.values():
             if es.figures is None or es.latency.idx:
                 es.figures = self._codec.reduce(es.latency)
+            if es.open_views and (
+                es.open_p99 is None or any(p.idx for p in es.open_views.values())
+            ):
+                es.open_p99 = {
+                    OPEN_LOOP_VIEWS[n]: self._codec.reduce(p)["p99_ms"]
+                    for n, p in es.open_views.items()
+                }
 
     def _second_pcts(self, point: Second) -> dict[str, float]:
         if point.pcts is not None:
@@ -270,8 +287,20 @@ class Merger:
 
     def _endpoint_figures(self, es: EndpointSecond) -> dict[str, float | None]:
         if es.figures is not None and not es.latency.idx:
-            return es.figures
-        return self._codec.figures(*es.latency.combined())
+            figs = es.figures
+        else:
+            figs = self._codec.figures(*es.latency.combined())
+        if not es.open_views:
+            return figs
+        if es.open_p99 is not None and not any(p.idx for p in es.open_views.values()):
+            return {**figs, **es.open_p99}
+        return {
+            **figs,
+            **{
+                OPEN_LOOP_VIEWS[n]: self._codec.figures(*p.combined())["p99_ms"]
+                for n, p in es.open_views.items()
+            },
+        }
 
     def interval_blobs(self) -> dict[int, dict[str, str]]:
         """Per second: the blob of each INTERVAL_VIEWS view with counts (closing every second)."""
@@ -282,15 +311,20 @@ class Merger:
             out[sec] = {n: p.blob for n, p in point.views.items() if p.blob is not None}
         return out
 
-    def endpoint_interval_blobs(self) -> dict[int, dict[int, str]]:
-        """Per endpoint index, per second: its latency blob (closing every second)."""
-        out: dict[int, dict[int, str]] = {}
+    def endpoint_interval_blobs(self) -> dict[int, dict[int, dict[str, str]]]:
+        """Per endpoint index, per second: its latency blob (and in open loop its uncorrected and
+        send-lag blobs) by view name (closing every second)."""
+        out: dict[int, dict[int, dict[str, str]]] = {}
         for sec in sorted(self.seconds):
             point = self.seconds[sec]
             self._close(point)
             for i, es in sorted(point.endpoints.items()):
                 if es.latency.blob is not None:
-                    out.setdefault(i, {})[sec] = es.latency.blob
+                    views = {"latency": es.latency.blob}
+                    for name, p in es.open_views.items():
+                        if p.blob is not None:
+                            views[name] = p.blob
+                    out.setdefault(i, {})[sec] = views
         return out
 
     # -- queries (also for live progress) -------------------------------------------------------
@@ -314,8 +348,8 @@ class Merger:
         return [p for s in sorted(self.seconds) if (p := self.series_point(s)) is not None]
 
     def endpoint_series(self) -> dict[int, list[dict[str, Any]]]:
-        """Per endpoint index: [{second, requests, errors, p50_ms, p90_ms, p99_ms, max_ms}] for the
-        seconds in which it got samples (latency figures None without latency counts: no
+        """Per endpoint index: [{second, requests, errors, p50_ms, p90_ms, p99_ms, max_ms, and in
+        open loop p99_uncorrected_ms, send_lag_p99_ms}] for the seconds in which it got samples (latency figures None without latency counts: no
         completed response, or beyond the per-endpoint histogram bound)."""
         out: dict[int, list[dict[str, Any]]] = {}
         for sec in sorted(self.seconds):

@@ -155,7 +155,9 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
     rep["workers"] = [worker_row(w) for w in sorted(m.workers.values(), key=lambda w: w.worker)]
     rep["workers_lost"] = m.lost_workers
     if config_info.get("endpoints"):
-        rep["endpoints"], rep["checks"] = _endpoints(m, rep, config_info["endpoints"], duration_s)
+        rep["endpoints"], rep["checks"] = _endpoints(
+            m, rep, config_info["endpoints"], duration_s, open_loop
+        )
     if config_info.get("flows"):
         rep["flows"] = _flows(m, config_info, duration_s)
     rep["generator"] = {
@@ -172,14 +174,14 @@ def build_report(m: Merger, config_info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _endpoints(
-    m: Merger, rep: dict[str, Any], specs: list[dict[str, Any]], duration_s: float
+    m: Merger, rep: dict[str, Any], specs: list[dict[str, Any]], duration_s: float, open_loop: bool
 ) -> tuple[dict[str, Any], dict[str, int]]:
     """Per endpoint, the totals' shape: requests (exact engine counters, all workers), status and
     error kinds, rate, latency, connect and ttfb summaries, check results, a per-second series;
     and the checks over all endpoints. A failed check is not an error: the response is counted
     completed and the failure apart."""
     totals = m.endpoint_totals()
-    figures = _endpoint_figures(m, rep, len(specs))
+    figures = _endpoint_figures(m, rep, len(specs), open_loop)
     out: dict[str, Any] = {}
     passed = failed = 0
     for i, spec in enumerate(specs):
@@ -195,6 +197,8 @@ def _endpoints(
             **{k: fig[k] for k in ("latency_ms", "connect_ms", "ttfb_ms")},
             # https: the handshake time of the connections this endpoint's requests opened
             **({"tls_ms": fig["tls_ms"]} if (fig.get("tls_ms") or {}).get("count") else {}),
+            # open loop: this endpoint's latency from the actual send, and its send lag
+            **{k: fig[k] for k in ("latency_uncorrected_ms", "send_lag_ms") if k in fig},
         }
         if spec.get("checks"):
             row["checks"] = {
@@ -290,7 +294,9 @@ def _flows(m: Merger, config_info: dict[str, Any], duration_s: float) -> dict[st
     return out
 
 
-def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, Any]]:
+def _endpoint_figures(
+    m: Merger, rep: dict[str, Any], n: int, open_loop: bool
+) -> list[dict[str, Any]]:
     """Per endpoint: status, errors (by kind), latency/connect/ttfb summaries and the series.
 
     One endpoint: its figures are the totals (the workers keep nothing per endpoint then). Several:
@@ -301,6 +307,11 @@ def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, 
         return [
             {
                 **{k: rep[k] for k in ("status", "errors", "latency_ms", "connect_ms", "ttfb_ms")},
+                **(
+                    {k: rep[k] for k in ("latency_uncorrected_ms", "send_lag_ms")}
+                    if open_loop
+                    else {}
+                ),
                 "tls_ms": rep.get("tls_ms"),
                 "series": [_endpoint_point(p, has_latency) for p in rep["series"]],
                 "histogram": {
@@ -329,7 +340,7 @@ def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, 
             "histogram": {v: _text(hists[v].encode()) for v in ENDPOINT_VIEWS if v in hists}
             if i < ENDPOINT_HISTS_MAX
             else None,
-            "intervals": [{"second": s, "latency": b} for s, b in blobs.get(i, {}).items()],
+            "intervals": [{"second": s, **views} for s, views in blobs.get(i, {}).items()],
         }
         for key, view in (
             ("latency_ms", "latency"),
@@ -338,6 +349,9 @@ def _endpoint_figures(m: Merger, rep: dict[str, Any], n: int) -> list[dict[str, 
             ("tls_ms", "tls"),
         ):
             fig[key] = latency_summary(hists.get(view, empty)) if i < ENDPOINT_HISTS_MAX else None
+        if open_loop:
+            for key, view in (("latency_uncorrected_ms", "uncorrected"), ("send_lag_ms", "send_lag")):
+                fig[key] = latency_summary(hists.get(view, empty)) if i < ENDPOINT_HISTS_MAX else None
         out.append(fig)
     return out
 

@@ -81,8 +81,6 @@ def resolve(
         else:
             idx = None
         scope = None if idx is None or len(idx) == len(endpoints) else idx
-        if scope is not None and t.view == "send_lag":
-            raise UsageError(f"{where}: send lag is kept for the whole run, not per endpoint")
         if scope is not None and t.view and any(i >= ENDPOINT_HISTS_MAX for i in scope):
             raise UsageError(
                 f"{where}: endpoints from #{ENDPOINT_HISTS_MAX} on have no latency figures of "

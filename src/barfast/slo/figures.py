@@ -5,8 +5,8 @@ Every figure comes from the Merger's exact merged data (all workers, local and r
 counts (the merged layout, summed over a scope's endpoints, exactly like the Merger's own adds),
 the engine's request counters, status tallies and check counters. A scope is a set of endpoint
 indexes, or None for the whole run. Endpoints have latency, connect and ttfb histograms of their
-own (engine/aggregate.py ENDPOINT_VIEWS), not send lag; a run of one endpoint keeps nothing per
-endpoint, so that endpoint's figures are the run's.
+own, and in open loop send lag (engine/aggregate.py ENDPOINT_VIEWS); a run of one endpoint keeps
+nothing per endpoint, so that endpoint's figures are the run's.
 """
 
 from __future__ import annotations

@@ -31,12 +31,14 @@
 # a negative difference (cannot happen with one monotonic clock, but a ring is a public format) is
 # recorded as 0 and counted (`negative`).
 #
-# Per endpoint (a scenario with more than one endpoint): corrected latency, connect and ttfb
-# histograms of the totals' layout, and per-interval status and error-kind counts, all cleared at
+# Per endpoint (a scenario with more than one endpoint): corrected latency, connect, ttfb and tls
+# histograms of the totals' layout (in open loop also uncorrected latency and send lag, so each
+# endpoint's coordinated omission can be seen; in closed loop they would repeat the corrected view
+# and zero), and per-interval status and error-kind counts, all cleared at
 # each take so a snapshot carries interval deltas the coordinator adds exactly. An endpoint's block
 # is allocated at its first sample (one that never gets a sample costs one pointer): ~8.5 KiB of
-# counts plus, below the `endpoint_hists` bound, three hdrh histograms (aggregate.py says what that
-# bound costs). A sample whose endpoint lies outside the table is counted (`endpoint_unknown`) in the
+# counts plus, below the `endpoint_hists` bound, four (open loop: six) hdrh histograms
+# (aggregate.py says what that bound costs). A sample whose endpoint lies outside the table is counted (`endpoint_unknown`) in the
 # totals only.
 
 from libc.string cimport memset
@@ -55,11 +57,14 @@ cdef enum:
     HIST_CONN = 3
     HIST_TTFB = 4
     HIST_TLS = 5
-    HIST_EP_VIEWS = 4         # per endpoint: corrected, connect, ttfb, tls
+    HIST_EP_VIEWS = 6         # per endpoint: corrected, connect, ttfb, tls, uncorrected, send lag
+    HIST_EP_CLOSED_VIEWS = 4  # closed loop: the first four
     HIST_EP_LAT = 0
     HIST_EP_CONN = 1
     HIST_EP_TTFB = 2
     HIST_EP_TLS = 3
+    HIST_EP_UNC = 4
+    HIST_EP_LAG = 5
     HIST_MAX_ENDPOINTS = 4096  # the engine's endpoint table bound
     HIST_STATUS_SLOTS = 1000  # HTTP status 0..999; anything else lands in slot 0
     HIST_ERROR_SLOTS = 16     # bf_error_t values; >= 16 lands in slot 15
@@ -202,7 +207,7 @@ cdef Py_ssize_t hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next
     has no block yet (nothing of record k is counted then; the caller opens it and resumes at k)."""
     cdef Py_ssize_t k
     cdef int kind
-    cdef uint64_t v, lat, ttfb
+    cdef uint64_t v, lat, ttfb, unc, lag
     cdef const bf_sample_t *r
     cdef hist_ep_t *ep = NULL
     for k in range(n):
@@ -258,8 +263,10 @@ cdef Py_ssize_t hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next
         lat = hist_diff(r.done_ns, r.intended_ns, t)
         ttfb = hist_diff(r.first_byte_ns, r.send_ns, t)
         hist_record(&views[HIST_LAT], lat)
-        hist_record(&views[HIST_UNC], hist_diff(r.done_ns, r.send_ns, t))
-        hist_record(&views[HIST_LAG], hist_diff(r.send_ns, r.intended_ns, t))
+        unc = hist_diff(r.done_ns, r.send_ns, t)
+        lag = hist_diff(r.send_ns, r.intended_ns, t)
+        hist_record(&views[HIST_UNC], unc)
+        hist_record(&views[HIST_LAG], lag)
         hist_record(&views[HIST_TTFB], ttfb)
         if (r.flags & BF_FLAG_NEW_CONN) and r.sys_errno:
             v = hist_f16_ns(r.sys_errno)
@@ -272,11 +279,14 @@ cdef Py_ssize_t hist_record_batch(hist_t *views, hist_tally_t *t, uint64_t *next
             if ep.views[HIST_EP_LAT].counts != NULL:
                 hist_record(&ep.views[HIST_EP_LAT], lat)
                 hist_record(&ep.views[HIST_EP_TTFB], ttfb)
+                if ep.views[HIST_EP_UNC].counts != NULL:
+                    hist_record(&ep.views[HIST_EP_UNC], unc)
+                    hist_record(&ep.views[HIST_EP_LAG], lag)
     return n
 
 
 _HIST_VIEW_NAMES = ("latency", "uncorrected", "send_lag", "connect", "ttfb", "tls")
-_HIST_EP_VIEW_NAMES = ("latency", "connect", "ttfb", "tls")
+_HIST_EP_VIEW_NAMES = ("latency", "connect", "ttfb", "tls", "uncorrected", "send_lag")
 
 
 cdef inline uint64_t hist_f16_ns(uint16_t code) noexcept nogil:
@@ -297,13 +307,15 @@ cdef class SampleRecorder:
     cdef hist_ep_t **eps           # n_eps pointers, NULL until the endpoint's first sample
     cdef Py_ssize_t n_eps          # 0: no per-endpoint recording (the totals are the endpoint)
     cdef Py_ssize_t ep_hists       # endpoints below this index get histograms
+    cdef int ep_views              # histograms per endpoint: HIST_EP_VIEWS (open loop) or 4
     cdef object _factory           # () -> an empty hdrh histogram for an endpoint
     cdef object _hists             # the hdrh objects (keep their counts buffers alive)
     cdef object _buffers           # the typed memoryviews the pointers come from
-    cdef dict _ep_hists            # endpoint -> its three hdrh objects
+    cdef dict _ep_hists            # endpoint -> its hdrh objects (ep_views of them)
 
     def __cinit__(self, latency, uncorrected, send_lag, connect, ttfb, tls=None, *,
-                  Py_ssize_t endpoints=0, Py_ssize_t endpoint_hists=0, factory=None):
+                  Py_ssize_t endpoints=0, Py_ssize_t endpoint_hists=0, factory=None,
+                  bint endpoint_open_loop=False):
         cdef int i
         if tls is None:   # a caller that does not read TLS handshakes: a private histogram
             tls = type(latency)(latency.lowest_trackable_value, latency.highest_trackable_value,
@@ -314,6 +326,7 @@ cdef class SampleRecorder:
         self._ep_hists = {}
         self.eps = NULL
         self.n_eps = 0
+        self.ep_views = HIST_EP_VIEWS if endpoint_open_loop else HIST_EP_CLOSED_VIEWS
         memset(&self._tally, 0, sizeof(hist_tally_t))
         self.next_seq = 0
         for i in range(HIST_VIEWS):
@@ -347,8 +360,8 @@ cdef class SampleRecorder:
             raise MemoryError()
         try:
             if e < self.ep_hists:
-                hs = tuple(self._factory() for _ in range(HIST_EP_VIEWS))
-                for i in range(HIST_EP_VIEWS):
+                hs = tuple(self._factory() for _ in range(self.ep_views))
+                for i in range(self.ep_views):
                     self._buffers.append(hist_bind(&ep.views[i], hs[i]))
                 self._ep_hists[e] = hs
         except BaseException:
@@ -384,7 +397,7 @@ cdef class SampleRecorder:
         for i in range(HIST_VIEWS):
             hist_sync(&self.views[i], self._hists[i])
         for e, hs in self._ep_hists.items():
-            for i in range(HIST_EP_VIEWS):
+            for i in range(self.ep_views):
                 hist_sync(&self.eps[e].views[i], hs[i])
 
     def clear_histograms(self):
@@ -400,7 +413,7 @@ cdef class SampleRecorder:
             if ep == NULL or not ep.samples:
                 continue
             if ep.views[0].counts != NULL:
-                for i in range(HIST_EP_VIEWS):
+                for i in range(self.ep_views):
                     hist_clear(&ep.views[i])
             ep.samples = ep.completed = ep.errors = 0
             memset(ep.status, 0, HIST_STATUS_SLOTS * sizeof(uint64_t))
@@ -414,7 +427,8 @@ cdef class SampleRecorder:
     def endpoints_interval(self):
         """Endpoints with samples since the last clear, in table order: a list of (endpoint,
         {samples, completed, errors, status {code: n}, error {kind value: n}}, its three hdrh
-        histograms (latency, connect, ttfb; synced) or None beyond the endpoint_hists bound)."""
+        histograms (latency, connect, ttfb, tls, and in open loop uncorrected and send_lag; synced) or
+        None beyond the endpoint_hists bound)."""
         cdef Py_ssize_t e
         cdef int i
         cdef hist_ep_t *ep
@@ -425,7 +439,7 @@ cdef class SampleRecorder:
                 continue
             hs = self._ep_hists.get(e)
             if hs is not None:
-                for i in range(HIST_EP_VIEWS):
+                for i in range(self.ep_views):
                     hist_sync(&ep.views[i], hs[i])
             out.append((e, {
                 "samples": ep.samples,

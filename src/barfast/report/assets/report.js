@@ -130,21 +130,15 @@
     ], [s.t, s.p50, s.p90, s.p99, s.max]);
     const sec = document.getElementById("s-open");
     if (D.open) {
-      const note = document.getElementById("open-note");
-      let p99 = D.open.corrected;
-      if (selected !== ALL) {
-        // Per endpoint the result keeps the corrected view only: align its p99 to the totals' seconds.
-        const m = new Map(s.t.map((t, i) => [t, s.p99[i]]));
-        p99 = D.open.t.map((t) => (m.has(t) ? m.get(t) : null));
-        note.textContent = "p99 corrected: endpoint " + selected + "; uncorrected and send lag: all endpoints.";
-      } else {
-        note.textContent = "All endpoints.";
-      }
+      // per endpoint: its own corrected and uncorrected p99 and send lag (open loop)
+      const o = D.open[selected] || D.open[ALL];
+      document.getElementById("open-note").textContent =
+        selected === ALL ? "All endpoints." : "Endpoint " + selected + ".";
       timeChart("open", "c-open", [
         { label: "p99 corrected", stroke: "#d62728", width: 1.5 },
         { label: "p99 uncorrected", stroke: "#2a6fdb", width: 1.5 },
         { label: "send lag p99", stroke: "#9467bd", dash: [4, 4] },
-      ], [D.open.t, p99, D.open.uncorrected, D.open.send_lag]);
+      ], [o.t, o.corrected, o.uncorrected, o.send_lag]);
     } else {
       sec.style.display = "none";
     }
