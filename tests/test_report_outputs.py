@@ -97,15 +97,18 @@ def test_the_intervals_add_up_to_the_merged_histograms_exactly(runs, kind) -> No
         assert set(e["histogram"]) >= set(iv.views)
         for view in iv.views:
             _same(iv.merged(view, name), e["histogram"][view])
-            assert HdrHistogram.decode(e["histogram"][view]).get_total_count() == (
-                e["requests"]["completed"]
+            assert (
+                HdrHistogram.decode(e["histogram"][view]).get_total_count()
+                == (e["requests"]["completed"])
             )
     for view in iv.views:
-        assert sum(
-            HdrHistogram.decode(rep["endpoints"][n]["histogram"][view]).get_total_count()
-            for n in iv.endpoint_names
-        ) == HdrHistogram.decode(rep["histogram"][view]).get_total_count() == (
-            rep["requests"]["completed"]
+        assert (
+            sum(
+                HdrHistogram.decode(rep["endpoints"][n]["histogram"][view]).get_total_count()
+                for n in iv.endpoint_names
+            )
+            == HdrHistogram.decode(rep["histogram"][view]).get_total_count()
+            == (rep["requests"]["completed"])
         )
 
 

@@ -350,8 +350,13 @@ def _endpoint_figures(
         ):
             fig[key] = latency_summary(hists.get(view, empty)) if i < ENDPOINT_HISTS_MAX else None
         if open_loop:
-            for key, view in (("latency_uncorrected_ms", "uncorrected"), ("send_lag_ms", "send_lag")):
-                fig[key] = latency_summary(hists.get(view, empty)) if i < ENDPOINT_HISTS_MAX else None
+            for key, view in (
+                ("latency_uncorrected_ms", "uncorrected"),
+                ("send_lag_ms", "send_lag"),
+            ):
+                fig[key] = (
+                    latency_summary(hists.get(view, empty)) if i < ENDPOINT_HISTS_MAX else None
+                )
         out.append(fig)
     return out
 

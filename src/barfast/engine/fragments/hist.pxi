@@ -34,11 +34,11 @@
 # Per endpoint (a scenario with more than one endpoint): corrected latency, connect, ttfb and tls
 # histograms of the totals' layout (in open loop also uncorrected latency and send lag, so each
 # endpoint's coordinated omission can be seen; in closed loop they would repeat the corrected view
-# and zero), and per-interval status and error-kind counts, all cleared at
-# each take so a snapshot carries interval deltas the coordinator adds exactly. An endpoint's block
-# is allocated at its first sample (one that never gets a sample costs one pointer): ~8.5 KiB of
-# counts plus, below the `endpoint_hists` bound, four (open loop: six) hdrh histograms
-# (aggregate.py says what that bound costs). A sample whose endpoint lies outside the table is counted (`endpoint_unknown`) in the
+# and zero), and per-interval status and error-kind counts, all cleared at each take so a snapshot
+# carries interval deltas the coordinator adds exactly. An endpoint's block is allocated at its
+# first sample (one that never gets a sample costs one pointer): ~8.5 KiB of counts plus, below the
+# `endpoint_hists` bound, four (open loop: six) hdrh histograms (aggregate.py says what that bound
+# costs). A sample whose endpoint lies outside the table is counted (`endpoint_unknown`) in the
 # totals only.
 
 from libc.string cimport memset
