@@ -96,9 +96,9 @@ class SampleRecorder:
     otherwise only counted (by kind and sys_errno); values above the top are clamped to it and
     counted; negative differences record 0 and are counted.
 
-    With endpoints > 1, per endpoint too: latency (corrected), connect and ttfb histograms (made by
-    `factory()` at the endpoint's first sample, for endpoints below `endpoint_hists`) and interval
-    status and error-kind counts.
+    With endpoints > 1, per endpoint too: latency (corrected), connect, ttfb and tls histograms, and
+    with endpoint_open_loop also uncorrected and send lag (made by `factory()` at the endpoint's
+    first sample, for endpoints below `endpoint_hists`) and interval status and error-kind counts.
     """
 
     def __init__(
@@ -112,6 +112,7 @@ class SampleRecorder:
         endpoints: int = 0,
         endpoint_hists: int = 0,
         factory: Callable[[], Any] | None = None,
+        endpoint_open_loop: bool = False,
     ) -> None:
         """Five EMPTY hdrh histograms with 64-bit counts (word_size 8); layouts may differ.
         endpoints: the endpoint table's size (0 or 1: no per-endpoint recording)."""

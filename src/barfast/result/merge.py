@@ -242,9 +242,9 @@ class Merger:
         if lat is not None:
             es.latency.add(lat)
         for name in OPEN_LOOP_VIEWS:
-            sc = part.hists.get(name)
-            if sc is not None:
-                es.open_views.setdefault(name, Parts()).add(sc)
+            view = part.hists.get(name)
+            if view is not None:
+                es.open_views.setdefault(name, Parts()).add(view)
 
     def worker_lost(self, worker_id: int) -> None:
         """Mark a worker lost: its data up to its last snapshot stays in the result."""
