@@ -49,7 +49,11 @@ from barfast.status import ExitCode, NoLoadError, ProtocolError, UsageError
 POLL_MS = 100
 LOCAL_HELLO_TIMEOUT_S = 30.0  # an exec'd local worker imports numpy/hdrh/zmq: seconds when loaded
 ACK_TIMEOUT_S = 15.0
-LOCAL_START_DELAY_NS = 200_000_000  # START -> first request: enough for every worker to receive it
+# START -> first request, local workers: time to receive START and build the engine before its
+# start time. The build takes ~1 ms plus ~2.5 us per connection (26 ms for 10,000; the same under
+# two CPU hogs), so 40 ms plus 5 us per connection of the largest share leaves it twice that.
+LOCAL_START_DELAY_NS = 40_000_000
+LOCAL_START_DELAY_PER_CONN_NS = 5_000
 REMOTE_START_DELAY_NS = 500_000_000
 STOP_GRACE_S = 3.0  # after STOP, wait this long for FINALs
 END_GRACE_S = 5.0  # past the planned end (+ request timeout) before the coordinator sends STOP
@@ -117,6 +121,7 @@ class Coordinator:
         self.report_meta: dict[str, Any] | None = None  # and its meta
         self.n_local = local_workers
         self.n_remote = expect_workers
+        self.most_connections = 0  # the largest share of connections (send_plans)
         self.n_total = local_workers + expect_workers
         self.bind = bind
         self.wait_timeout_s = wait_timeout_s
@@ -375,6 +380,7 @@ class Coordinator:
         plans = split_plan(self.cfg, self.n_total)
         if len(plans) != self.n_total:  # run_command sized the run with effective_workers()
             raise UsageError(f"the plan has {len(plans)} shares for {self.n_total} workers")
+        self.most_connections = max(max(p.connections, p.max_connections) for p in plans)
         ordered = sorted(self.peers.values(), key=lambda p: (not p.local, p.last_heard))
         # the report's `config` as the caller will write it (remote workers keep it in their
         # result files, so `barfast merge` rebuilds the same report)
@@ -403,7 +409,11 @@ class Coordinator:
 
     def start(self) -> None:
         self.merger = Merger()
-        delay = REMOTE_START_DELAY_NS if self.n_remote else LOCAL_START_DELAY_NS
+        delay = (
+            REMOTE_START_DELAY_NS
+            if self.n_remote
+            else LOCAL_START_DELAY_NS + LOCAL_START_DELAY_PER_CONN_NS * self.most_connections
+        )
         self.broadcast(MsgKind.START, {"start_in_ns": delay})
         self.start_t = time.monotonic() + delay / NS_PER_S
         for p in self.peers.values():
