@@ -18,6 +18,17 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """`-m load` runs in one process: a load test measures rates and latencies, so it must not share
+    the machine's two CPUs with another test (the default run uses two, pyproject's addopts)."""
+    expr = config.option.markexpr or ""
+    if "load" in expr and "not load" not in expr and hasattr(config.option, "numprocesses"):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+
+
 # Property tests explore new random examples on every developer run (that is how a hdrh limit at
 # 2^62 turned up), but CI (CI=true, set by .ci/run) replays the same derandomized
 # examples, so a submission is judged by the code, not by the day's draw.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
+import sys
 import time
 
 import pytest
@@ -27,25 +27,41 @@ def _child(action: str) -> spawn.ForkedWorker:
     return spawn.ForkedWorker(pid)
 
 
+CAN_FORK_ONLY_WHILE_ONE_THREAD = """
+import threading, time
+from barfast.fanout import spawn
+assert spawn.thread_count() == 1, spawn.thread_count()
+assert spawn.can_fork()
+stop = threading.Event()
+t = threading.Thread(target=stop.wait)
+t.start()
+try:
+    assert spawn.thread_count() == 2
+    assert not spawn.can_fork()  # a lock held by that thread would stay held in a child
+finally:
+    stop.set()
+    t.join()
+# The kernel removes the task a moment after join() returns (the thread is still exiting):
+# until then can_fork() stays on the safe side.
+deadline = time.monotonic() + 5
+while spawn.thread_count() != 1 and time.monotonic() < deadline:
+    time.sleep(0.001)
+assert spawn.can_fork()
+print("ok")
+"""
+
+
 def test_can_fork_only_while_one_thread() -> None:
-    if spawn.thread_count() != 1:
-        pytest.skip("the test process already has a second thread")
-    assert spawn.can_fork()
-    stop = threading.Event()
-    t = threading.Thread(target=stop.wait)
-    t.start()
-    try:
-        assert spawn.thread_count() == 2
-        assert not spawn.can_fork()  # a lock held by that thread would stay held in a child
-    finally:
-        stop.set()
-        t.join()
-    # The kernel removes the task a moment after join() returns (the thread is still exiting):
-    # until then can_fork() stays on the safe side.
-    deadline = time.monotonic() + 5
-    while spawn.thread_count() != 1 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert spawn.can_fork()
+    # In a fresh interpreter: the test process may have threads of its own (pytest-xdist's).
+    env = {k: v for k, v in os.environ.items() if k != spawn.SPAWN_ENV}
+    p = subprocess.run(
+        [sys.executable, "-c", CAN_FORK_ONLY_WHILE_ONE_THREAD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert p.returncode == 0 and p.stdout == "ok\n", p.stderr
 
 
 def test_exec_is_forced_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
