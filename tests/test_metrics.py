@@ -57,6 +57,39 @@ def _sum(samples: Samples, name: str, **match: str) -> float:
     )
 
 
+def _run_scraped(args: list[str], port: int, out: Path, every_s: float) -> list[Samples]:
+    """`barfast run ARGS -o OUT --metrics-addr` while its page is scraped every `every_s` until it
+    says the run is done; the scrapes, once the run exited 0."""
+    run = subprocess.Popen(
+        barfast_cmd(
+            "run",
+            *args,
+            "-q",
+            "-o",
+            str(out),
+            "--metrics-addr",
+            f"127.0.0.1:{port}",
+            "--metrics-linger",
+            "1s",
+        ),  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    scrapes: list[Samples] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        s = _scrape(f"http://127.0.0.1:{port}/metrics")
+        if s is not None:
+            scrapes.append(s)
+            if _get(s, "barfast_run_done") == 1.0:
+                break
+        time.sleep(every_s)
+    _, err = run.communicate(timeout=30)
+    assert run.returncode == 0, err
+    return scrapes
+
+
 @contextmanager
 def _serve(*args: str) -> Iterator[tuple[str, str | None]]:
     """`barfast serve` in a process: (its URL, its metrics URL or None)."""
@@ -96,33 +129,7 @@ def test_live_metrics_are_monotonic_and_the_last_scrape_equals_the_report(kind, 
             args = [str(mix), "-c", "4", "-w", "2", "-d", "1500ms"]
         else:
             args = [url, "-R", "2000", "-c", "4", "-w", "1", "-d", "1500ms"]
-        run = subprocess.Popen(
-            barfast_cmd(
-                "run",
-                *args,
-                "-q",
-                "-o",
-                str(tmp_path / "run.json"),
-                "--metrics-addr",
-                f"127.0.0.1:{port}",
-                "--metrics-linger",
-                "1s",
-            ),  # fmt: skip
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        scrapes: list[Samples] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            s = _scrape(f"http://127.0.0.1:{port}/metrics")
-            if s is not None:
-                scrapes.append(s)
-                if _get(s, "barfast_run_done") == 1.0:
-                    break
-            time.sleep(0.1)
-        _, err = run.communicate(timeout=30)
-        assert run.returncode == 0, err
+        scrapes = _run_scraped(args, port, tmp_path / "run.json", every_s=0.1)
     rep = json.loads((tmp_path / "run.json").read_text())
     assert len(scrapes) >= 5 and _get(scrapes[-1], "barfast_run_done") == 1.0
     # every counter sample only grows from scrape to scrape (a series may appear, never shrink)
@@ -401,39 +408,8 @@ def test_live_metrics_count_flow_iterations_as_the_report_does(tmp_path) -> None
     with _serve("--sessions") as (url, _):
         shop = tmp_path / "shop.yaml"
         shop.write_text((example / "shop.yaml").read_text().replace("http://127.0.0.1:8080", url))
-        run = subprocess.Popen(
-            barfast_cmd(
-                "run",
-                str(shop),
-                "-n",
-                "120",
-                "-c",
-                "12",
-                "-w",
-                "2",
-                "-q",
-                "-o",
-                str(tmp_path / "run.json"),
-                "--metrics-addr",
-                f"127.0.0.1:{port}",
-                "--metrics-linger",
-                "1s",
-            ),  # fmt: skip
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        scrapes: list[Samples] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            s = _scrape(f"http://127.0.0.1:{port}/metrics")
-            if s is not None:
-                scrapes.append(s)
-                if _get(s, "barfast_run_done") == 1.0:
-                    break
-            time.sleep(0.05)
-        _, err = run.communicate(timeout=30)
-        assert run.returncode == 0, err
+        args = [str(shop), "-n", "120", "-c", "12", "-w", "2"]
+        scrapes = _run_scraped(args, port, tmp_path / "run.json", every_s=0.05)
     rep = json.loads((tmp_path / "run.json").read_text())
     it = rep["flows"]["shop"]["iterations"]
     assert (it["completed"], it["failed"]) == (120, 0)
