@@ -26,8 +26,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,6 +198,10 @@ class _ScrapeFailed(Exception):
 
 
 def _fetch(url: str) -> str:
+    # imported here: every run checks its --metrics-url options, few scrape (17 ms of start-up)
+    import urllib.error
+    import urllib.request
+
     req = urllib.request.Request(url, headers={"Accept": ACCEPT, "User-Agent": "barfast"})
     try:
         with urllib.request.urlopen(req, timeout=SCRAPE_TIMEOUT_S) as resp:  # noqa: S310
