@@ -56,7 +56,7 @@ def batch(rng: np.random.Generator, n: int, endpoints: int, sec: int, seq0: int)
 
 def build(seconds: int, endpoints: int, rate: int) -> tuple[Merger, float]:
     rng = np.random.default_rng(1)
-    agg = Aggregator(endpoints)
+    agg = Aggregator(endpoints, open_loop=True)  # per endpoint: uncorrected and send lag too
     m = Merger()
     feed = 0.0
     per = [{"started": 0, "completed": 0, "errors": 0} for _ in range(endpoints)]

@@ -10,7 +10,6 @@ Series, in this order for each second:
   Tag=uncorrected       open loop: latency from the actual send
   Tag=send_lag          open loop: actual send - intended send
   Tag=ep.NAME           a scenario of several endpoints: that endpoint's latency
-  Tag=ep.NAME.uncorrected, Tag=ep.NAME.send_lag   and in open loop its other two views
 A tag cannot hold a comma or white space (the line format's separators): those become "_".
 
 The payloads are the report's own interval blobs, which are hdrh's encode() of each interval, so
@@ -73,9 +72,9 @@ def series(rep: dict[str, Any]) -> list[tuple[str | None, str, str | None]]:
     iv = Intervals(rep)
     out: list[tuple[str | None, str, str | None]] = [(None, "latency", None)]
     out += [(v, v, None) for v in iv.views if v != "latency"]
-    for n in iv.endpoint_names:
-        out.append((f"ep.{tag_of(n)}", "latency", n))
-        out += [(f"ep.{tag_of(n)}.{v}", v, n) for v in iv.views if v != "latency"]
+    # an endpoint's latency only: its open-loop views are in the JSON (and on the page), and would
+    # triple the log's lines and its writing time (benchmarks/README.md, "Reports")
+    out += [(f"ep.{tag_of(n)}", "latency", n) for n in iv.endpoint_names]
     return out
 
 
