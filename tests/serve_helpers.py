@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import h11
 
@@ -118,3 +118,52 @@ def timed_get(sock: socket.socket) -> float:
         assert chunk, "connection closed"
         buf += chunk
     return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def tcp_server(
+    handler: Callable[[socket.socket, threading.Event], None], *, nodelay: bool = False
+) -> Iterator[int]:
+    """A listening socket on a free port; every accepted connection runs handler(conn, stop) in a
+    thread (OSError ends it quietly; the connection is closed after). nodelay: TCP_NODELAY on each
+    accepted connection, so a handler's separate sends leave as separate segments."""
+    stop = threading.Event()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(128)
+    ls.settimeout(0.05)
+    threads: list[threading.Thread] = []
+
+    def serve_one(conn: socket.socket) -> None:
+        try:
+            handler(conn, stop)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = ls.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if nodelay:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t = threading.Thread(target=serve_one, args=(conn,), daemon=True)
+            t.start()
+            threads.append(t)
+
+    acc = threading.Thread(target=accept_loop, daemon=True)
+    acc.start()
+    try:
+        yield ls.getsockname()[1]
+    finally:
+        stop.set()
+        acc.join(2)
+        ls.close()
+        for t in threads:
+            t.join(2)

@@ -8,14 +8,13 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 from barfast.engine.kinds import FLAG_CONN_CLOSE, ErrorKind
 from barfast.ring import Ring
+from serve_helpers import tcp_server as server
 from test_engine import MS, S, check_invariant, drain, make_engine, run_timed
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,49 +34,6 @@ def read_request(conn: socket.socket, buf: bytearray) -> bool:
         buf += data
     del buf[: buf.index(b"\r\n\r\n") + 4]
     return True
-
-
-@contextmanager
-def server(handler: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
-    """A listening socket on a free port; every accepted connection runs handler in a thread."""
-    stop = threading.Event()
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(128)
-    ls.settimeout(0.05)
-    threads: list[threading.Thread] = []
-
-    def serve_one(conn: socket.socket) -> None:
-        try:
-            handler(conn, stop)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def accept_loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = ls.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            t = threading.Thread(target=serve_one, args=(conn,), daemon=True)
-            t.start()
-            threads.append(t)
-
-    acc = threading.Thread(target=accept_loop, daemon=True)
-    acc.start()
-    try:
-        yield ls.getsockname()[1]
-    finally:
-        stop.set()
-        acc.join(2)
-        ls.close()
-        for t in threads:
-            t.join(2)
 
 
 def respond_forever(response: bytes, close_after: bool = False):

@@ -25,7 +25,7 @@ from barfast import Capture, Check, Flow, Repeat, Request, Scenario, Think
 from barfast.scenario.compile import compile_run
 from barfast.scenario.load import load_scenario
 from barfast.scenario.model import ScenarioError
-from serve_helpers import Client, connect, get, header, running
+from serve_helpers import Client, connect, get, header, running, tcp_server
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -417,46 +417,8 @@ def test_iteration_duration_is_the_thinks_plus_the_steps_latencies() -> None:
 
 @contextmanager
 def script_server(handler: Callable[[socket.socket], None]) -> Iterator[int]:
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(16)
-    ls.settimeout(0.05)
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = ls.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            t = threading.Thread(target=lambda c=conn: _guard(handler, c), daemon=True)
-            t.start()
-            threads.append(t)
-
-    acc = threading.Thread(target=loop, daemon=True)
-    acc.start()
-    try:
-        yield ls.getsockname()[1]
-    finally:
-        stop.set()
-        acc.join(2)
-        ls.close()
-        for t in threads:
-            t.join(2)
-
-
-def _guard(handler: Callable[[socket.socket], None], conn: socket.socket) -> None:
-    try:
-        handler(conn)
-    except OSError:
-        pass
-    finally:
-        conn.close()
+    with tcp_server(lambda conn, _stop: handler(conn), nodelay=True) as port:
+        yield port
 
 
 def read_request(conn: socket.socket, buf: bytearray) -> tuple[bytes, dict[bytes, bytes], bytes]:
