@@ -59,12 +59,13 @@ class Netns:
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} in {name}: {r.stderr.strip()}")
 
-    def build(self) -> None:
+    def build(self, hosts: dict[str, int] | None = None) -> None:
+        """A hub namespace with a bridge, and one namespace per host joined to it at SUBNET.last."""
         hub = self.ns("hub")
         self.add(hub)
         self.run(hub, "ip", "link", "add", "br0", "type", "bridge")
         self.run(hub, "ip", "link", "set", "br0", "up")
-        for i, (host, last) in enumerate(HOSTS.items()):
+        for i, (host, last) in enumerate((HOSTS if hosts is None else hosts).items()):
             name = self.ns(host)
             self.add(name)
             # Create the pair inside the hub, then move one end: nothing appears on the host.

@@ -60,20 +60,8 @@ class PodNet(Netns):
         self.hosts = hosts
         self.etc: list[Path] = []
 
-    def build(self) -> None:
-        hub = self.ns("hub")
-        self.add(hub)
-        self.run(hub, "ip", "link", "add", "br0", "type", "bridge")
-        self.run(hub, "ip", "link", "set", "br0", "up")
-        for i, (host, last) in enumerate(self.hosts.items()):
-            name = self.ns(host)
-            self.add(name)
-            self.run(hub, "ip", "link", "add", f"p{i}", "type", "veth", "peer", "name", "eth0")
-            self.run(hub, "ip", "link", "set", "eth0", "netns", name)
-            self.run(hub, "ip", "link", "set", f"p{i}", "master", "br0")
-            self.run(hub, "ip", "link", "set", f"p{i}", "up")
-            self.run(name, "ip", "addr", "add", f"{SUBNET}.{last}/24", "dev", "eth0")
-            self.run(name, "ip", "link", "set", "eth0", "up")
+    def build(self, hosts: dict[str, int] | None = None) -> None:
+        super().build(self.hosts if hosts is None else hosts)
 
     def hosts_file(self, host: str, entries: dict[str, str]) -> None:
         d = Path("/etc/netns") / self.ns(host)
