@@ -6,9 +6,26 @@ the same wherever it appears, so `barfast k8s render` takes exactly the load fla
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+# The load options both commands hand on unchanged (run_command, k8s render_command), by name.
+LOAD_KEYS = (
+    "connections", "duration", "requests", "method", "body", "body_file", "timeout",
+    "connect_timeout", "rate", "stages", "arrival", "max_connections", "naps", "latency",
+    "fail_on_worker_loss", "seed",
+)  # fmt: skip
+
+
+def load_kwargs(values: dict[str, Any]) -> dict[str, Any]:
+    """The shared load options out of a command's parameters (its locals()), as the keywords
+    run_command and render_command take: -H and --tag as lists."""
+    out = {k: values[k] for k in LOAD_KEYS}
+    out["headers"] = values["header"] or []
+    out["tags"] = values["tag"] or []
+    return out
+
 
 ConnectionsOpt = Annotated[
     int | None,
