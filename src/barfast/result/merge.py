@@ -349,8 +349,9 @@ class Merger:
 
     def endpoint_series(self) -> dict[int, list[dict[str, Any]]]:
         """Per endpoint index: [{second, requests, errors, p50_ms, p90_ms, p99_ms, max_ms, and in
-        open loop p99_uncorrected_ms, send_lag_p99_ms}] for the seconds in which it got samples (latency figures None without latency counts: no
-        completed response, or beyond the per-endpoint histogram bound)."""
+        open loop p99_uncorrected_ms, send_lag_p99_ms}] for the seconds in which it got samples
+        (latency figures None without latency counts: no completed response, or beyond the
+        per-endpoint histogram bound)."""
         out: dict[int, list[dict[str, Any]]] = {}
         for sec in sorted(self.seconds):
             for i, es in sorted(self.seconds[sec].endpoints.items()):
