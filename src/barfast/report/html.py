@@ -119,43 +119,38 @@ def _mode(cfg: dict[str, Any]) -> str:
     return f"open loop, stages {stages}, {cfg.get('arrival', 'constant')}"
 
 
-def _p99s(iv: Intervals, view: str, endpoint: str | None = None) -> dict[int, float]:
+def _p99s(iv: Intervals, view: str) -> dict[int, float]:
     out = {}
-    for sec, sc, _ in iv.each(view, endpoint):
+    for sec, sc, _ in iv.each(view):
         v = percentiles(iv.codec.template, sc.val, sc.total, (99.0,), sc.idx)
         out[sec] = ms(v[99.0])
     return out
 
 
 def _open_loops(iv: Intervals, rep: dict[str, Any]) -> dict[str, dict[str, list[Any]]]:
-    """Per endpoint ("*" the totals), per second: corrected p99 (the series'), uncorrected p99 and
-    send-lag p99, each from that second's interval histograms of the endpoint."""
-    out = {ALL: _open_loop(iv, rep.get("series") or [], None)}
+    """Per endpoint ("*" the totals), per second: corrected, uncorrected and send-lag p99. An
+    endpoint's series carries all three (merge.py, from its interval histograms); the totals' series
+    only the corrected one, so theirs come from the blobs."""
+    out = {ALL: _chart(rep.get("series") or [], _p99s(iv, "uncorrected"), _p99s(iv, "send_lag"))}
     eps = rep.get("endpoints") or {}
     if len(eps) > 1:
         for name, e in eps.items():
             series = e.get("series") or []
-            # an endpoint's series carries its per-second p99s (merge.py, from the same interval
-            # histograms): no decoding of 2 x 600 blobs per endpoint of a 10-minute run
-            out[name] = {
-                "t": [p["second"] for p in series],
-                "corrected": [p.get("p99_ms") for p in series],
-                "uncorrected": [p.get("p99_uncorrected_ms") for p in series],
-                "send_lag": [p.get("send_lag_p99_ms") for p in series],
-            }
+            out[name] = _chart(
+                series,
+                {p["second"]: p.get("p99_uncorrected_ms") for p in series},
+                {p["second"]: p.get("send_lag_p99_ms") for p in series},
+            )
     return out
 
 
-def _open_loop(
-    iv: Intervals, series: list[dict[str, Any]], endpoint: str | None
+def _chart(
+    series: list[dict[str, Any]], unc: dict[int, Any], lag: dict[int, Any]
 ) -> dict[str, list[Any]]:
-    """The totals' chart: their series has no uncorrected or send-lag p99, so from the blobs."""
-    unc, lag = _p99s(iv, "uncorrected", endpoint), _p99s(iv, "send_lag", endpoint)
     secs = [p["second"] for p in series]
-    corr = {p["second"]: p.get("p99_ms") for p in series}
     return {
         "t": secs,
-        "corrected": [corr.get(s) for s in secs],
+        "corrected": [p.get("p99_ms") for p in series],
         "uncorrected": [unc.get(s) for s in secs],
         "send_lag": [lag.get(s) for s in secs],
     }

@@ -258,9 +258,8 @@ def _endpoint_parts(
                 hists[name] = decoder.decode(blob)
             except HistoblobError as exc:
                 raise BadSnapshot(f"{where}.hist.{name}: {exc}") from None
-        for name in ("latency", "ttfb", "uncorrected", "send_lag"):
-            if name not in hists and name not in ("latency", "ttfb"):
-                continue  # closed loop: no uncorrected or send-lag view per endpoint
+        # latency and ttfb always; uncorrected and send lag when sent (open loop only)
+        for name in ("latency", "ttfb", *(v for v in ("uncorrected", "send_lag") if v in hists)):
             got = hists[name].total if name in hists else 0
             if i < ENDPOINT_HISTS_MAX and got != completed:
                 raise BadSnapshot(
